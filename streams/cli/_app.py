@@ -1,0 +1,30 @@
+"""The typer applications and consoles shared by every command module."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from streams.bootstrap import Container, bootstrap
+
+app = typer.Typer(
+    help="contactflow: GDPR-governed contact-centre events on Apache Kafka.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+broker_app = typer.Typer(help="Run the local Apache Kafka broker (KRaft).", no_args_is_help=True)
+topics_app = typer.Typer(help="Topics as code (infra/topics.yaml).", no_args_is_help=True)
+schemas_app = typer.Typer(help="Avro contracts (schemas/avro).", no_args_is_help=True)
+ledger_app = typer.Typer(help="The SQL ledger (system of record).", no_args_is_help=True)
+app.add_typer(broker_app, name="broker")
+app.add_typer(topics_app, name="topics")
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(ledger_app, name="ledger")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def container() -> Container:
+    """The composition root for one CLI invocation."""
+    return bootstrap()

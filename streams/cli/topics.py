@@ -1,0 +1,69 @@
+"""`contactflow topics apply | check | list`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from streams.cli._app import console, container, err_console, topics_app
+
+@topics_app.command("apply")
+def topics_apply(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only.")] = False,
+) -> None:
+    """Create or alter topics so the broker matches infra/topics.yaml; idempotent."""
+    from streams.topics import apply_plan, plan
+
+    root = container()
+    current = plan(root.admin(), root.topics)
+    if current.empty:
+        console.print("topics: nothing to do, the broker matches infra/topics.yaml")
+        return
+    for change in current.changes:
+        mark = "[red]![/]" if not change.fixable else ("~" if dry_run else "[green]+[/]")
+        console.print(f"{mark} {change}")
+    if dry_run:
+        console.print(f"{len(current.changes)} change(s) planned (dry run, nothing applied)")
+        return
+    applied = apply_plan(root.admin(), current.changes)
+    console.print(f"applied {len(applied)} change(s)")
+    if current.unfixable:
+        err_console.print(
+            f"[red]{len(current.unfixable)} difference(s) cannot be fixed automatically[/]"
+        )
+        raise typer.Exit(1)
+
+
+@topics_app.command("check")
+def topics_check() -> None:
+    """Exit non-zero when the broker drifts from infra/topics.yaml, naming each drift."""
+    from streams.topics import plan
+
+    root = container()
+    current = plan(root.admin(), root.topics)
+    if current.empty:
+        console.print(f"topics: {len(root.topics.specs)} topics match infra/topics.yaml")
+        return
+    for change in current.changes:
+        err_console.print(f"drift {change}")
+    err_console.print(f"[red]{len(current.changes)} drift(s)[/]; run `contactflow topics apply`")
+    raise typer.Exit(1)
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """The declared topics with their key, contract and main configs."""
+    root = container()
+    table = Table("topic", "partitions", "key", "value", "cleanup", "retention.ms")
+    for spec in root.topics.specs:
+        table.add_row(
+            root.topics.prefix + spec.name,
+            str(spec.partitions),
+            spec.key,
+            spec.value_schema,
+            spec.configs.get("cleanup.policy", "-"),
+            spec.configs.get("retention.ms", "-"),
+        )
+    console.print(table)

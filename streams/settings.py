@@ -1,0 +1,132 @@
+"""One frozen settings object for every contactflow process.
+
+Values come from `CONTACTFLOW_*` environment variables (or keyword arguments in tests).
+Secrets are `SecretStr`, so they never print. An environment variable with the
+`CONTACTFLOW_` prefix that names no setting is refused with a suggestion: a typo must
+not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "CONTACTFLOW_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """Configuration that cannot be used; the message says which setting and why."""
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "contactflow"
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "contactflow"
+
+
+class Settings(BaseSettings):
+    """Every knob contactflow reads. See the configuration table in README.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", case_sensitive=False
+    )
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    infra_dir: Path = PROJECT_ROOT / "infra"
+
+    bootstrap_servers: str | None = None
+    broker_port: int = Field(default=9092, ge=1, le=65535)
+    controller_port: int = Field(default=9093, ge=1, le=65535)
+    broker_heap: str = "1g"
+    broker_start_timeout_s: float = Field(default=90.0, gt=0)
+
+    database_url: SecretStr | None = None
+
+    kafka_username: str | None = None
+    kafka_password: SecretStr | None = None
+
+    topic_prefix: str = ""
+    topic_profile: str = "local"
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> Settings:
+        if self.broker_port == self.controller_port:
+            raise ValueError(
+                "broker_port and controller_port must differ "
+                f"(both are {self.broker_port})"
+            )
+        return self
+
+    @property
+    def bootstrap(self) -> str:
+        """Where clients connect: CONTACTFLOW_BOOTSTRAP_SERVERS, else the local broker."""
+        return self.bootstrap_servers or f"127.0.0.1:{self.broker_port}"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "kafka"
+
+    def resolved_database_url(self) -> str:
+        """The ledger URL: CONTACTFLOW_DATABASE_URL, or an SQLite file in the data dir."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'ledger.db'}"
+
+    def kafka_client_config(self) -> dict[str, str]:
+        """Connection settings shared by every confluent-kafka client."""
+        config = {"bootstrap.servers": self.bootstrap}
+        if self.kafka_username:
+            if self.kafka_password is None:
+                raise SettingsError(
+                    "CONTACTFLOW_KAFKA_USERNAME is set but CONTACTFLOW_KAFKA_PASSWORD is not"
+                )
+            config |= {
+                "security.protocol": "SASL_PLAINTEXT",
+                "sasl.mechanism": "SCRAM-SHA-512",
+                "sasl.username": self.kafka_username,
+                "sasl.password": self.kafka_password.get_secret_value(),
+            }
+        return config
+
+
+def _unknown_env_settings(environ: Mapping[str, str]) -> list[str]:
+    known = {name.upper() for name in Settings.model_fields}
+    problems = []
+    for key in sorted(environ):
+        upper = key.upper()
+        if not upper.startswith(ENV_PREFIX):
+            continue
+        name = upper[len(ENV_PREFIX) :]
+        if name in known:
+            continue
+        hint = difflib.get_close_matches(name, sorted(known), n=1)
+        suffix = f" (did you mean {ENV_PREFIX}{hint[0]}?)" if hint else ""
+        problems.append(f"unknown setting {key}{suffix}")
+    return problems
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment, refusing unknown `CONTACTFLOW_*` variables."""
+    problems = _unknown_env_settings(os.environ)
+    if problems:
+        raise SettingsError("; ".join(problems))
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "settings"
+            lines.append(f"{ENV_PREFIX}{field.upper()}: {error['msg']}")
+        raise SettingsError("invalid configuration: " + "; ".join(lines)) from None
