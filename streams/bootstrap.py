@@ -57,7 +57,7 @@ class Container:
     def admin(self) -> AdminClient:
         from confluent_kafka.admin import AdminClient
 
-        return AdminClient(self.settings.kafka_client_config())
+        return AdminClient(dict(self.settings.kafka_client_config()))
 
     def producer(self) -> ContactEventProducer:
         from streams.producer import ContactEventProducer

@@ -9,19 +9,24 @@ not silently fall back to a default.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.errors import ContactflowError
+
 ENV_PREFIX = "CONTACTFLOW_"
+TEST_ENV_PREFIX = "CONTACTFLOW_TEST_"  # reserved for the test suite, never a setting
+KAFKA_CLIENT_LOGGER = "contactflow.kafka"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-class SettingsError(ValueError):
+class SettingsError(ContactflowError, ValueError):
     """Configuration that cannot be used; the message says which setting and why."""
 
 
@@ -57,6 +62,8 @@ class Settings(BaseSettings):
     kafka_username: str | None = None
     kafka_password: SecretStr | None = None
 
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
     topic_prefix: str = ""
     topic_profile: str = "local"
 
@@ -64,8 +71,7 @@ class Settings(BaseSettings):
     def _ports_differ(self) -> Settings:
         if self.broker_port == self.controller_port:
             raise ValueError(
-                "broker_port and controller_port must differ "
-                f"(both are {self.broker_port})"
+                f"broker_port and controller_port must differ (both are {self.broker_port})"
             )
         return self
 
@@ -84,9 +90,15 @@ class Settings(BaseSettings):
             return self.database_url.get_secret_value()
         return f"sqlite:///{self.data_dir / 'ledger.db'}"
 
-    def kafka_client_config(self) -> dict[str, str]:
-        """Connection settings shared by every confluent-kafka client."""
-        config = {"bootstrap.servers": self.bootstrap}
+    def kafka_client_config(self) -> dict[str, Any]:
+        """Connection settings shared by every confluent-kafka client.
+
+        librdkafka's own log lines go to the `contactflow.kafka` logger instead of stderr.
+        """
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap,
+            "logger": logging.getLogger(KAFKA_CLIENT_LOGGER),
+        }
         if self.kafka_username:
             if self.kafka_password is None:
                 raise SettingsError(
@@ -106,7 +118,7 @@ def _unknown_env_settings(environ: Mapping[str, str]) -> list[str]:
     problems = []
     for key in sorted(environ):
         upper = key.upper()
-        if not upper.startswith(ENV_PREFIX):
+        if not upper.startswith(ENV_PREFIX) or upper.startswith(TEST_ENV_PREFIX):
             continue
         name = upper[len(ENV_PREFIX) :]
         if name in known:

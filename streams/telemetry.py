@@ -29,13 +29,8 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import (
-    ConsoleSpanExporter,
-    SimpleSpanProcessor,
-    SpanExporter,
-    SpanProcessor,
-)
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -82,10 +77,10 @@ class Telemetry:
         if self.span_exporter is not None:
             for span in self.span_exporter.get_finished_spans():
                 parts.append(span.name)
-                parts.extend(f"{k}={v}" for k, v in (span.attributes or {}).items())
+                parts.extend(f"{k}={v!s}" for k, v in (span.attributes or {}).items())
                 for event in span.events:
                     parts.append(event.name)
-                    parts.extend(f"{k}={v}" for k, v in (event.attributes or {}).items())
+                    parts.extend(f"{k}={v!s}" for k, v in (event.attributes or {}).items())
         if self.metric_reader is not None:
             data = self.metric_reader.get_metrics_data()
             for resource_metrics in data.resource_metrics if data else []:
@@ -93,13 +88,12 @@ class Telemetry:
                     for metric in scope.metrics:
                         parts.append(metric.name)
                         for point in metric.data.data_points:
-                            parts.extend(f"{k}={v}" for k, v in point.attributes.items())
+                            attributes = point.attributes or {}
+                            parts.extend(f"{k}={v!s}" for k, v in attributes.items())
         return "\n".join(parts)
 
 
-def configure_telemetry(
-    service_name: str, environ: Mapping[str, str] | None = None
-) -> Telemetry:
+def configure_telemetry(service_name: str, environ: Mapping[str, str] | None = None) -> Telemetry:
     """Tracer and meter from the standard OTEL_* variables; `none` exporters by default."""
     env = os.environ if environ is None else environ
     attributes: dict[str, Any] = {"service.name": env.get("OTEL_SERVICE_NAME", service_name)}

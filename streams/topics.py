@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from confluent_kafka import TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -23,6 +24,7 @@ from confluent_kafka.admin import (
     ConfigSource,
     NewPartitions,
     NewTopic,
+    OffsetSpec,
     ResourceType,
 )
 
@@ -242,18 +244,57 @@ def apply_plan(admin: AdminClient, changes: Iterable[Change]) -> list[Change]:
             for topic, entries in by_topic.items()
         ]
         _wait_all(admin.incremental_alter_configs(resources), "alter configs of")
+        _await_configs(admin, [c for c in changes if c.config is not None])
     return changes
 
 
-def _await_visible(admin: AdminClient, names: list[str]) -> None:
-    """Block until new topics show in metadata, so a plan right after apply is empty."""
+def _await_configs(admin: AdminClient, changes: list[Change]) -> None:
+    """Block until altered configs are visible (KRaft propagates them asynchronously)."""
     deadline = time.monotonic() + _ADMIN_TIMEOUT_S
     while time.monotonic() < deadline:
-        topics = admin.list_topics(timeout=_ADMIN_TIMEOUT_S).topics
-        if all(name in topics and topics[name].partitions for name in names):
+        resources = {c.topic: ConfigResource(ResourceType.TOPIC, c.topic) for c in changes}
+        futures = admin.describe_configs(list(resources.values()))
+        current = {topic: futures[resource].result() for topic, resource in resources.items()}
+        if all(_config_value(current[c.topic], c.config) for c in changes if c.config):
             return
         time.sleep(0.1)
-    raise TopicError(f"created topics did not appear in metadata: {', '.join(names)}")
+    raise TopicError("altered topic configs did not become visible in time")
+
+
+def _config_value(entries: Mapping[str, Any], config: tuple[str, str | None]) -> bool:
+    key, wanted = config
+    entry = entries.get(key)
+    if wanted is None:  # deleted: back to a default, no longer a topic override
+        return entry is None or entry.source != ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    return entry is not None and entry.value == wanted
+
+
+def _await_visible(admin: AdminClient, names: list[str]) -> None:
+    """Block until every partition of the new topics is served by its leader.
+
+    Creation returns once the controller accepted it; the broker opens the logs a little
+    later. Waiting here means a client using the topics right after apply is not refused.
+    """
+    deadline = time.monotonic() + _ADMIN_TIMEOUT_S
+    pending = set(names)
+    while pending and time.monotonic() < deadline:
+        topics = admin.list_topics(timeout=_ADMIN_TIMEOUT_S).topics
+        known = [n for n in pending if n in topics and topics[n].partitions]
+        requests = {
+            TopicPartition(name, p): OffsetSpec.latest()  # type: ignore[no-untyped-call]
+            for name in known
+            for p in topics[name].partitions
+        }
+        served: dict[str, bool] = dict.fromkeys(known, True)
+        if requests:
+            for tp, future in admin.list_offsets(requests).items():
+                if future.exception() is not None:
+                    served[tp.topic] = False
+        pending -= {name for name, ok in served.items() if ok}
+        if pending:
+            time.sleep(0.2)
+    if pending:
+        raise TopicError(f"created topics are not served yet: {', '.join(sorted(pending))}")
 
 
 def _wait_all(futures: Mapping[Any, Any], verb: str) -> None:

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
-from streams.cli import broker, topics  # noqa: F401 - each module registers its commands
+from streams.cli import broker, demo, ledger, produce, schemas, topics  # noqa: F401 - each module registers its commands
 from streams.cli._app import app, err_console
 from streams.errors import ContactflowError
+from streams.settings import KAFKA_CLIENT_LOGGER, load_settings
+
+
+def _configure_logging(level: str) -> None:
+    """Warnings and errors to stderr; librdkafka's own retries only at DEBUG."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level != "DEBUG":
+        logging.getLogger(KAFKA_CLIENT_LOGGER).setLevel(logging.ERROR)
 
 
 def main() -> None:
     """Console-script entry point: user-facing errors become one line and exit code 2."""
     try:
+        _configure_logging(load_settings().log_level)
         app()
     except ContactflowError as exc:
         err_console.print(f"[red]error:[/] {exc}")

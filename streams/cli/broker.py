@@ -7,6 +7,7 @@ from rich.table import Table
 
 from streams.cli._app import broker_app, console, container
 
+
 @broker_app.command("up")
 def broker_up() -> None:
     """Start the broker (installing its jars on first use) and wait until it answers."""

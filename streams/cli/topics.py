@@ -9,6 +9,7 @@ from rich.table import Table
 
 from streams.cli._app import console, container, err_console, topics_app
 
+
 @topics_app.command("apply")
 def topics_apply(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only.")] = False,

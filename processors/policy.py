@@ -1,0 +1,177 @@
+"""Controller attribution: which rule of the versioned policy governs a contact event.
+
+`parse_policy` validates a policy document (as loaded from `infra/policy.yaml`) and
+refuses a bad one with the path of the problem. `attribute_controller` returns the
+governing `Attribution`, or None when no rule matches: the caller quarantines the event,
+a controller is never guessed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+CONTROLLERS = frozenset({"ORES", "COMNEXIO"})
+LEGAL_BASES = frozenset(
+    {"contract", "legal_obligation", "legitimate_interest", "consent", "public_task",
+     "vital_interests"}
+)  # fmt: skip
+MATCH_KEYS = ("client", "service", "purpose", "channel", "kind")
+
+
+class PolicyError(ValueError):
+    """The policy document is invalid; the message gives the path of the problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContactFacts:
+    """What the policy looks at: who the contact is for, why, and how it came in."""
+
+    client: str
+    service: str
+    purpose: str
+    channel: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """The governance decision for an event, carried in its tagged form."""
+
+    rule: str
+    controller: str
+    processor: str | None
+    purpose: str
+    legal_basis: str
+    retention_class: str
+    policy_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionClass:
+    name: str
+    recording_period_days: int | None
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    match: Mapping[str, frozenset[str]]
+    controller: str
+    processor: str | None
+    legal_basis: str
+    retention_class: str
+
+    def fits(self, facts: ContactFacts) -> bool:
+        return all(getattr(facts, key) in allowed for key, allowed in self.match.items())
+
+
+@dataclass(frozen=True)
+class Policy:
+    version: str
+    rules: tuple[Rule, ...]
+    retention_classes: Mapping[str, RetentionClass]
+    _memo: dict[ContactFacts, Attribution | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+
+def attribute_controller(policy: Policy, facts: ContactFacts) -> Attribution | None:
+    """The first rule fitting `facts`, as an Attribution; None means quarantine."""
+    if facts in policy._memo:
+        return policy._memo[facts]
+    decision = None
+    for rule in policy.rules:
+        if rule.fits(facts):
+            decision = Attribution(
+                rule=rule.name,
+                controller=rule.controller,
+                processor=rule.processor,
+                purpose=facts.purpose,
+                legal_basis=rule.legal_basis,
+                retention_class=rule.retention_class,
+                policy_version=policy.version,
+            )
+            break
+    if len(policy._memo) < 10_000:  # facts have few distinct values; bound it anyway
+        policy._memo[facts] = decision
+    return decision
+
+
+def parse_policy(document: Any) -> Policy:
+    """Validate a loaded policy document; raise PolicyError naming the first problem."""
+    if not isinstance(document, Mapping):
+        raise PolicyError("policy: expected a mapping")
+    version = document.get("version")
+    if not isinstance(version, str) or not version.strip():
+        raise PolicyError("policy.version: a non-empty string is required")
+    classes = _parse_classes(document.get("retention_classes"))
+    raw_rules = document.get("rules")
+    if not isinstance(raw_rules, list) or not raw_rules:
+        raise PolicyError("policy.rules: a non-empty list is required")
+    rules = tuple(_parse_rule(raw, i, classes) for i, raw in enumerate(raw_rules))
+    names = [rule.name for rule in rules]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise PolicyError(f"policy.rules: duplicate rule names {duplicates}")
+    return Policy(version.strip(), rules, classes)
+
+
+def _parse_classes(raw: Any) -> dict[str, RetentionClass]:
+    if not isinstance(raw, Mapping) or not raw:
+        raise PolicyError("policy.retention_classes: a non-empty mapping is required")
+    classes = {}
+    for name, body in raw.items():
+        days = (body or {}).get("recording_period_days") if isinstance(body, Mapping) else None
+        if not isinstance(body, Mapping) or not (days is None or _positive_int(days)):
+            raise PolicyError(
+                f"policy.retention_classes.{name}.recording_period_days: "
+                "a positive integer or null is required"
+            )
+        classes[str(name)] = RetentionClass(str(name), days)
+    return classes
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _parse_rule(raw: Any, index: int, classes: Mapping[str, RetentionClass]) -> Rule:
+    where = f"policy.rules[{index}]"
+    if not isinstance(raw, Mapping):
+        raise PolicyError(f"{where}: expected a mapping")
+    unknown = set(raw) - {"name", "match", "controller", "processor", "legal_basis",
+                          "retention_class"}  # fmt: skip
+    if unknown:
+        raise PolicyError(f"{where}: unknown keys {sorted(unknown)}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise PolicyError(f"{where}.name: a non-empty string is required")
+    where = f"policy.rules[{index}] ({name})"
+    match = _parse_match(raw.get("match"), where)
+    controller = raw.get("controller")
+    if controller not in CONTROLLERS:
+        raise PolicyError(f"{where}.controller: must be one of {sorted(CONTROLLERS)}")
+    processor = raw.get("processor")
+    if processor is not None and (processor not in CONTROLLERS or processor == controller):
+        raise PolicyError(f"{where}.processor: null or the other party is required")
+    if raw.get("legal_basis") not in LEGAL_BASES:
+        raise PolicyError(f"{where}.legal_basis: must be one of {sorted(LEGAL_BASES)}")
+    if raw.get("retention_class") not in classes:
+        raise PolicyError(f"{where}.retention_class: must be one of {sorted(classes)}")
+    return Rule(name, match, controller, processor, raw["legal_basis"], raw["retention_class"])
+
+
+def _parse_match(raw: Any, where: str) -> dict[str, frozenset[str]]:
+    if not isinstance(raw, Mapping) or not raw:
+        raise PolicyError(f"{where}.match: a non-empty mapping is required")
+    match = {}
+    for key, value in raw.items():
+        if key not in MATCH_KEYS:
+            raise PolicyError(f"{where}.match.{key}: unknown key, use one of {MATCH_KEYS}")
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, str) and v for v in values):
+            raise PolicyError(f"{where}.match.{key}: a string or a list of strings is required")
+        match[key] = frozenset(values)
+    return match

@@ -1,0 +1,36 @@
+"""`contactflow demo`: the main job, an end-to-end run of everything that works."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from streams.cli._app import app, console, container
+from streams.demo import run_demo
+
+
+@app.command("demo")
+def demo(
+    rounds: Annotated[int, typer.Option(min=1, help="Copies of each sample event.")] = 5,
+) -> None:
+    """Bring the broker up, apply topics, produce a sample of all five channels, show it."""
+    root = container()
+    with console.status("demo") as status:
+
+        def say(message: str) -> None:
+            status.update(message)
+            console.log(message)
+
+        result = run_demo(root, say, rounds=rounds)
+    table = Table("topic", "events", "by kind", title="What landed where")
+    for topic, kinds in result.landed.items():
+        detail = ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items()))
+        table.add_row(topic, str(sum(kinds.values())), detail)
+    console.print(table)
+    sent = sum(result.sent.values())
+    landed = sum(sum(k.values()) for k in result.landed.values())
+    console.print(f"sent {sent}, landed {landed}, invalid refused {len(result.refused)}")
+    if landed != sent:
+        raise typer.Exit(1)

@@ -1,0 +1,79 @@
+"""Composition helpers: build the ledger engine and session factory from a URL.
+
+Nothing here runs at import time; `bootstrap()` calls these once per process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
+
+from streams.ledger.errors import AppendOnlyViolationError
+from streams.ledger.models import AuditEntry
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+def create_ledger_engine(url: str | URL, **engine_options: Any) -> Engine:
+    """An engine for the ledger at `url`; SQLite gets FKs, WAL, secure_delete, real BEGIN.
+
+    Statement parameters are hidden from errors and logs (they include wrapped keys).
+
+    For an SQLite file the parent directory is created. `engine_options` go to
+    `sqlalchemy.create_engine` unchanged.
+    """
+    parsed = make_url(url)
+    # Bound values (wrapped keys, digests) must never reach exception messages or logs.
+    engine_options.setdefault("hide_parameters", True)
+    if parsed.get_backend_name() != "sqlite":
+        engine_options.setdefault("pool_pre_ping", True)
+        return create_engine(parsed, **engine_options)
+
+    database = parsed.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    connect_args = engine_options.pop("connect_args", {})
+    connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_S)
+    engine = create_engine(parsed, connect_args=connect_args, **engine_options)
+    _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    # pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINT; we take it
+    # over (SQLAlchemy's documented recipe) so reads and writes share one transaction.
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute("PRAGMA secure_delete = ON")
+            cursor.execute("PRAGMA journal_mode = WAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            connection.exec_driver_sql("BEGIN")
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions bound to `engine` that refuse bulk UPDATE/DELETE of the audit log."""
+    factory = sessionmaker(bind=engine)
+    event.listen(factory, "do_orm_execute", _refuse_bulk_audit_changes)
+    return factory
+
+
+def _refuse_bulk_audit_changes(state: ORMExecuteState) -> None:
+    if not (state.is_update or state.is_delete):
+        return
+    table = getattr(state.statement, "table", None)
+    if getattr(table, "name", None) == AuditEntry.__tablename__:
+        verb = "update" if state.is_update else "delete"
+        raise AppendOnlyViolationError(f"audit_log is append-only: refusing bulk {verb}")

@@ -1,0 +1,101 @@
+"""Ledger fixtures over every backend: SQLite always, PostgreSQL from the environment.
+
+`ledger_url` is parametrised over ["sqlite", "postgresql"]. The PostgreSQL case reads
+CONTACTFLOW_TEST_POSTGRES_URL (start a server with `infra/postgres/pg-up.sh DIR PORT`);
+unset, it skips locally and fails under CI. Each test gets its own database: an SQLite
+file in its tmp dir, or a fresh PostgreSQL schema (dropped afterwards) reached through
+the URL's search_path. PostgreSQL sessions use a non-UTC time zone on purpose.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from streams.ledger import create_ledger_engine, session_factory, upgrade
+
+POSTGRES_URL_ENV = "CONTACTFLOW_TEST_POSTGRES_URL"
+SESSION_TIME_ZONE = "Europe/Brussels"
+
+
+def _running_in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """URL of an empty, unmigrated ledger database private to this test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        return
+    base_url = os.environ.get(POSTGRES_URL_ENV)
+    if not base_url:
+        reason = (
+            f"{POSTGRES_URL_ENV} is not set: run `infra/postgres/pg-up.sh DIR PORT` and "
+            f"export its last line as {POSTGRES_URL_ENV}"
+        )
+        if _running_in_ci():
+            pytest.fail(f"CI must test the ledger on PostgreSQL, but {reason}", pytrace=False)
+        pytest.skip(reason)
+    yield from _private_schema(base_url)
+
+
+def _private_schema(base_url: str) -> Iterator[str]:
+    schema = f"ledger_test_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        options = f"-c search_path={schema} -c timezone={SESSION_TIME_ZONE}"
+        url = make_url(base_url).update_query_dict({"options": options})
+        yield url.render_as_string(hide_password=False)
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def backend(ledger_url: str) -> str:
+    return make_url(ledger_url).get_backend_name()
+
+
+@pytest.fixture
+def engine(ledger_url: str) -> Iterator[Engine]:
+    """A ledger migrated to head."""
+    upgrade(ledger_url)
+    engine = create_ledger_engine(ledger_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return session_factory(engine)
+
+
+@pytest.fixture
+def digest() -> Callable[[str], str]:
+    """Fake identifier digests: hashes of labels, never of real identifiers."""
+
+    def make(label: str) -> str:
+        return hashlib.sha256(f"test-identifier:{label}".encode()).hexdigest()
+
+    return make
+
+
+@pytest.fixture
+def pseudonym_for() -> Callable[[str], str]:
+    """Stand-in for the keyed pseudonym function of processors/."""
+
+    def make(digest: str) -> str:
+        return "s-" + hashlib.sha256(f"test-pseudonym:{digest}".encode()).hexdigest()[:32]
+
+    return make

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+
+from processors.policy import ContactFacts, PolicyError, attribute_controller, parse_policy
+from streams.settings import PROJECT_ROOT
+
+DOCUMENT = yaml.safe_load((PROJECT_ROOT / "infra" / "policy.yaml").read_text())
+POLICY = parse_policy(DOCUMENT)
+
+
+def facts(**overrides: str) -> ContactFacts:
+    values = {"client": "ORES", "service": "outage_report", "purpose": "contact_handling",
+              "channel": "phone", "kind": "inbound_call"}  # fmt: skip
+    values.update(overrides)
+    return ContactFacts(**values)
+
+
+@pytest.mark.parametrize(
+    "service",
+    ["customer_contact", "incoming_call", "outage_report", "intervention_followup", "complaint",
+     "satisfaction_survey", "callback", "click_to_call", "chat", "chatbot", "email",
+     "social_moderation"],
+)  # fmt: skip
+def test_contact_handling_for_ores_has_ores_as_controller(service: str) -> None:
+    decision = attribute_controller(POLICY, facts(service=service))
+    assert decision is not None
+    assert (decision.controller, decision.processor) == ("ORES", "COMNEXIO")
+    assert decision.policy_version == DOCUMENT["version"]
+
+
+def test_coaching_relisten_has_comnexio_as_controller() -> None:
+    decision = attribute_controller(POLICY, facts(purpose="coaching", kind="recording_available"))
+    assert decision is not None
+    assert (decision.controller, decision.processor, decision.purpose) == (
+        "COMNEXIO", None, "coaching")  # fmt: skip
+    assert decision.legal_basis == "legitimate_interest"
+
+
+def test_recordings_get_the_recording_retention_class() -> None:
+    decision = attribute_controller(POLICY, facts(kind="recording_available"))
+    assert decision is not None
+    assert decision.retention_class == "recording"
+    assert POLICY.retention_classes["recording"].recording_period_days == 30
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"purpose": "direct_marketing"}, {"service": "horoscope"}, {"client": "OTHER-DSO"}],
+)
+def test_no_rule_means_no_controller(overrides: dict[str, str]) -> None:
+    assert attribute_controller(POLICY, facts(**overrides)) is None
+
+
+def _broken(path: list[Any], value: Any) -> Any:
+    document = copy.deepcopy(DOCUMENT)
+    target = document
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    return document
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (["version"], "", "policy.version"),
+        (["rules"], [], "policy.rules"),
+        (["rules", 0, "controller"], "ACME", r"rules\[0\] \(comnexio-coaching\).controller"),
+        (["rules", 1, "processor"], "ORES", "processor"),
+        (["rules", 1, "legal_basis"], "because", "legal_basis"),
+        (["rules", 1, "retention_class"], "forever", "retention_class"),
+        (["rules", 1, "match"], {"colour": "red"}, "match.colour"),
+        (["rules", 1, "name"], "comnexio-coaching", "duplicate rule names"),
+        (["retention_classes", "recording"], {"recording_period_days": -3}, "positive integer"),
+    ],
+)
+def test_bad_policy_is_refused_with_the_path(path: list[Any], value: Any, message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        parse_policy(_broken(path, value))
