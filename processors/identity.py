@@ -34,6 +34,7 @@ class IdentifierKind(StrEnum):
     EMAIL = "email"
     SOCIAL_HANDLE = "social_handle"
     CUSTOMER_REF = "customer_ref"
+    CONTACT = "contact"  # stands for the subject of an event that names nobody
 
 
 class InvalidIdentifier(ValueError):

@@ -62,6 +62,15 @@ class Settings(BaseSettings):
     kafka_username: str | None = None
     kafka_password: SecretStr | None = None
 
+    pseudonym_key: SecretStr | None = None
+    master_key: SecretStr | None = None
+
+    router_instance: str = Field(default="router-1", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    router_batch_size: int = Field(default=2000, ge=1, le=100_000)
+    router_batch_timeout_s: float = Field(default=0.1, gt=0)
+    router_max_event_bytes: int = Field(default=512 * 1024, ge=1024)
+    router_dedup_window: int = Field(default=50_000, ge=0)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
     topic_prefix: str = ""

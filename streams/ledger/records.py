@@ -6,9 +6,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
+from processors.identity import IdentifierKind as IdentifierKind
 from streams.ledger.errors import InvalidIdentifierError
 
 GENESIS_HASH = "0" * 64
@@ -16,15 +16,6 @@ GENESIS_HASH = "0" * 64
 
 _HEX = re.compile(r"[0-9a-f]{32,128}")
 _PSEUDONYM = re.compile(r"(?:[a-z]{1,8}-)?[0-9a-f]{32,120}")
-
-
-class IdentifierKind(StrEnum):
-    """What a digest in the subject index was computed from."""
-
-    PHONE = "phone"
-    EMAIL = "email"
-    SOCIAL_HANDLE = "social_handle"
-    CUSTOMER_REF = "customer_ref"
 
 
 def require_hex(value: str, what: str) -> str:

@@ -43,7 +43,7 @@ def upgrade() -> None:
         _instant("first_seen_at"),
         _instant("last_seen_at"),
         sa.CheckConstraint(
-            "identifier_kind IN ('phone', 'email', 'social_handle', 'customer_ref')",
+            "identifier_kind IN ('phone', 'email', 'social_handle', 'customer_ref', 'contact')",
             name="ck_subject_identifiers_identifier_kind",
         ),
         sa.ForeignKeyConstraint(

@@ -1,0 +1,40 @@
+"""`contactflow run router`: the long-running workers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from streams.cli._app import app, console, container
+
+run_app = typer.Typer(help="Run a contactflow worker until stopped.", no_args_is_help=True)
+app.add_typer(run_app, name="run")
+
+
+@run_app.command("router")
+def run_router(
+    max_idle: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds without input.")
+    ] = None,
+) -> None:
+    """Route raw contact events: validate, pseudonymise, tag, encrypt, exactly once.
+
+    Stop with Ctrl-C or SIGTERM: the batch in flight is committed first. Run several with
+    distinct CONTACTFLOW_ROUTER_INSTANCE values to share the partitions.
+    """
+    from streams.router.worker import RouterWorker
+
+    root = container()
+    root.service_name = f"contactflow-router-{root.settings.router_instance}"
+    worker = RouterWorker(root)
+    worker.install_signal_handlers()
+    console.print(
+        f"router {root.settings.router_instance} consuming {len(worker.pipeline.input_topics)} "
+        f"raw topics from {root.settings.bootstrap}"
+    )
+    stats = worker.run(max_idle_s=max_idle, ready=lambda: console.print("router ready"))
+    console.print(
+        f"router stopped: {stats.events_in} event(s) in {stats.batches} batch(es), "
+        f"{stats.outputs} output(s), {stats.aborted} aborted batch(es)"
+    )

@@ -1,0 +1,69 @@
+"""Dropping events a retrying producer sent twice, per input partition.
+
+A window remembers the last `capacity` event ids of each partition with a digest of their
+bytes. A repeat with the same bytes is a retry and is dropped; a repeat with other bytes
+is an event id reused for different content and goes to the dead-letter topic. Events of
+a batch are staged and only remembered once the batch's transaction commits, so an
+aborted batch leaves the window as it was. On (re)assignment the worker seeds the window
+from the records just before the committed offset, so the guarantee survives restarts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Iterable
+from enum import Enum
+
+
+class Seen(Enum):
+    NEW = "new"
+    RETRY = "retry"  # same id, same bytes: drop
+    REUSED = "reused"  # same id, other bytes: dead letter
+
+
+def content_digest(value: bytes) -> bytes:
+    return hashlib.blake2b(value, digest_size=8).digest()
+
+
+class DedupWindow:
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._partitions: dict[tuple[str, int], OrderedDict[str, bytes]] = {}
+        self._staged: dict[tuple[str, int], dict[str, bytes]] = {}
+
+    def check(self, partition: tuple[str, int], event_id: str, value: bytes) -> Seen:
+        """Classify an event and stage it as seen (until `commit` or `discard`)."""
+        if self.capacity == 0:
+            return Seen.NEW
+        digest = content_digest(value)
+        staged = self._staged.setdefault(partition, {})
+        known = staged.get(event_id)
+        if known is None:
+            known = self._partitions.get(partition, OrderedDict()).get(event_id)
+        if known is None:
+            staged[event_id] = digest
+            return Seen.NEW
+        return Seen.RETRY if known == digest else Seen.REUSED
+
+    def commit(self) -> None:
+        """The staged events' transaction committed: remember them."""
+        for partition, events in self._staged.items():
+            self.remember(partition, events.items())
+        self._staged.clear()
+
+    def discard(self) -> None:
+        """The staged events' transaction aborted: they will be read again."""
+        self._staged.clear()
+
+    def remember(self, partition: tuple[str, int], events: Iterable[tuple[str, bytes]]) -> None:
+        window = self._partitions.setdefault(partition, OrderedDict())
+        for event_id, digest in events:
+            window[event_id] = digest
+            window.move_to_end(event_id)
+        while len(window) > self.capacity:
+            window.popitem(last=False)
+
+    def drop_partition(self, partition: tuple[str, int]) -> None:
+        self._partitions.pop(partition, None)
+        self._staged.pop(partition, None)

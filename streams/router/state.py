@@ -1,0 +1,97 @@
+"""The compacted `privacy.subject-state.v1` topic, kept in memory as a table.
+
+Every router reads all partitions of the topic (it is small: one record per subject with
+a restriction, objection or erasure) so any worker can route any subject without a
+database round trip. `catch_up` blocks until the table holds everything that was in the
+topic when the worker started; `poll` then applies new states between batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from processors.routing import NO_RESTRICTIONS, SubjectStatus
+from schemas.errors import SerdeError
+from schemas.serde import AvroSerde
+
+log = logging.getLogger(__name__)
+
+
+class SubjectStateTable:
+    def __init__(self, client_config: Mapping[str, Any], topic: str, serde: AvroSerde) -> None:
+        self._topic = topic
+        self._serde = serde
+        self._states: dict[str, SubjectStatus] = {}
+        self._consumer = Consumer(
+            {
+                **client_config,
+                "group.id": f"contactflow-router-state-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+            }
+        )
+        metadata = self._consumer.list_topics(topic, timeout=30)
+        partitions = metadata.topics[topic].partitions
+        self._consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        self._partitions = list(partitions)
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def status(self, subject: str) -> SubjectStatus:
+        return self._states.get(subject, NO_RESTRICTIONS)
+
+    def catch_up(self, timeout: float = 60.0) -> None:
+        """Read the topic up to the end offsets it had when called."""
+        ends = {}
+        for partition in self._partitions:
+            _, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self._topic, partition), timeout=timeout
+            )
+            ends[partition] = high
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.poll(0.2)
+            positions = self._consumer.position(
+                [TopicPartition(self._topic, p) for p in self._partitions]
+            )
+            if all(tp.offset >= ends[tp.partition] or ends[tp.partition] == 0 for tp in positions):
+                return
+        raise TimeoutError(f"could not read {self._topic} to its end in {timeout:.0f}s")
+
+    def poll(self, timeout: float = 0.0) -> int:
+        """Apply the states that arrived since the last call; return how many."""
+        applied = 0
+        for message in self._consumer.consume(10_000, timeout):
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("subject-state read error: %s", error.name())
+                continue
+            key = (message.key() or b"").decode()
+            value = message.value()
+            if value is None:
+                self._states.pop(key, None)
+            else:
+                try:
+                    _, state = self._serde.deserialize(value, "SubjectState")
+                except SerdeError as exc:
+                    log.error("unreadable subject state at offset %s: %s", message.offset(), exc)
+                    continue
+                self._states[state["subject_pseudonym"]] = SubjectStatus(
+                    restricted=state["restricted"],
+                    objected_purposes=frozenset(state["objected_purposes"]),
+                    erased=state["erased"],
+                )
+            applied += 1
+        return applied
+
+    def close(self) -> None:
+        self._consumer.close()

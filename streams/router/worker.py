@@ -1,0 +1,377 @@
+"""`contactflow run router`: the data plane's consume-transform-produce loop.
+
+Exactly once: each batch's outputs and its input offsets are committed in one Kafka
+transaction (confluent-kafka / librdkafka). A crash before the commit aborts the batch
+and the next owner of the partitions reads it again; the stable `transactional.id` per
+instance fences a zombie and aborts its open transaction at restart. Scales out with more
+instances in the `contactflow-router` consumer group, each with its own instance id.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from opentelemetry.trace import Link, SpanContext, TraceFlags
+
+from processors.policy import Policy, parse_policy
+from processors.pseudonym import Pseudonymiser
+from schemas.errors import SerdeError
+from schemas.serde import AvroSerde
+from streams.bootstrap import Container
+from streams.errors import ContactflowError
+from streams.keys import load_keys
+from streams.ledger import current_revision, head_revision, session_factory
+from streams.router.dedup import DedupWindow, content_digest
+from streams.router.directory import SubjectDirectory
+from streams.router.pipeline import BatchOutcome, RouterPipeline
+from streams.router.state import SubjectStateTable
+
+log = logging.getLogger(__name__)
+GROUP_ID = "contactflow-router"
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def load_policy(container: Container) -> Policy:
+    """The versioned policy file, validated: a bad file stops the router at start-up."""
+    path = container.settings.infra_dir / "policy.yaml"
+    try:
+        return parse_policy(yaml.safe_load(path.read_text()))
+    except (OSError, yaml.YAMLError, ValueError) as exc:
+        raise ContactflowError(f"invalid policy file {path}: {exc}") from None
+
+
+@dataclass
+class RouterStats:
+    batches: int = 0
+    events_in: int = 0
+    outputs: int = 0
+    aborted: int = 0
+
+
+class RouterWorker:
+    def __init__(self, container: Container, *, clock: Clock = utc_now) -> None:
+        settings = container.settings
+        self._container = container
+        self._clock = clock
+        self._stop = threading.Event()
+        self.stats = RouterStats()
+        engine = container.ledger_engine
+        if current_revision(engine) != head_revision():
+            raise ContactflowError("the ledger is not migrated: run `contactflow ledger upgrade`")
+        keys = load_keys(settings)
+        serde = AvroSerde(container.schemas)
+        self._dedup = DedupWindow(settings.router_dedup_window)
+        self._state = SubjectStateTable(
+            settings.kafka_client_config(),
+            container.topics.name("privacy.subject-state.v1"),
+            serde,
+        )
+        self.directory = SubjectDirectory(
+            session_factory(engine), Pseudonymiser(keys.pseudonym_key), keys.master_key
+        )
+        self.pipeline = RouterPipeline(
+            topics=container.topics,
+            schemas=container.schemas,
+            policy=load_policy(container),
+            directory=self.directory,
+            subject_status=self._state.status,
+            dedup=self._dedup,
+            max_event_bytes=settings.router_max_event_bytes,
+        )
+        client = settings.kafka_client_config()
+        self._consumer = Consumer(
+            {
+                **client,
+                "group.id": GROUP_ID,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+                "max.poll.interval.ms": 300_000,
+                "fetch.max.bytes": 64 * 1024 * 1024,
+            }
+        )
+        self._producer = Producer(
+            {
+                **client,
+                "transactional.id": f"contactflow-router-{settings.router_instance}",
+                "transaction.timeout.ms": 60_000,
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                "message.max.bytes": 4 * 1024 * 1024,
+                "queue.buffering.max.messages": 500_000,
+            }
+        )
+        self._batch_size = settings.router_batch_size
+        self._batch_timeout = settings.router_batch_timeout_s
+        self._tracer = container.telemetry.tracer("contactflow.router")
+        self._metrics = _RouterMetrics(container, self)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stop())
+
+    def run(
+        self, *, max_idle_s: float | None = None, ready: Callable[[], None] | None = None
+    ) -> RouterStats:
+        """Route until stopped (or idle for `max_idle_s`); commit the last batch first."""
+        self._producer.init_transactions(60)
+        self._state.catch_up()
+        self._consumer.subscribe(
+            self.pipeline.input_topics, on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+        if ready is not None:
+            ready()
+        idle_since = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                self._state.poll(0)
+                messages = [
+                    m for m in self._consumer.consume(self._batch_size, self._batch_timeout)
+                    if not _is_eof(m)
+                ]  # fmt: skip
+                if not messages:
+                    if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
+                        break
+                    continue
+                idle_since = time.monotonic()
+                self._run_batch(messages)
+        finally:
+            self.close()
+        return self.stats
+
+    def close(self) -> None:
+        self._consumer.close()
+        self._state.close()
+        self._producer.flush(10)
+
+    # -- one batch -----------------------------------------------------------------------
+
+    def _run_batch(self, messages: list[Message]) -> None:
+        started = time.perf_counter()
+        with self._tracer.start_as_current_span(
+            "router batch",
+            links=_links(messages),
+            attributes={"contactflow.batch.size": len(messages)},
+        ) as span:
+            with self._tracer.start_as_current_span("route events"):
+                outcome = self.pipeline.process(messages, self._clock())  # type: ignore[arg-type]
+            with self._tracer.start_as_current_span("commit transaction"):
+                committed = self._commit(messages, outcome)
+            span.set_attribute("contactflow.batch.outputs", len(outcome.outputs))
+            span.set_attribute("contactflow.batch.committed", committed)
+        if committed:
+            self._dedup.commit()
+            self.stats.batches += 1
+            self.stats.events_in += len(messages)
+            self.stats.outputs += len(outcome.outputs)
+            self._metrics.record(outcome, time.perf_counter() - started)
+        else:
+            self._dedup.discard()
+            self.stats.aborted += 1
+
+    def _commit(self, messages: list[Message], outcome: BatchOutcome) -> bool:
+        producer = self._producer
+        try:
+            producer.begin_transaction()
+            for output in outcome.outputs:
+                while True:
+                    try:
+                        producer.produce(
+                            output.topic,
+                            output.value,
+                            output.key,
+                            headers=output.headers,  # type: ignore[arg-type]
+                        )
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+            producer.poll(0)
+            producer.send_offsets_to_transaction(
+                _next_offsets(messages), self._consumer.consumer_group_metadata(), 30
+            )
+            producer.commit_transaction(60)
+            return True
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.fatal():
+                raise ContactflowError(
+                    f"router transaction failed fatally: {error.name()}"
+                ) from None
+            log.warning("batch aborted (%s); re-reading it", error.name())
+            if error.txn_requires_abort():
+                producer.abort_transaction(30)
+            self._rewind()
+            return False
+
+    def _rewind(self) -> None:
+        """Seek every assigned partition back to its committed offset."""
+        assignment = self._consumer.assignment()
+        for tp in self._consumer.committed(assignment, timeout=30):
+            offset = tp.offset if tp.offset >= 0 else 0
+            self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+
+    # -- rebalance -----------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("assigned %d partition(s)", len(partitions))
+        self._seed_dedup(partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._dedup.drop_partition((tp.topic, tp.partition))
+
+    def _seed_dedup(self, partitions: list[TopicPartition]) -> None:
+        """Remember the event ids routed just before the committed offsets."""
+        window = self._dedup.capacity
+        if window == 0 or not partitions:
+            return
+        committed = self._consumer.committed(partitions, timeout=30)
+        reader = Consumer({**self._container.settings.kafka_client_config(),
+                           "group.id": f"{GROUP_ID}-seed", "enable.auto.commit": False,
+                           "isolation.level": "read_committed"})  # fmt: skip
+        try:
+            for tp in committed:
+                if tp.offset <= 0:
+                    continue
+                low, _ = reader.get_watermark_offsets(tp, timeout=30)
+                start = max(low, tp.offset - window)
+                self._dedup.remember((tp.topic, tp.partition), self._event_ids(reader, tp, start))
+        finally:
+            reader.close()
+
+    def _event_ids(
+        self, reader: Consumer, tp: TopicPartition, start: int
+    ) -> list[tuple[str, bytes]]:
+        reader.assign([TopicPartition(tp.topic, tp.partition, start)])
+        seen: list[tuple[str, bytes]] = []
+        position = start
+        deadline = time.monotonic() + 60
+        while position < tp.offset and time.monotonic() < deadline:
+            for message in reader.consume(5000, 1.0):
+                if message.error() is not None or (message.offset() or 0) >= tp.offset:
+                    continue
+                position = (message.offset() or 0) + 1
+                value = message.value() or b""
+                try:
+                    _, record = self.pipeline_serde.deserialize(value)
+                except SerdeError:  # undecodable input was dead-lettered, not routed
+                    continue
+                seen.append((record["envelope"]["event_id"], content_digest(value)))
+            position = max(
+                position, reader.position([TopicPartition(tp.topic, tp.partition)])[0].offset
+            )
+        return seen
+
+    @property
+    def pipeline_serde(self) -> AvroSerde:
+        return self.pipeline._serde
+
+
+def _is_eof(message: Message) -> bool:
+    error = message.error()
+    return error is not None and error.code() == KafkaError._PARTITION_EOF
+
+
+def _next_offsets(messages: list[Message]) -> list[TopicPartition]:
+    highest: dict[tuple[str, int], int] = {}
+    for message in messages:
+        key = (message.topic() or "", message.partition() or 0)
+        highest[key] = max(highest.get(key, -1), message.offset() or 0)
+    return [TopicPartition(t, p, o + 1) for (t, p), o in highest.items()]
+
+
+def _links(messages: list[Message], limit: int = 32) -> list[Link]:
+    links = []
+    for message in messages:
+        headers: list[tuple[str, bytes]] = message.headers() or []  # type: ignore[assignment]
+        for key, value in headers:
+            if key == "traceparent" and isinstance(value, bytes):
+                parts = value.decode("ascii", "replace").split("-")
+                if len(parts) == 4:
+                    try:
+                        context = SpanContext(int(parts[1], 16), int(parts[2], 16), True,
+                                              TraceFlags(int(parts[3], 16)))  # fmt: skip
+                    except ValueError:
+                        continue
+                    links.append(Link(context))
+        if len(links) >= limit:
+            break
+    return links
+
+
+class _RouterMetrics:
+    """Counters and histograms of the router; attributes are channels, topics, codes."""
+
+    def __init__(self, container: Container, worker: RouterWorker) -> None:
+        meter = container.telemetry.meter("contactflow.router")
+        self._in = meter.create_counter("contactflow.router.events_in", unit="{event}")
+        self._out = meter.create_counter("contactflow.router.events_out", unit="{event}")
+        self._dead = meter.create_counter("contactflow.router.dead_letters", unit="{event}")
+        self._quarantined = meter.create_counter("contactflow.router.quarantined", unit="{event}")
+        self._dropped = meter.create_counter("contactflow.router.dropped", unit="{event}")
+        self._latency = meter.create_histogram("contactflow.router.batch_latency", unit="s")
+        self._worker = worker
+        meter.create_observable_gauge(
+            "contactflow.router.lag", callbacks=[self._observe_lag], unit="{event}"
+        )
+        meter.create_observable_gauge(
+            "contactflow.router.peak_rss", callbacks=[_observe_rss], unit="By"
+        )
+
+    def record(self, outcome: BatchOutcome, seconds: float) -> None:
+        self._latency.record(seconds)
+        for key, count in outcome.counts.items():
+            kind, *labels = key
+            if kind == "in":
+                self._in.add(count, {"channel": labels[0]})
+            elif kind == "out":
+                self._out.add(count, {"topic": labels[0], "controller": labels[1]})
+            elif kind == "dead_letter":
+                self._dead.add(count, {"reason": labels[0]})
+            elif kind == "quarantined":
+                self._quarantined.add(count, {"channel": labels[0]})
+            else:
+                self._dropped.add(count, {"reason": kind})
+
+    def _observe_lag(self, _options: Any) -> list[Any]:
+        from opentelemetry.metrics import Observation
+
+        consumer = self._worker._consumer
+        observations = []
+        try:
+            for tp in consumer.position(consumer.assignment()):
+                _, high = consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
+                if tp.offset >= 0:
+                    observations.append(
+                        Observation(
+                            max(high - tp.offset, 0), {"topic": tp.topic, "partition": tp.partition}
+                        )
+                    )
+        except KafkaException:
+            return []
+        return observations
+
+
+def _observe_rss(_options: Any) -> list[Any]:
+    from opentelemetry.metrics import Observation
+
+    return [Observation(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)]
