@@ -52,7 +52,7 @@ def test_catalog_holds_every_contract(catalog: SchemaCatalog) -> None:
         "PhoneContactEvent", "ChatContactEvent", "EmailContactEvent", "SurveyContactEvent",
         "SocialContactEvent", "TaggedContactEvent", "RecordingRetention", "RecordingExpired",
         "PrivacyRequest", "ControllerRequest", "ControllerInstruction", "DownstreamCommand",
-        "Acknowledgement", "SubjectState", "AuditEvent", "DeadLetter",
+        "Acknowledgement", "SubjectState", "AuditEvent", "DeadLetter", "QuarantinedEvent",
     }  # fmt: skip
     assert len(catalog) == len(list(catalog.contracts())) == 17
     assert set(CHANNEL_CONTRACTS.values()) <= set(catalog.names())
