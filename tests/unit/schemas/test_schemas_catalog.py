@@ -54,7 +54,7 @@ def test_catalog_holds_every_contract(catalog: SchemaCatalog) -> None:
         "PrivacyRequest", "ControllerRequest", "ControllerInstruction", "DownstreamCommand",
         "Acknowledgement", "SubjectState", "AuditEvent", "DeadLetter", "QuarantinedEvent",
     }  # fmt: skip
-    assert len(catalog) == len(list(catalog.contracts())) == 17
+    assert len(catalog) == len(list(catalog.contracts())) == 18
     assert set(CHANNEL_CONTRACTS.values()) <= set(catalog.names())
 
 
