@@ -43,5 +43,7 @@ def open_event(
         raise KeyUnavailable(f"key {key_id} is shredded or unknown: the data is erased")
     cipher = FieldCipher(key_id, unwrap_key(master_key, key_id, wrapped))
     contract, record = serde.deserialize(tagged["event"])
-    rewrite_pii(record, compile_paths(contract.pii_fields), cipher.decrypt)
+    rewrite_pii(
+        record, compile_paths(contract.pii_fields), lambda path, token: cipher.decrypt(token, path)
+    )
     return record

@@ -109,10 +109,16 @@ class SubjectDirectory:
                     results.append(None)
                     continue
                 self._remember(digests, subject)
-                if subject not in self._ciphers:
-                    self._ciphers[subject] = self._load_or_create_key(session, subject, now)
                 results.append(subject)
-        return results
+            # a later event of the batch may have merged subjects met earlier in it: every
+            # event gets the surviving pseudonym
+            final = [
+                self._subject_of[digests[0][1]] if subject is not None else None
+                for digests, subject in zip(pending, results, strict=True)
+            ]
+            for subject in {s for s in final if s is not None} - self._ciphers.keys():
+                self._ciphers[subject] = self._load_or_create_key(session, subject, now)
+        return final
 
     def _remember(self, digests: Digests, subject: str) -> None:
         if len(self._subject_of) > _MAX_CACHED:

@@ -9,6 +9,7 @@ outputs and commits them with the input offsets in one Kafka transaction.
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,14 @@ from streams.topics import TopicCatalog
 SCHEMA_HEADER = "contactflow-schema"
 TRACE_HEADER = "traceparent"
 CHANNEL_OF_TOPIC = {raw_topic(channel): channel for channel in CHANNELS}
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 class InputRecord(Protocol):
@@ -180,6 +189,10 @@ class RouterPipeline:
         rules = self._rules_of(contract)
         self._check_payload(record, rules)
         envelope = record["envelope"]
+        if not _is_uuid(envelope["event_id"]) or not envelope["contact_id"].strip():
+            raise Rejected(
+                "validate", "bad_id", "envelope.event_id or envelope.contact_id is invalid"
+            )
         problem = implausible_time(envelope["occurred_at"], now)
         if problem:
             raise Rejected("validate", "implausible_time", f"envelope.{problem}")
@@ -268,7 +281,11 @@ class RouterPipeline:
             outcome.counts["suppressed", facts.purpose] += 1
             return
         cipher = self._directory.cipher(event.subject)
-        rewrite_pii(record, self._rules_of(event.contract).pii, cipher.encrypt)
+        rewrite_pii(
+            record,
+            self._rules_of(event.contract).pii,
+            lambda path, value: cipher.encrypt(value, path),
+        )
         sealed = self._serde.serialize(record, event.contract)
         headers = [h for h in message.headers() or () if h[0] == TRACE_HEADER]
         outcome.traceparents.extend(v for _, v in headers)

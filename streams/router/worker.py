@@ -68,6 +68,8 @@ class RouterWorker:
         self._container = container
         self._clock = clock
         self._stop = threading.Event()
+        self._assigned = False
+        self._idle_since = time.monotonic()
         self.stats = RouterStats()
         engine = container.ledger_engine
         if current_revision(engine) != head_revision():
@@ -140,7 +142,7 @@ class RouterWorker:
         )
         if ready is not None:
             ready()
-        idle_since = time.monotonic()
+        self._idle_since = time.monotonic()
         try:
             while not self._stop.is_set():
                 self._state.poll(0)
@@ -149,10 +151,11 @@ class RouterWorker:
                     if not _is_eof(m)
                 ]  # fmt: skip
                 if not messages:
-                    if max_idle_s is not None and time.monotonic() - idle_since > max_idle_s:
+                    idle = time.monotonic() - self._idle_since
+                    if max_idle_s is not None and self._assigned and idle > max_idle_s:
                         break
                     continue
-                idle_since = time.monotonic()
+                self._idle_since = time.monotonic()
                 self._run_batch(messages)
         finally:
             self.close()
@@ -234,6 +237,8 @@ class RouterWorker:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("assigned %d partition(s)", len(partitions))
         self._seed_dedup(partitions)
+        self._assigned = True
+        self._idle_since = time.monotonic()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
