@@ -32,6 +32,9 @@ class DemoResult:
     landed: dict[str, Counter[str]] = field(default_factory=dict)
     refused: list[str] = field(default_factory=list)
     ledger_revision: str | None = None
+    routed: dict[str, Counter[str]] = field(default_factory=dict)
+    subjects: int = 0
+    router_events: int = 0
 
 
 def run_demo(root: Container, say: Say, *, rounds: int = 5) -> DemoResult:
@@ -44,6 +47,8 @@ def run_demo(root: Container, say: Say, *, rounds: int = 5) -> DemoResult:
     sent_ids = produce_sample(root, say, rounds, result)
     show_refusal(root, say, result)
     read_back(root, say, sent_ids, result)
+    produce_for_router_errors(root, say, result)
+    route(root, say, result)
     return result
 
 
@@ -107,3 +112,57 @@ def read_back(root: Container, say: Say, sent_ids: set[str], result: DemoResult)
                 kinds[record["kind"]] += 1
         result.landed[topic] = kinds
         say(f"read back {sum(kinds.values())} event(s) from {topic}")
+
+
+ROUTER_OUTPUTS = (
+    "contact.ores.v1",
+    "contact.comnexio.v1",
+    "contact.restricted.v1",
+    "recordings.standard.v1",
+    "contact.quarantine.v1",
+    "contact.deadletter.v1",
+)
+
+
+def produce_for_router_errors(root: Container, say: Say, result: DemoResult) -> None:
+    """Events valid by contract that the router must not route: unknown service, bad phone."""
+    producer = root.producer()
+    unknown = copy.deepcopy(example_events("phone")[0])
+    unknown["envelope"]["service"] = "horoscope"
+    bad_phone = copy.deepcopy(example_events("phone")[0])
+    bad_phone["envelope"]["subject"] = {"phone": "0471 12"}
+    for event in (unknown, bad_phone):
+        event["envelope"]["event_id"] = str(uuid.uuid4())
+        producer.send("phone", event)
+    producer.flush()
+    say("produced 1 event for an unknown service and 1 with an impossible phone number")
+
+
+def route(root: Container, say: Say, result: DemoResult) -> None:
+    """Run the router until the raw topics are drained, then show where events went."""
+    from streams.router.worker import RouterWorker
+
+    worker = RouterWorker(root)
+    say("router: routing the raw topics (transactions on)")
+    stats = worker.run(max_idle_s=2.0)
+    result.router_events = stats.events_in
+    say(f"router: {stats.events_in} event(s) in {stats.batches} batch(es)")
+    serde = AvroSerde(root.schemas)
+    config = root.settings.kafka_client_config()
+    subjects: set[str] = set()
+    for logical in ROUTER_OUTPUTS:
+        detail: Counter[str] = Counter()
+        for message in read_all(config, root.topics.name(logical)):
+            _, record = serde.deserialize(message.value() or b"")
+            if "governance" in record:
+                governance = record["governance"]
+                subjects.add(governance["subject_pseudonym"])
+                detail[f"{governance['controller']}/{governance['purpose']}"] += 1
+            elif "reason_code" in record:
+                detail[record["reason_code"]] += 1
+            elif "recording_kind" in record:
+                detail[f"{record['recording_kind']} until {record['retain_until']:%Y-%m-%d}"] += 1
+            else:
+                detail[record.get("reason", "quarantined")[:40]] += 1
+        result.routed[root.topics.name(logical)] = detail
+    result.subjects = len(subjects)

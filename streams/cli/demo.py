@@ -29,6 +29,15 @@ def demo(
         detail = ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items()))
         table.add_row(topic, str(sum(kinds.values())), detail)
     console.print(table)
+    routed = Table("topic", "records", "detail", title="What the router made of them")
+    for topic, detail in result.routed.items():
+        text = ", ".join(f"{name} {n}" for name, n in sorted(detail.items()))
+        routed.add_row(topic, str(sum(detail.values())), text)
+    console.print(routed)
+    console.print(
+        f"router: {result.router_events} raw event(s) routed for {result.subjects} "
+        "pseudonymous subject(s); personal data encrypted per subject"
+    )
     sent = sum(result.sent.values())
     landed = sum(sum(k.values()) for k in result.landed.values())
     console.print(f"sent {sent}, landed {landed}, invalid refused {len(result.refused)}")
