@@ -30,9 +30,9 @@ def demo(
         table.add_row(topic, str(sum(kinds.values())), detail)
     console.print(table)
     routed = Table("topic", "records", "detail", title="What the router made of them")
-    for topic, detail in result.routed.items():
-        text = ", ".join(f"{name} {n}" for name, n in sorted(detail.items()))
-        routed.add_row(topic, str(sum(detail.values())), text)
+    for topic, outcome in result.routed.items():
+        text = ", ".join(f"{name} {n}" for name, n in sorted(outcome.items()))
+        routed.add_row(topic, str(sum(outcome.values())), text)
     console.print(routed)
     console.print(
         f"router: {result.router_events} raw event(s) routed for {result.subjects} "
