@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from opentelemetry import trace
+from opentelemetry.trace import Tracer
+
 from processors.identity import Identifier, IdentifierKind, InvalidIdentifier
 from processors.pii import PiiPath, compile_paths, rewrite_pii
 from processors.policy import Attribution, ContactFacts, Policy, attribute_controller
@@ -118,7 +121,9 @@ class RouterPipeline:
         subject_status: Callable[[str], SubjectStatus],
         dedup: DedupWindow,
         max_event_bytes: int,
+        tracer: Tracer | None = None,
     ) -> None:
+        self._tracer = tracer or trace.NoOpTracer()
         self._serde = AvroSerde(schemas)
         self._policy = policy
         self._directory = directory
@@ -144,6 +149,21 @@ class RouterPipeline:
 
     def process(self, messages: Sequence[InputRecord], now: datetime) -> BatchOutcome:
         outcome = BatchOutcome()
+        with self._tracer.start_as_current_span("decode and validate"):
+            events = self._decode_all(messages, now, outcome)
+        with self._tracer.start_as_current_span("resolve subjects") as span:
+            round_trips = self._directory.ledger_round_trips
+            self._resolve_subjects(events, now)
+            span.set_attribute("contactflow.ledger.round_trips",
+                               self._directory.ledger_round_trips - round_trips)  # fmt: skip
+        with self._tracer.start_as_current_span("tag, encrypt and route"):
+            for event in events:
+                self._route(event, now, outcome)
+        return outcome
+
+    def _decode_all(
+        self, messages: Sequence[InputRecord], now: datetime, outcome: BatchOutcome
+    ) -> list[_Event]:
         events: list[_Event] = []
         for message in messages:
             channel = self._channel_of.get(message.topic() or "", "unknown")
@@ -158,10 +178,7 @@ class RouterPipeline:
                 events.append(event)
             else:
                 outcome.counts["duplicate", channel] += 1
-        self._resolve_subjects(events, now)
-        for event in events:
-            self._route(event, now, outcome)
-        return outcome
+        return events
 
     # -- decode and validate ------------------------------------------------------------
 

@@ -93,6 +93,7 @@ class RouterWorker:
             subject_status=self._state.status,
             dedup=self._dedup,
             max_event_bytes=settings.router_max_event_bytes,
+            tracer=container.telemetry.tracer("contactflow.router"),
         )
         client = settings.kafka_client_config()
         self._consumer = Consumer(
