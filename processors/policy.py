@@ -18,6 +18,7 @@ LEGAL_BASES = frozenset(
      "vital_interests"}
 )  # fmt: skip
 MATCH_KEYS = ("client", "service", "purpose", "channel", "kind")
+HOLD_REASONS = ("complaint", "fraud", "dispute", "litigation", "authority_request")
 
 
 class PolicyError(ValueError):
@@ -68,10 +69,20 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class HoldSignal:
+    """Contacts matching `match` signal a legal hold for `reason`."""
+
+    reason: str
+    match: Mapping[str, frozenset[str]]
+
+
+@dataclass(frozen=True)
 class Policy:
     version: str
     rules: tuple[Rule, ...]
     retention_classes: Mapping[str, RetentionClass]
+    hold_signals: tuple[HoldSignal, ...] = ()
+    release_grace_days: int = 7
     _memo: dict[ContactFacts, Attribution | None] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -99,6 +110,14 @@ def attribute_controller(policy: Policy, facts: ContactFacts) -> Attribution | N
     return decision
 
 
+def hold_signal_of(policy: Policy, facts: ContactFacts) -> str | None:
+    """The hold reason a contact signals (a complaint, a fraud attempt...), if any."""
+    for signal in policy.hold_signals:
+        if all(getattr(facts, key) in allowed for key, allowed in signal.match.items()):
+            return signal.reason
+    return None
+
+
 def parse_policy(document: Any) -> Policy:
     """Validate a loaded policy document; raise PolicyError naming the first problem."""
     if not isinstance(document, Mapping):
@@ -115,7 +134,24 @@ def parse_policy(document: Any) -> Policy:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise PolicyError(f"policy.rules: duplicate rule names {duplicates}")
-    return Policy(version.strip(), rules, classes)
+    signals = _parse_signals(document.get("hold_signals") or {})
+    grace = document.get("release_grace_days", 7)
+    if not _positive_int(grace):
+        raise PolicyError("policy.release_grace_days: a positive integer is required")
+    return Policy(version.strip(), rules, classes, signals, grace)
+
+
+def _parse_signals(raw: Any) -> tuple[HoldSignal, ...]:
+    if not isinstance(raw, Mapping):
+        raise PolicyError("policy.hold_signals: a mapping of reason to match is required")
+    signals = []
+    for reason, match in raw.items():
+        if reason not in HOLD_REASONS:
+            raise PolicyError(
+                f"policy.hold_signals.{reason}: unknown reason, use one of {HOLD_REASONS}"
+            )
+        signals.append(HoldSignal(reason, _parse_match(match, f"policy.hold_signals.{reason}")))
+    return tuple(signals)
 
 
 def _parse_classes(raw: Any) -> dict[str, RetentionClass]:

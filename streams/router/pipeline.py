@@ -21,13 +21,20 @@ from opentelemetry.trace import Tracer
 
 from processors.identity import Identifier, IdentifierKind, InvalidIdentifier
 from processors.pii import PiiPath, compile_paths, rewrite_pii
-from processors.policy import Attribution, ContactFacts, Policy, attribute_controller
+from processors.policy import (
+    Attribution,
+    ContactFacts,
+    Policy,
+    attribute_controller,
+    hold_signal_of,
+)
 from processors.routing import (
     CONTROLLER_TOPICS,
     DEADLETTER_TOPIC,
     QUARANTINE_TOPIC,
     RECORDINGS_TOPIC,
     RESTRICTED_TOPIC,
+    SIGNALS_TOPIC,
     Route,
     SubjectStatus,
     choose_route,
@@ -140,10 +147,11 @@ class RouterPipeline:
         self._quarantined = schemas.latest("QuarantinedEvent")
         self._retention = schemas.latest("RecordingRetention")
         self._dead = schemas.latest("DeadLetter")
+        self._signal = schemas.latest("HoldSignal")
         self.topic = {
             name: topics.name(name)
             for name in (*CONTROLLER_TOPICS.values(), RESTRICTED_TOPIC, QUARANTINE_TOPIC,
-                         RECORDINGS_TOPIC, DEADLETTER_TOPIC)
+                         RECORDINGS_TOPIC, DEADLETTER_TOPIC, SIGNALS_TOPIC)
         }  # fmt: skip
         self.input_topics = sorted(self._channel_of)
 
@@ -328,6 +336,11 @@ class RouterPipeline:
         if recording is not None:
             outcome.outputs.append(Output(self.topic[RECORDINGS_TOPIC], *recording, headers))
             outcome.counts["out", RECORDINGS_TOPIC, attribution.controller] += 1
+        reason = hold_signal_of(self._policy, facts)
+        if reason is not None:
+            signal = self._signal_record(event, reason)
+            outcome.outputs.append(Output(self.topic[SIGNALS_TOPIC], subject_key, signal, headers))
+            outcome.counts["hold_signal", reason] += 1
 
     def _tagged_record(
         self, event: _Event, attribution: Attribution, route: Route, sealed: bytes, key_id: str,
@@ -407,6 +420,20 @@ class RouterPipeline:
             "policy_version": attribution.policy_version,
         }
         return recording.recording_id.encode(), self._serde.serialize(value, self._retention)
+
+    def _signal_record(self, event: _Event, reason: str) -> bytes:
+        envelope = event.record["envelope"]
+        signal = {
+            "signal_id": envelope["event_id"],
+            "reason": reason,
+            "subject_pseudonym": event.subject,
+            "contact_id": envelope["contact_id"],
+            "channel": event.channel,
+            "kind": event.record["kind"],
+            "occurred_at": envelope["occurred_at"],
+            "policy_version": self._policy.version,
+        }
+        return self._serde.serialize(signal, self._signal)
 
     def _dead_letter(self, message: InputRecord, rejected: Rejected, now: datetime) -> Output:
         topic, partition, offset = (

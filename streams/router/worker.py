@@ -334,6 +334,7 @@ class _RouterMetrics:
         self._dead = meter.create_counter("contactflow.router.dead_letters", unit="{event}")
         self._quarantined = meter.create_counter("contactflow.router.quarantined", unit="{event}")
         self._dropped = meter.create_counter("contactflow.router.dropped", unit="{event}")
+        self._signals = meter.create_counter("contactflow.router.hold_signals", unit="{event}")
         self._latency = meter.create_histogram("contactflow.router.batch_latency", unit="s")
         self._worker = worker
         meter.create_observable_gauge(
@@ -355,6 +356,8 @@ class _RouterMetrics:
                 self._dead.add(count, {"reason": labels[0]})
             elif kind == "quarantined":
                 self._quarantined.add(count, {"channel": labels[0]})
+            elif kind == "hold_signal":
+                self._signals.add(count, {"reason": labels[0]})
             else:
                 self._dropped.add(count, {"reason": kind})
 

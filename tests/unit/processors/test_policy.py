@@ -82,3 +82,24 @@ def _broken(path: list[Any], value: Any) -> Any:
 def test_bad_policy_is_refused_with_the_path(path: list[Any], value: Any, message: str) -> None:
     with pytest.raises(PolicyError, match=message):
         parse_policy(_broken(path, value))
+
+
+@pytest.mark.parametrize(
+    ("service", "reason"),
+    [("complaint", "complaint"), ("fraud_report", "fraud"), ("dispute", "dispute"),
+     ("outage_report", None)],
+)  # fmt: skip
+def test_hold_signals_come_from_the_policy(service: str, reason: str | None) -> None:
+    from processors.policy import hold_signal_of
+
+    assert hold_signal_of(POLICY, facts(service=service)) == reason
+    if reason is not None:
+        assert attribute_controller(POLICY, facts(service=service)) is not None
+
+
+def test_bad_hold_signals_are_refused() -> None:
+    with pytest.raises(PolicyError, match=r"hold_signals.gossip: unknown reason"):
+        parse_policy(_broken(["hold_signals", "gossip"], {"service": "x"}))
+    with pytest.raises(PolicyError, match="release_grace_days"):
+        parse_policy(_broken(["release_grace_days"], 0))
+    assert POLICY.release_grace_days == 7

@@ -12,7 +12,7 @@ TOPICS = PROJECT_ROOT / "infra" / "topics.yaml"
 DESIGN_TOPICS = {
     *(f"contact.raw.{c}.v1" for c in ("phone", "chat", "email", "survey", "social")),
     "contact.ores.v1", "contact.comnexio.v1", "contact.restricted.v1", "recordings.standard.v1",
-    "recordings.hold.v1",
+    "recordings.hold.v1", "retention.signals.v1",
     "recordings.expired.v1", "contact.deadletter.v1", "contact.quarantine.v1",
     "privacy.requests.v1", "privacy.controller.ores.v1", "privacy.instructions.v1",
     "privacy.erasure.v1", "privacy.restriction.v1", "privacy.acks.v1",
