@@ -1,8 +1,10 @@
-"""The ledger: contactflow's system of record (subject index, key vault, audit log).
+"""The ledger: contactflow's system of record (subject index, key vault, audit log,
+recording retention and legal holds).
 
 Build it in the composition root: `engine = create_ledger_engine(url)`,
 `upgrade(url)`, `sessions = session_factory(engine)`; then wrap each unit of work's
-Session in `SubjectIndex`, `KeyVault` and `AuditLog`. Nothing connects at import time.
+Session in `SubjectIndex`, `KeyVault`, `AuditLog` and `RetentionLedger`. Nothing
+connects at import time.
 """
 
 from streams.ledger.audit import AuditLog, verify_chain
@@ -11,12 +13,20 @@ from streams.ledger.engine import create_ledger_engine, session_factory
 from streams.ledger.errors import (
     AppendOnlyViolationError,
     DuplicateKeyError,
+    HoldNotApplicableError,
+    HoldReleasedError,
     IdentifierKindMismatchError,
     InvalidIdentifierError,
+    InvalidRetentionValueError,
     LedgerError,
     PseudonymCollisionError,
+    RecordingExpiredError,
+    RecordingHeldError,
+    RecordingNotDueError,
     SubjectErasedError,
+    UnknownHoldError,
     UnknownKeyError,
+    UnknownRecordingError,
     UnknownSubjectError,
 )
 from streams.ledger.keys import KeyVault, reclaim_shredded_storage
@@ -32,12 +42,26 @@ from streams.ledger.records import (
     AuditRecord,
     ChainProblem,
     ChainReport,
+    HistoryAction,
+    HistoryRecord,
+    HoldReason,
+    HoldRecord,
+    HoldScope,
     IdentifierKind,
     KeyRecord,
+    NewHold,
+    NewRecording,
+    RecordingKind,
+    RecordingRecord,
+    RecordingState,
+    RetentionCount,
+    RetentionReport,
 )
+from streams.ledger.retention import DUE_WINDOW, RetentionLedger
 from streams.ledger.subjects import SubjectIndex
 
 __all__ = [
+    "DUE_WINDOW",
     "GENESIS_HASH",
     "AppendOnlyViolationError",
     "AuditLog",
@@ -45,18 +69,39 @@ __all__ = [
     "ChainProblem",
     "ChainReport",
     "DuplicateKeyError",
+    "HistoryAction",
+    "HistoryRecord",
+    "HoldNotApplicableError",
+    "HoldReason",
+    "HoldRecord",
+    "HoldReleasedError",
+    "HoldScope",
     "IdentifierKind",
     "IdentifierKindMismatchError",
     "InvalidIdentifierError",
+    "InvalidRetentionValueError",
     "KeyRecord",
     "KeyVault",
     "LedgerError",
     "NaiveDatetimeError",
+    "NewHold",
+    "NewRecording",
     "PseudonymCollisionError",
+    "RecordingExpiredError",
+    "RecordingHeldError",
+    "RecordingKind",
+    "RecordingNotDueError",
+    "RecordingRecord",
+    "RecordingState",
+    "RetentionCount",
+    "RetentionLedger",
+    "RetentionReport",
     "SubjectErasedError",
     "SubjectIndex",
     "UTCDateTime",
+    "UnknownHoldError",
     "UnknownKeyError",
+    "UnknownRecordingError",
     "UnknownSubjectError",
     "alembic_config",
     "create_ledger_engine",

@@ -61,3 +61,66 @@ class DuplicateKeyError(LedgerError):
     def __init__(self, key_id: str) -> None:
         super().__init__(f"key {key_id} already exists")
         self.key_id = key_id
+
+
+class InvalidRetentionValueError(LedgerError, ValueError):
+    """A recording or hold field is missing, too long or not one of its allowed values."""
+
+
+class UnknownRecordingError(LedgerError, LookupError):
+    """No recording with this id is registered."""
+
+    def __init__(self, recording_id: str) -> None:
+        super().__init__(f"no recording {recording_id}")
+        self.recording_id = recording_id
+
+
+class UnknownHoldError(LedgerError, LookupError):
+    """No hold with this id was placed."""
+
+    def __init__(self, hold_id: str) -> None:
+        super().__init__(f"no hold {hold_id}")
+        self.hold_id = hold_id
+
+
+class HoldReleasedError(LedgerError):
+    """The hold is already released: a release is final and cannot hold anything again."""
+
+    def __init__(self, hold_id: str) -> None:
+        super().__init__(f"hold {hold_id} is already released")
+        self.hold_id = hold_id
+
+
+class HoldNotApplicableError(LedgerError):
+    """The hold's scope and target do not cover this recording."""
+
+    def __init__(self, hold_id: str, recording_id: str) -> None:
+        super().__init__(f"hold {hold_id} does not cover recording {recording_id}")
+        self.hold_id = hold_id
+        self.recording_id = recording_id
+
+
+class RecordingHeldError(LedgerError):
+    """The recording is held (active holds, or state held awaiting its release step)."""
+
+    def __init__(self, recording_id: str, hold_ids: tuple[str, ...] = ()) -> None:
+        holds = f" by hold(s) {', '.join(hold_ids)}" if hold_ids else " (state held)"
+        super().__init__(f"recording {recording_id} is held{holds}")
+        self.recording_id = recording_id
+        self.hold_ids = hold_ids
+
+
+class RecordingExpiredError(LedgerError):
+    """The recording has expired: it can no longer be held or returned to standard."""
+
+    def __init__(self, recording_id: str) -> None:
+        super().__init__(f"recording {recording_id} has expired")
+        self.recording_id = recording_id
+
+
+class RecordingNotDueError(LedgerError):
+    """The recording's retain_until is still in the future at the given `now`."""
+
+    def __init__(self, recording_id: str) -> None:
+        super().__init__(f"recording {recording_id} is not due for expiry yet")
+        self.recording_id = recording_id

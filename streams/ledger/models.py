@@ -1,7 +1,8 @@
-"""ORM tables of the ledger. Only digests, pseudonyms, wrapped keys and ids live here."""
+"""ORM tables of the ledger. Only digests, pseudonyms, wrapped keys, ids and codes live here."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -22,7 +24,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column
 
 from streams.ledger.columns import UTCDateTime
 from streams.ledger.errors import AppendOnlyViolationError
-from streams.ledger.records import IdentifierKind
+from streams.ledger.records import (
+    CONTROLLERS,
+    HistoryAction,
+    HoldReason,
+    HoldScope,
+    IdentifierKind,
+    RecordingKind,
+    RecordingState,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -34,10 +44,19 @@ NAMING_CONVENTION = {
 
 PSEUDONYM = String(128)
 IDENTIFIER_KINDS = tuple(kind.value for kind in IdentifierKind)
+RECORD_ID = String(200)
+ACTOR = String(128)
+
+
+def _one_of(column: str, values: Iterable[str]) -> CheckConstraint:
+    """CHECK column IN (values), named after the column (ck_<table>_<column>)."""
+    return CheckConstraint(
+        "{} IN ({})".format(column, ", ".join(f"'{v}'" for v in values)), name=column
+    )
 
 
 class Base(DeclarativeBase):
-    """Declarative base; its metadata is what migration 0001 must reproduce exactly."""
+    """Declarative base; its metadata is what the migrations must reproduce exactly."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UTCDateTime()}
@@ -126,6 +145,85 @@ class AuditEntry(Base):
     entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
+class Recording(Base):
+    """A recording's retention schedule: standard until retain_until, held, or expired."""
+
+    __tablename__ = "recordings"
+    __table_args__ = (
+        _one_of("controller", CONTROLLERS),
+        _one_of("recording_kind", tuple(RecordingKind)),
+        _one_of("state", tuple(RecordingState)),
+        CheckConstraint(
+            "(state = 'expired') = (expired_at IS NOT NULL)", name="expired_means_expired_at"
+        ),
+        Index("ix_recordings_state_retain_until", "state", "retain_until"),
+    )
+
+    recording_id: Mapped[str] = mapped_column(RECORD_ID, primary_key=True)
+    contact_id: Mapped[str] = mapped_column(RECORD_ID, index=True)
+    subject_pseudonym: Mapped[str] = mapped_column(PSEUDONYM, index=True)
+    controller: Mapped[str] = mapped_column(String(16))
+    purpose: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))
+    recording_kind: Mapped[str] = mapped_column(String(32))
+    media_ref: Mapped[str | None] = mapped_column(String(1000))
+    ended_at: Mapped[datetime]
+    retain_until: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16))
+    policy_version: Mapped[str] = mapped_column(String(64))
+    registered_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    expired_at: Mapped[datetime | None]
+
+
+class Hold(Base):
+    """A legal hold on a recording, a contact or a subject; released once, never deleted."""
+
+    __tablename__ = "holds"
+    __table_args__ = (
+        _one_of("scope", tuple(HoldScope)),
+        _one_of("reason", tuple(HoldReason)),
+        CheckConstraint(
+            "(released_at IS NULL AND released_by IS NULL AND release_reason IS NULL)"
+            " OR (released_at IS NOT NULL AND released_by IS NOT NULL"
+            " AND release_reason IS NOT NULL)",
+            name="release_is_complete",
+        ),
+        Index("ix_holds_scope_target", "scope", "target"),
+    )
+
+    hold_id: Mapped[str] = mapped_column(RECORD_ID, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(RECORD_ID)
+    reason: Mapped[str] = mapped_column(String(32))
+    reference: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(32))
+    placed_by: Mapped[str] = mapped_column(ACTOR)
+    placed_at: Mapped[datetime]
+    released_at: Mapped[datetime | None] = mapped_column(index=True)
+    released_by: Mapped[str | None] = mapped_column(ACTOR)
+    release_reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class RecordingHistoryEntry(Base):
+    """Append-only history of a recording's retention: registered, held, released, ..."""
+
+    __tablename__ = "recording_history"
+    __table_args__ = (_one_of("action", tuple(HistoryAction)), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    recording_id: Mapped[str] = mapped_column(
+        RECORD_ID, ForeignKey("recordings.recording_id"), index=True
+    )
+    at: Mapped[datetime]
+    action: Mapped[str] = mapped_column(String(16))
+    hold_id: Mapped[str | None] = mapped_column(RECORD_ID, ForeignKey("holds.hold_id"))
+    retain_until: Mapped[datetime | None]
+    details: Mapped[dict[str, Any]] = mapped_column(JSON())
+
+
 @event.listens_for(AuditEntry, "before_update")
 def _refuse_audit_update(mapper: Mapper[Any], connection: Connection, target: AuditEntry) -> None:
     changed = [attr.key for attr in inspect(target).attrs if attr.history.has_changes()]
@@ -140,4 +238,23 @@ def _refuse_audit_update(mapper: Mapper[Any], connection: Connection, target: Au
 def _refuse_audit_delete(mapper: Mapper[Any], connection: Connection, target: AuditEntry) -> None:
     raise AppendOnlyViolationError(
         f"audit_log is append-only: refusing to delete entry {target.id}"
+    )
+
+
+@event.listens_for(RecordingHistoryEntry, "before_update")
+def _refuse_history_update(
+    mapper: Mapper[Any], connection: Connection, target: RecordingHistoryEntry
+) -> None:
+    if any(attr.history.has_changes() for attr in inspect(target).attrs):
+        raise AppendOnlyViolationError(
+            f"recording_history is append-only: refusing to update entry {target.id}"
+        )
+
+
+@event.listens_for(RecordingHistoryEntry, "before_delete")
+def _refuse_history_delete(
+    mapper: Mapper[Any], connection: Connection, target: RecordingHistoryEntry
+) -> None:
+    raise AppendOnlyViolationError(
+        f"recording_history is append-only: refusing to delete entry {target.id}"
     )

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from processors.identity import IdentifierKind as IdentifierKind
-from streams.ledger.errors import InvalidIdentifierError
+from streams.ledger.columns import require_aware
+from streams.ledger.errors import InvalidIdentifierError, InvalidRetentionValueError
 
 GENESIS_HASH = "0" * 64
 """prev_hash of the first audit entry."""
 
+_E = TypeVar("_E", bound=StrEnum)
+_D = TypeVar("_D")
 _HEX = re.compile(r"[0-9a-f]{32,128}")
 _PSEUDONYM = re.compile(r"(?:[a-z]{1,8}-)?[0-9a-f]{32,120}")
 
@@ -88,3 +92,237 @@ class ChainReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+CONTROLLERS = ("ORES", "COMNEXIO")
+"""Parties a recording can belong to (the Avro `Controller` symbols)."""
+
+
+class RecordingKind(StrEnum):
+    CALL_AUDIO = "call_audio"
+    CHAT_TRANSCRIPT = "chat_transcript"
+    EMAIL_BODY = "email_body"
+
+
+class RecordingState(StrEnum):
+    STANDARD = "standard"  # expires at retain_until
+    HELD = "held"  # kept under at least one legal hold
+    EXPIRED = "expired"  # past retention: the recording store deletes the media
+
+
+class HoldScope(StrEnum):
+    RECORDING = "recording"  # target is a recording id
+    CONTACT = "contact"  # target is a contact id
+    SUBJECT = "subject"  # target is a subject pseudonym (aliases included)
+
+
+class HoldReason(StrEnum):
+    COMPLAINT = "complaint"
+    FRAUD = "fraud"
+    DISPUTE = "dispute"
+    LITIGATION = "litigation"
+    AUTHORITY_REQUEST = "authority_request"
+
+
+class HistoryAction(StrEnum):
+    REGISTERED = "registered"
+    HELD = "held"
+    RELEASED = "released"
+    EXPIRED = "expired"
+    RESTRICTED = "restricted"
+
+
+@dataclass(frozen=True, slots=True)
+class NewRecording:
+    """A recording to register; retain_until is the end of its standard period."""
+
+    recording_id: str
+    contact_id: str
+    subject_pseudonym: str
+    controller: str
+    purpose: str
+    channel: str
+    recording_kind: str
+    ended_at: datetime
+    retain_until: datetime
+    policy_version: str
+    media_ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingRecord:
+    """A recording's retention row as stored."""
+
+    recording_id: str
+    contact_id: str
+    subject_pseudonym: str
+    controller: str
+    purpose: str
+    channel: str
+    recording_kind: str
+    media_ref: str | None
+    ended_at: datetime
+    retain_until: datetime
+    state: str
+    policy_version: str
+    registered_at: datetime
+    updated_at: datetime
+    expired_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewHold:
+    """A legal hold to place. `reference` is a case or ticket id, never personal data."""
+
+    hold_id: str
+    scope: str
+    target: str
+    reason: str
+    reference: str
+    placed_by: str
+    source: str = "manual"
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRecord:
+    """A legal hold as stored; active until released (a release is final)."""
+
+    hold_id: str
+    scope: str
+    target: str
+    reason: str
+    reference: str
+    source: str
+    placed_by: str
+    placed_at: datetime
+    released_at: datetime | None
+    released_by: str | None
+    release_reason: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.released_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRecord:
+    """One step in a recording's retention history (append-only)."""
+
+    id: int
+    recording_id: str
+    at: datetime
+    action: str
+    hold_id: str | None
+    retain_until: datetime | None
+    details: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionCount:
+    """One cell of a retention report: how many recordings, for one measure and group.
+
+    measure is "due_soon", "held" or "expired"; reason is the hold reason for "held"
+    (a recording held for two reasons counts under each), None otherwise.
+    """
+
+    measure: str
+    reason: str | None
+    controller: str
+    channel: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionReport:
+    """Retention counts at `as_of`, one row per (measure, reason, controller, channel)."""
+
+    as_of: datetime
+    due_window: timedelta
+    rows: tuple[RetentionCount, ...] = field(default=())
+
+    def total(self, measure: str, reason: str | None = None) -> int:
+        """Sum of a measure's rows, optionally for one hold reason only."""
+        return sum(
+            row.count
+            for row in self.rows
+            if row.measure == measure and (reason is None or row.reason == reason)
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready form: ISO instants, the window in seconds, rows as plain dicts."""
+        return {
+            "as_of": self.as_of.isoformat(),
+            "due_window_seconds": int(self.due_window.total_seconds()),
+            "rows": [
+                {
+                    "measure": row.measure,
+                    "reason": row.reason,
+                    "controller": row.controller,
+                    "channel": row.channel,
+                    "count": row.count,
+                }
+                for row in self.rows
+            ],
+        }
+
+
+def require_text(value: Any, name: str, limit: int) -> str:
+    """Return `value` if it is a non-blank string of at most `limit` characters."""
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise InvalidRetentionValueError(f"{name} must be a non-blank string of 1-{limit} chars")
+    return value
+
+
+def require_choice(kind: type[_E], value: Any, name: str) -> _E:
+    """Return `value` as a member of `kind`; the message lists the allowed values only."""
+    try:
+        return kind(value)
+    except ValueError:
+        raise InvalidRetentionValueError(f"{name} must be one of {', '.join(kind)}") from None
+
+
+def require_hold_target(scope: HoldScope, target: Any) -> str:
+    """A subject target must be a pseudonym (never a raw identifier); others are ids."""
+    if scope == HoldScope.SUBJECT:
+        return require_pseudonym(target)
+    return require_text(target, f"{scope.value} target", 200)
+
+
+def require_valid_recording(new: NewRecording) -> NewRecording:
+    """`new` with codes as plain strings and instants in UTC, or InvalidRetentionValueError
+    (NaiveDatetimeError for a naive instant); messages never echo the values."""
+    if new.controller not in CONTROLLERS:
+        raise InvalidRetentionValueError(f"controller must be one of {', '.join(CONTROLLERS)}")
+    if new.media_ref is not None:
+        require_text(new.media_ref, "media_ref", 1000)
+    for name, limit in (("recording_id", 200), ("contact_id", 200), ("purpose", 64),
+                        ("channel", 16), ("policy_version", 64)):  # fmt: skip
+        require_text(getattr(new, name), name, limit)
+    require_pseudonym(new.subject_pseudonym)
+    kind = require_choice(RecordingKind, new.recording_kind, "recording_kind")
+    ended_at = require_aware(new.ended_at, "ended_at")
+    retain_until = require_aware(new.retain_until, "retain_until")
+    if retain_until < ended_at:
+        raise InvalidRetentionValueError("retain_until must not be before ended_at")
+    return replace(new, recording_kind=kind.value, ended_at=ended_at, retain_until=retain_until)
+
+
+def require_valid_hold(new: NewHold) -> NewHold:
+    """`new` with its codes as plain strings, or InvalidRetentionValueError."""
+    scope = require_choice(HoldScope, new.scope, "scope")
+    require_hold_target(scope, new.target)
+    reason = require_choice(HoldReason, new.reason, "reason")
+    for name, limit in (("hold_id", 200), ("reference", 200), ("source", 32),
+                        ("placed_by", 128)):  # fmt: skip
+        require_text(getattr(new, name), name, limit)
+    return replace(new, scope=scope.value, reason=reason.value)
+
+
+def field_values(obj: object, record: type[Any]) -> dict[str, Any]:
+    """The attributes of `obj` named like the fields of dataclass `record`."""
+    return {f.name: getattr(obj, f.name) for f in fields(record)}
+
+
+def from_attributes(record: type[_D], obj: object) -> _D:
+    """Build dataclass `record` from any object with attributes of the same names (a row)."""
+    return record(**field_values(obj, record))
