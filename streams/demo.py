@@ -79,6 +79,9 @@ def produce_sample(root: Container, say: Say, rounds: int, result: DemoResult) -
                 event = copy.deepcopy(template)
                 event["envelope"]["event_id"] = str(uuid.uuid4())
                 event["envelope"]["contact_id"] = f"demo-{uuid.uuid4().hex[:12]}"
+                for id_field in ("recording_id", "transcript_id", "message_id", "survey_id"):
+                    if id_field in event["payload"]:
+                        event["payload"][id_field] = f"{id_field[:3]}-{uuid.uuid4().hex[:12]}"
                 producer.send(channel, event)
                 sent_ids.add(event["envelope"]["event_id"])
                 result.sent[channel] = result.sent.get(channel, 0) + 1

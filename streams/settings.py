@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     router_max_event_bytes: int = Field(default=512 * 1024, ge=1024)
     router_dedup_window: int = Field(default=50_000, ge=0)
 
+    retention_sweep_interval_s: float = Field(default=3600.0, gt=0)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
     topic_prefix: str = ""

@@ -5,7 +5,17 @@ from __future__ import annotations
 import logging
 import sys
 
-from streams.cli import broker, demo, ledger, produce, run, schemas, topics  # noqa: F401 - each module registers its commands
+from streams.cli import (  # noqa: F401 - each module registers its commands
+    bench,
+    broker,
+    demo,
+    ledger,
+    produce,
+    retention,
+    run,
+    schemas,
+    topics,
+)
 from streams.cli._app import app, err_console
 from streams.errors import ContactflowError
 from streams.settings import KAFKA_CLIENT_LOGGER, load_settings

@@ -38,3 +38,30 @@ def run_router(
         f"router stopped: {stats.events_in} event(s) in {stats.batches} batch(es), "
         f"{stats.outputs} output(s), {stats.aborted} aborted batch(es)"
     )
+
+
+@run_app.command("privacy")
+def run_privacy() -> None:
+    """The control plane (faust-streaming): registers recordings, places the holds that
+    complaints, fraud attempts and disputes signal, and sweeps expired recordings."""
+    import faust
+
+    from streams.control.app import create_control_app
+    from streams.retention.service import RetentionService
+    from streams.router.worker import load_policy, utc_now
+
+    root = container()
+    root.service_name = "contactflow-privacy"
+    service = RetentionService(
+        root, actor="privacy-app", grace_days=load_policy(root).release_grace_days
+    )
+    app = create_control_app(
+        root, service, utc_now, sweep_interval_s=root.settings.retention_sweep_interval_s
+    )
+    console.print(f"privacy app consuming from {root.settings.bootstrap}")
+    try:
+        faust.Worker(
+            app, loglevel=root.settings.log_level.lower(), quiet=True
+        ).execute_from_commandline()
+    finally:
+        service.close()

@@ -1,0 +1,35 @@
+"""`contactflow bench router`: the router measured against the limit and its peers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from streams.cli._app import app, console, container
+
+bench_app = typer.Typer(help="Benchmarks that print their figures.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("router")
+def bench_router(
+    events: Annotated[int, typer.Option(min=100, help="Events in the workload.")] = 100_000,
+    faust_cap: Annotated[
+        int, typer.Option(min=100, help="At most this many events for faust (it is slow).")
+    ] = 20_000,
+) -> None:
+    """Limit, Quix Streams, faust and the router on one workload; ratios on the last line."""
+    from streams.bench.router_bench import run_router_bench
+    from streams.bench.router_runner import run_real_router
+
+    root = container()
+    with console.status("bench") as status:
+
+        def say(message: str) -> None:
+            status.update(message)
+            console.log(message)
+
+        result = run_router_bench(root, events, say, router=run_real_router, faust_cap=faust_cap)
+    for line in result.report_lines():
+        console.print(line, soft_wrap=True)

@@ -1,0 +1,92 @@
+"""The control plane (`contactflow run privacy`): a faust-streaming app.
+
+Low volume, many states. Agents register the recordings the router announces and place
+the holds its signals ask for; a timer sweeps expired recordings. Every action goes
+through `RetentionService`, whose ledger transaction is the system of record, so an input
+replayed after a rebalance or a crash changes nothing twice (at-least-once input,
+idempotent effects). The clock is injected.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Any
+
+import faust
+
+from schemas.errors import SerdeError
+from streams.bootstrap import Container
+from streams.ledger import LedgerError
+from streams.retention.service import STANDARD, RetentionService
+
+log = logging.getLogger(__name__)
+SIGNALS = "retention.signals.v1"
+APP_ID = "contactflow-control"
+
+
+def create_control_app(
+    container: Container,
+    service: RetentionService,
+    clock: Callable[[], datetime],
+    *,
+    sweep_interval_s: float,
+) -> faust.App:
+    settings = container.settings
+    app = faust.App(
+        APP_ID,
+        broker=f"kafka://{settings.bootstrap}",
+        store="memory://",
+        web_enabled=False,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        datadir=str(settings.data_dir / "faust"),
+    )
+
+    def raw_topic(logical: str) -> Any:
+        return app.topic(
+            container.topics.name(logical), key_serializer="raw", value_serializer="raw"
+        )
+
+    async def each_value(stream: Any) -> AsyncIterator[tuple[Any, bytes]]:
+        async for event in stream.events():
+            if event.value is not None:  # tombstones of compacted topics carry nothing
+                yield event.message, event.value
+
+    @app.agent(raw_topic(STANDARD), name="register-recordings")
+    async def register_recordings(stream: Any) -> None:
+        async for message, value in each_value(stream):
+            _guarded(service, message, "register", clock, service.ingest_recording, value)
+
+    @app.agent(raw_topic(SIGNALS), name="place-signal-holds")
+    async def place_signal_holds(stream: Any) -> None:
+        async for message, value in each_value(stream):
+            _guarded(service, message, "hold", clock, service.apply_signal, value)
+
+    @app.timer(interval=sweep_interval_s, name="expire-recordings")  # type: ignore[untyped-decorator]
+    async def expire_recordings() -> None:
+        result = service.sweep(clock())
+        if result.expired:
+            log.info("%s expired %d recording(s)", result.sweep_id, len(result.expired))
+
+    return app
+
+
+def _guarded(
+    service: RetentionService,
+    message: Any,
+    stage: str,
+    clock: Callable[[], datetime],
+    action: Callable[[bytes, datetime], Any],
+    value: bytes,
+) -> None:
+    """Run one input's action; an input it cannot use goes to the dead-letter topic."""
+    try:
+        action(value, clock())
+    except (SerdeError, LedgerError, KeyError, ValueError) as exc:
+        log.error("%s failed at %s[%s]@%s: %s", stage, message.topic, message.partition,
+                  message.offset, type(exc).__name__)  # fmt: skip
+        service.dead_letter(message.topic, message.partition, message.offset, message.key,
+                            value, stage, type(exc).__name__, str(exc), clock())  # fmt: skip
