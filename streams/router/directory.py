@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from processors.crypto import FieldCipher, new_data_key, unwrap_key, wrap_key
 from processors.identity import Identifier
 from processors.pseudonym import Pseudonymiser
-from streams.ledger import KeyVault, SubjectErasedError, SubjectIndex
+from streams.ledger import SubjectErasedError, SubjectIndex
+from streams.ledger.hotpath import add_keys, add_subjects, live_keys, owners_of, subjects_state
 
 log = logging.getLogger(__name__)
 KEY_ALGORITHM = "AES-256-GCM"
@@ -44,6 +45,7 @@ class SubjectDirectory:
         self._master_key = master_key
         self._subject_of: dict[str, str] = {}
         self._ciphers: dict[str, FieldCipher] = {}
+        self._survivor: dict[str, str] = {}
         self.ledger_round_trips = 0
 
     def digests(self, identifiers: Sequence[Identifier]) -> Digests:
@@ -81,12 +83,10 @@ class SubjectDirectory:
 
     def ensure_ciphers(self, subjects: set[str], now: datetime) -> None:
         """Load or create the data keys of subjects that have no cached cipher."""
-        missing = subjects - self._ciphers.keys()
-        if missing:
+        if subjects - self._ciphers.keys():
             with self._sessions.begin() as session:
                 self.ledger_round_trips += 1
-                for subject in sorted(missing):
-                    self._ciphers[subject] = self._load_or_create_key(session, subject, now)
+                self._load_ciphers(session, subjects, now)
 
     def forget(self, subject: str) -> None:
         """Drop a subject's cached key (after erasure, the key is gone from the vault)."""
@@ -95,30 +95,82 @@ class SubjectDirectory:
             del self._subject_of[digest]
 
     def _resolve_once(self, pending: Sequence[Digests], now: datetime) -> list[str | None]:
-        results: list[str | None] = []
         with self._sessions.begin() as session:
             self.ledger_round_trips += 1
-            index = SubjectIndex(session)
+            every = {digest for digests in pending for _, digest in digests}
+            owner = owners_of(session, every)
+            plan = _Plan(owner, self._pseudonymiser.subject_pseudonym)
             for digests in pending:
-                try:
-                    with session.begin_nested():
-                        subject = index.resolve_or_create(
-                            digests, self._pseudonymiser.subject_pseudonym, now
-                        )
-                except SubjectErasedError:
+                plan.place(digests)
+            taken = subjects_state(session, plan.new_subjects)
+            erased = {s for s, gone in subjects_state(session, set(owner.values())).items() if gone}
+            erased |= {s for s, gone in taken.items() if gone}
+            plan.drop(erased | set(taken))  # an existing pseudonym is never created twice
+            add_subjects(session, plan.new_subjects, plan.new_identifiers, now)
+            if plan.merges:  # rare: events linking subjects that already exist
+                index = SubjectIndex(session)
+                for digests in plan.merges:
+                    try:
+                        with session.begin_nested():
+                            index.resolve_or_create(
+                                digests, self._pseudonymiser.subject_pseudonym, now
+                            )
+                    except SubjectErasedError:
+                        erased.update(owner.get(d, "") for _, d in digests)
+                before = {**owner, **plan.assigned}
+                owner = owners_of(session, every)
+                self._retire(
+                    {before[d]: owner[d] for d in before if owner.get(d, before[d]) != before[d]}
+                )
+            else:
+                owner.update(plan.assigned)
+            results: list[str | None] = []
+            for digests in pending:
+                subject = owner.get(digests[0][1])
+                if (
+                    subject is None
+                    or subject in erased
+                    or any(owner.get(d) in erased for _, d in digests)
+                ):
                     results.append(None)
                     continue
                 self._remember(digests, subject)
                 results.append(subject)
-            # a later event of the batch may have merged subjects met earlier in it: every
-            # event gets the surviving pseudonym
-            final = [
-                self._subject_of[digests[0][1]] if subject is not None else None
-                for digests, subject in zip(pending, results, strict=True)
-            ]
-            for subject in {s for s in final if s is not None} - self._ciphers.keys():
-                self._ciphers[subject] = self._load_or_create_key(session, subject, now)
-        return final
+            self._load_ciphers(session, {s for s in results if s is not None}, now)
+        return results
+
+    def _load_ciphers(self, session: Session, subjects: set[str], now: datetime) -> None:
+        missing = subjects - self._ciphers.keys()
+        if not missing:
+            return
+        for subject, (key_id, wrapped) in live_keys(session, missing).items():
+            self._ciphers[subject] = FieldCipher(
+                key_id, unwrap_key(self._master_key, key_id, wrapped)
+            )
+        created = []
+        for subject in sorted(missing - self._ciphers.keys()):
+            key_id = f"k-{uuid.uuid4().hex}"
+            data_key = new_data_key()
+            created.append((key_id, subject, wrap_key(self._master_key, key_id, data_key)))
+            self._ciphers[subject] = FieldCipher(key_id, data_key)
+        add_keys(session, created, KEY_ALGORITHM, now)
+
+    def _retire(self, survivors: dict[str, str]) -> None:
+        """Subjects merged away in the ledger: cached digests follow them to the survivor."""
+        if not survivors:
+            return
+        for digest, owner in list(self._subject_of.items()):
+            if owner in survivors:
+                self._subject_of[digest] = survivors[owner]
+        for retired, survivor in survivors.items():
+            self._ciphers.pop(retired, None)
+            self._survivor[retired] = survivor
+
+    def current(self, subject: str) -> str:
+        """The subject a pseudonym names now (the survivor, if it was merged away)."""
+        while subject in self._survivor:
+            subject = self._survivor[subject]
+        return subject
 
     def _remember(self, digests: Digests, subject: str) -> None:
         if len(self._subject_of) > _MAX_CACHED:
@@ -133,17 +185,41 @@ class SubjectDirectory:
         for _, digest in digests:
             self._subject_of[digest] = subject
 
-    def _load_or_create_key(self, session: Session, subject: str, now: datetime) -> FieldCipher:
-        vault = KeyVault(session)
-        live = [k for k in vault.keys_for(subject) if k.shredded_at is None]
-        if live:
-            newest = max(live, key=lambda k: (k.created_at, k.key_id))
-            wrapped = vault.get(newest.key_id)
-            if wrapped is not None:
-                return FieldCipher(
-                    newest.key_id, unwrap_key(self._master_key, newest.key_id, wrapped)
-                )
-        key_id = f"k-{uuid.uuid4().hex}"
-        data_key = new_data_key()
-        vault.put(key_id, subject, wrap_key(self._master_key, key_id, data_key), KEY_ALGORITHM, now)
-        return FieldCipher(key_id, data_key)
+
+class _Plan:
+    """Who each event's digests belong to, deciding new subjects in memory, in order."""
+
+    def __init__(self, owner: dict[str, str], pseudonym_for: Callable[[str], str]) -> None:
+        self._owner = owner
+        self._existing = set(owner.values())
+        self._pseudonym_for = pseudonym_for
+        self.assigned: dict[str, str] = {}
+        self.new_subjects: dict[str, None] = {}
+        self.new_identifiers: list[tuple[str, str, str]] = []
+        self.merges: list[Digests] = []
+
+    def place(self, digests: Digests) -> None:
+        owners = {s for _, d in digests if (s := self._subject(d)) is not None}
+        if len(owners) > 1:
+            self.merges.append(digests)
+            return
+        if owners:
+            subject = owners.pop()
+        else:
+            subject = self._pseudonym_for(digests[0][1])
+            if subject not in self._existing:
+                self.new_subjects[subject] = None
+        for kind, digest in digests:
+            if self._subject(digest) is None:
+                self.assigned[digest] = subject
+                self.new_identifiers.append((digest, kind, subject))
+
+    def drop(self, subjects: set[str]) -> None:
+        """Forget new subjects that turn out to exist already (erased ones among them)."""
+        for subject in subjects & self.new_subjects.keys():
+            del self.new_subjects[subject]
+        self.new_identifiers = [row for row in self.new_identifiers if row[2] not in subjects]
+        self.assigned = {d: s for d, s in self.assigned.items() if s not in subjects}
+
+    def _subject(self, digest: str) -> str | None:
+        return self._owner.get(digest) or self.assigned.get(digest)

@@ -286,6 +286,9 @@ class RouterPipeline:
             subjects = self._directory.resolve([e.digests for e in pending], now)
             for event, subject in zip(pending, subjects, strict=True):
                 event.subject = subject
+            for event in events:  # a merge in this batch may have retired a cached subject
+                if event.subject is not None:
+                    event.subject = self._directory.current(event.subject)
         self._directory.ensure_ciphers({e.subject for e in events if e.subject}, now)
 
     def _route(self, event: _Event, now: datetime, outcome: BatchOutcome) -> None:
