@@ -11,6 +11,8 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from schemas.examples import example_events
 from schemas.serde import AvroSerde
@@ -33,6 +35,7 @@ class DemoResult:
     refused: list[str] = field(default_factory=list)
     ledger_revision: str | None = None
     routed: dict[str, Counter[str]] = field(default_factory=dict)
+    retention: list[str] = field(default_factory=list)
     subjects: int = 0
     router_events: int = 0
 
@@ -49,6 +52,7 @@ def run_demo(root: Container, say: Say, *, rounds: int = 5) -> DemoResult:
     read_back(root, say, sent_ids, result)
     produce_for_router_errors(root, say, result)
     route(root, say, result)
+    show_retention(root, say, result)
     return result
 
 
@@ -69,14 +73,45 @@ def apply_topics(root: Container, say: Say) -> int:
     return len(applied)
 
 
+def latest_time(value: Any) -> datetime:
+    """The latest ISO-8601 timestamp anywhere in an example event."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return max((latest_time(v) for v in value), default=datetime.min.replace(tzinfo=UTC))
+    if isinstance(value, str) and len(value) >= 19 and value[10:11] == "T":
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    return datetime.min.replace(tzinfo=UTC)
+
+
+def shift_times(value: Any, delta: timedelta) -> Any:
+    """The example event with every ISO-8601 timestamp moved by `delta`."""
+    if isinstance(value, dict):
+        return {k: shift_times(v, delta) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shift_times(v, delta) for v in value]
+    if isinstance(value, str) and len(value) >= 19 and value[10:11] == "T":
+        try:
+            return (datetime.fromisoformat(value) + delta).isoformat()
+        except ValueError:
+            return value
+    return value
+
+
 def produce_sample(root: Container, say: Say, rounds: int, result: DemoResult) -> set[str]:
-    """Send `rounds` copies (fresh ids) of every example event of every channel."""
+    """Send `rounds` copies (fresh ids) of every example event of every channel, as if
+    they happened in the last days."""
     producer = root.producer()
     sent_ids: set[str] = set()
+    newest = max(latest_time(e) for c in CHANNELS for e in example_events(c))
+    delta = datetime.now(UTC) - timedelta(hours=1) - newest  # as if it all happened lately
     for channel in CHANNELS:
         for _ in range(rounds):
             for template in example_events(channel):
-                event = copy.deepcopy(template)
+                event = shift_times(copy.deepcopy(template), delta)
                 event["envelope"]["event_id"] = str(uuid.uuid4())
                 event["envelope"]["contact_id"] = f"demo-{uuid.uuid4().hex[:12]}"
                 for id_field in ("recording_id", "transcript_id", "message_id", "survey_id"):
@@ -169,3 +204,51 @@ def route(root: Container, say: Say, result: DemoResult) -> None:
                 detail[record.get("reason", "quarantined")[:40]] += 1
         result.routed[root.topics.name(logical)] = detail
     result.subjects = len(subjects)
+
+
+def show_retention(root: Container, say: Say, result: DemoResult) -> None:
+    """Recordings registered, a complaint e-mail holding last week's call, a moved clock."""
+    from streams.retention.catchup import apply_retention_topics
+    from streams.retention.service import RetentionService
+    from streams.router.worker import RouterWorker, load_policy
+
+    policy = load_policy(root)
+    service = RetentionService(root, actor="demo", grace_days=policy.release_grace_days)
+    now = datetime.now(UTC)
+    try:
+        caught = apply_retention_topics(root, service, now)
+        note(result, say, f"retention: {caught.registered} recording(s) registered, "
+             f"{caught.held_by_signals} held by the complaints among the e-mails")  # fmt: skip
+
+        complaint = copy.deepcopy(example_events("email")[0])
+        complaint["envelope"] |= {
+            "event_id": str(uuid.uuid4()), "contact_id": f"demo-{uuid.uuid4().hex[:12]}",
+            "occurred_at": now.isoformat(), "service": "complaint",
+            "subject": {"email": "caller.demo@example.org", "phone": "+32 471 12 34 56"},
+        }  # fmt: skip
+        complaint["payload"]["message_id"] = f"msg-{uuid.uuid4().hex[:12]}"
+        producer = root.producer()
+        producer.send("email", complaint)
+        producer.flush()
+        RouterWorker(root).run(max_idle_s=2.0)
+        caught = apply_retention_topics(root, service, now)
+        note(result, say, "a complaint e-mail from the caller of last week's outage call: "
+             f"{caught.held_by_signals} of their recording(s) now on legal hold")  # fmt: skip
+
+        assert not service.sweep(now).expired
+        period = policy.retention_classes["recording"].recording_period_days or 30
+        later = now + timedelta(days=period + 1)
+        swept = service.sweep(later)
+        note(result, say, f"sweep with the clock moved to {later:%Y-%m-%d}: "
+             f"{len(swept.expired)} recording(s) expired (deletion commands sent); "
+             "held recordings kept")  # fmt: skip
+        report = service.report(later)
+        note(result, say, f"retention report at {later:%Y-%m-%d}: held "
+             f"{report.total('held')}, expired {report.total('expired')}")  # fmt: skip
+    finally:
+        service.close()
+
+
+def note(result: DemoResult, say: Say, line: str) -> None:
+    result.retention.append(line)
+    say(line)

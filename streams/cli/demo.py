@@ -38,6 +38,8 @@ def demo(
         f"router: {result.router_events} raw event(s) routed for {result.subjects} "
         "pseudonymous subject(s); personal data encrypted per subject"
     )
+    for line in result.retention:
+        console.print(f"retention: {line}" if not line.startswith("retention") else line)
     sent = sum(result.sent.values())
     landed = sum(sum(k.values()) for k in result.landed.values())
     console.print(f"sent {sent}, landed {landed}, invalid refused {len(result.refused)}")
