@@ -21,8 +21,8 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(ledger_app, name="ledger")
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # long lines wrap in the terminal, not mid-message
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def container() -> Container:
