@@ -1,10 +1,10 @@
 """The ledger: contactflow's system of record (subject index, key vault, audit log,
-recording retention and legal holds).
+recording retention and legal holds, privacy requests).
 
 Build it in the composition root: `engine = create_ledger_engine(url)`,
 `upgrade(url)`, `sessions = session_factory(engine)`; then wrap each unit of work's
-Session in `SubjectIndex`, `KeyVault`, `AuditLog` and `RetentionLedger`. Nothing
-connects at import time.
+Session in `SubjectIndex`, `KeyVault`, `AuditLog`, `RetentionLedger` and
+`PrivacyRequests`. Nothing connects at import time.
 """
 
 from streams.ledger.audit import AuditLog, verify_chain
@@ -23,10 +23,13 @@ from streams.ledger.errors import (
     RecordingExpiredError,
     RecordingHeldError,
     RecordingNotDueError,
+    StaleRequestError,
     SubjectErasedError,
+    UnknownCommandError,
     UnknownHoldError,
     UnknownKeyError,
     UnknownRecordingError,
+    UnknownRequestError,
     UnknownSubjectError,
 )
 from streams.ledger.keys import KeyVault, reclaim_shredded_storage
@@ -54,9 +57,11 @@ from streams.ledger.records import (
     RecordingKind,
     RecordingRecord,
     RecordingState,
+    RequestEventRecord,
     RetentionCount,
     RetentionReport,
 )
+from streams.ledger.requests import PrivacyRequests
 from streams.ledger.retention import DUE_WINDOW, RetentionLedger
 from streams.ledger.subjects import SubjectIndex
 
@@ -86,6 +91,7 @@ __all__ = [
     "NaiveDatetimeError",
     "NewHold",
     "NewRecording",
+    "PrivacyRequests",
     "PseudonymCollisionError",
     "RecordingExpiredError",
     "RecordingHeldError",
@@ -93,15 +99,19 @@ __all__ = [
     "RecordingNotDueError",
     "RecordingRecord",
     "RecordingState",
+    "RequestEventRecord",
     "RetentionCount",
     "RetentionLedger",
     "RetentionReport",
+    "StaleRequestError",
     "SubjectErasedError",
     "SubjectIndex",
     "UTCDateTime",
+    "UnknownCommandError",
     "UnknownHoldError",
     "UnknownKeyError",
     "UnknownRecordingError",
+    "UnknownRequestError",
     "UnknownSubjectError",
     "alembic_config",
     "create_ledger_engine",

@@ -124,3 +124,28 @@ class RecordingNotDueError(LedgerError):
     def __init__(self, recording_id: str) -> None:
         super().__init__(f"recording {recording_id} is not due for expiry yet")
         self.recording_id = recording_id
+
+
+class UnknownRequestError(LedgerError, LookupError):
+    """No privacy request with this id was submitted."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"no privacy request {request_id}")
+        self.request_id = request_id
+
+
+class UnknownCommandError(LedgerError, LookupError):
+    """No downstream command with this id was issued."""
+
+    def __init__(self, command_id: str) -> None:
+        super().__init__(f"no command {command_id}")
+        self.command_id = command_id
+
+
+class StaleRequestError(LedgerError):
+    """The stored request or command is no longer the one a transition was computed from:
+    another worker changed it first. The caller reloads and decides again."""
+
+    def __init__(self, kind: str, record_id: str) -> None:
+        super().__init__(f"{kind} {record_id} changed since it was read")
+        self.record_id = record_id

@@ -26,12 +26,18 @@ from streams.ledger.columns import UTCDateTime
 from streams.ledger.errors import AppendOnlyViolationError
 from streams.ledger.records import (
     CONTROLLERS,
+    Command,
+    Decision,
+    DecisionSource,
     HistoryAction,
     HoldReason,
     HoldScope,
     IdentifierKind,
+    Outcome,
     RecordingKind,
     RecordingState,
+    RequestState,
+    RequestType,
 )
 
 NAMING_CONVENTION = {
@@ -46,6 +52,9 @@ PSEUDONYM = String(128)
 IDENTIFIER_KINDS = tuple(kind.value for kind in IdentifierKind)
 RECORD_ID = String(200)
 ACTOR = String(128)
+REQUEST_ID = String(128)
+REQUEST_FK = "privacy_requests.request_id"
+REASON = String(500)
 
 
 def _one_of(column: str, values: Iterable[str]) -> CheckConstraint:
@@ -224,6 +233,125 @@ class RecordingHistoryEntry(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON())
 
 
+class PrivacyRequestRow(Base):
+    """A data-subject request: state, deadlines, the controller's decision. No identifier:
+    subjects as pseudonyms, identifiers as keyed digests (request_identifiers)."""
+
+    __tablename__ = "privacy_requests"
+    __table_args__ = (
+        _one_of("request_type", tuple(RequestType)),
+        _one_of("state", tuple(RequestState)),
+        _one_of("decision", tuple(Decision)),
+        _one_of("decision_source", tuple(DecisionSource)),
+        CheckConstraint("(verified_at IS NULL) = (verified_by IS NULL)", name="verified"),
+        CheckConstraint(
+            "(decision IS NULL) = (decision_source IS NULL)"
+            " AND (decision IS NULL) = (decided_at IS NULL)"
+            " AND (decision IS NULL OR decision <> 'refuse' OR decision_reason IS NOT NULL)",
+            name="decision_is_complete",
+        ),
+        CheckConstraint(
+            "extension_months BETWEEN 0 AND 2"
+            " AND (extension_months = 0) = (extended_until IS NULL)"
+            " AND (extension_months = 0) = (extension_reason IS NULL)",
+            name="extension_has_reason",
+        ),
+        CheckConstraint(
+            "(state IN ('completed', 'refused', 'rejected')) = (closed_at IS NOT NULL)",
+            name="closed_means_closed_at",
+        ),
+        Index("ix_privacy_requests_state_due_at", "state", "due_at"),
+    )
+
+    request_id: Mapped[str] = mapped_column(REQUEST_ID, primary_key=True)
+    request_type: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(32))
+    received_at: Mapped[datetime]
+    submitted_by: Mapped[str] = mapped_column(ACTOR)
+    due_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    purpose: Mapped[str | None] = mapped_column(String(64))
+    verified_at: Mapped[datetime | None]
+    verified_by: Mapped[str | None] = mapped_column(String(64))
+    subject_pseudonyms: Mapped[list[str]] = mapped_column(JSON())
+    controllers: Mapped[list[str]] = mapped_column(JSON())
+    resolved_at: Mapped[datetime | None]
+    forwarded_at: Mapped[datetime | None]
+    decision: Mapped[str | None] = mapped_column(String(16))
+    decision_source: Mapped[str | None] = mapped_column(String(32))
+    decision_reason: Mapped[str | None] = mapped_column(REASON)
+    decided_by: Mapped[str | None] = mapped_column(ACTOR)
+    decided_at: Mapped[datetime | None]
+    extension_months: Mapped[int] = mapped_column(Integer())
+    extended_until: Mapped[datetime | None]
+    extension_reason: Mapped[str | None] = mapped_column(REASON)
+    escalated_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+
+
+class RequestIdentifier(Base):
+    """An identifier the requester gave, as its keyed digest only (never the value)."""
+
+    __tablename__ = "request_identifiers"
+    __table_args__ = (_one_of("identifier_kind", IDENTIFIER_KINDS),)
+
+    request_id: Mapped[str] = mapped_column(REQUEST_ID, ForeignKey(REQUEST_FK), primary_key=True)
+    identifier_digest: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
+    identifier_kind: Mapped[str] = mapped_column(String(16))
+
+
+class RequestCommand(Base):
+    """A command to one consumer for one subject and controller; latest attempt, answer."""
+
+    __tablename__ = "request_commands"
+    __table_args__ = (
+        _one_of("command", tuple(Command)),
+        _one_of("controller", CONTROLLERS),
+        _one_of("outcome", tuple(Outcome)),
+        CheckConstraint("attempt >= 1", name="attempt_positive"),
+        CheckConstraint(
+            "(outcome IS NULL) = (answered_at IS NULL)"
+            " AND (outcome IS NULL OR outcome <> 'failed' OR reason IS NOT NULL)",
+            name="answer_is_complete",
+        ),
+    )
+
+    command_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_id: Mapped[str] = mapped_column(REQUEST_ID, ForeignKey(REQUEST_FK), index=True)
+    consumer: Mapped[str] = mapped_column(String(64))
+    command: Mapped[str] = mapped_column(String(32))
+    subject_pseudonym: Mapped[str] = mapped_column(PSEUDONYM)
+    controller: Mapped[str] = mapped_column(String(16))
+    issued_at: Mapped[datetime]
+    answer_by: Mapped[datetime] = mapped_column(index=True)
+    attempt: Mapped[int] = mapped_column(Integer())
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(REASON)
+    answered_at: Mapped[datetime | None]
+    escalated_at: Mapped[datetime | None]
+
+
+class RequestEvent(Base):
+    """Append-only history of a request: every transition, command issued or answered."""
+
+    __tablename__ = "request_events"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    request_id: Mapped[str] = mapped_column(REQUEST_ID, ForeignKey(REQUEST_FK), index=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(ACTOR)
+    event: Mapped[str] = mapped_column(String(64))
+    from_state: Mapped[str | None] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(32))
+    command_id: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey("request_commands.command_id")
+    )
+    details: Mapped[dict[str, Any]] = mapped_column(JSON())
+
+
 @event.listens_for(AuditEntry, "before_update")
 def _refuse_audit_update(mapper: Mapper[Any], connection: Connection, target: AuditEntry) -> None:
     changed = [attr.key for attr in inspect(target).attrs if attr.history.has_changes()]
@@ -258,3 +386,14 @@ def _refuse_history_delete(
     raise AppendOnlyViolationError(
         f"recording_history is append-only: refusing to delete entry {target.id}"
     )
+
+
+@event.listens_for(RequestEvent, "before_update")
+def _keep_event(mapper: Mapper[Any], connection: Connection, target: RequestEvent) -> None:
+    if any(attr.history.has_changes() for attr in inspect(target).attrs):
+        raise AppendOnlyViolationError(f"request_events is append-only: not updating {target.id}")
+
+
+@event.listens_for(RequestEvent, "before_delete")
+def _keep_events(mapper: Mapper[Any], connection: Connection, target: RequestEvent) -> None:
+    raise AppendOnlyViolationError(f"request_events is append-only: not deleting {target.id}")

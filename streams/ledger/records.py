@@ -9,7 +9,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from processors.consumers import Command as Command
 from processors.identity import IdentifierKind as IdentifierKind
+from processors.privacy import Decision as Decision
+from processors.privacy import DecisionSource as DecisionSource
+from processors.privacy import RequestState as RequestState
+from processors.privacy import RequestType as RequestType
+from processors.privacy_commands import Outcome as Outcome
 from streams.ledger.columns import require_aware
 from streams.ledger.errors import InvalidIdentifierError, InvalidRetentionValueError
 
@@ -264,6 +270,22 @@ class RetentionReport:
                 for row in self.rows
             ],
         }
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEventRecord:
+    """One step in a privacy request's history (append-only): who, when, from which state
+    to which, about which command if any; details hold codes and counts only."""
+
+    id: int
+    request_id: str
+    at: datetime
+    actor: str
+    event: str
+    from_state: str | None
+    state: str
+    command_id: str | None
+    details: Mapping[str, Any]
 
 
 def require_text(value: Any, name: str, limit: int) -> str:
