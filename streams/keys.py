@@ -12,6 +12,7 @@ import base64
 import binascii
 import logging
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,12 +53,23 @@ def _key(
         return value
     path = data_dir / "secrets" / f"{name.lower()}.b64"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(base64.b64encode(os.urandom(generate)).decode())
+        _create_once(path, base64.b64encode(os.urandom(generate)).decode())
         log.warning(
-            "CONTACTFLOW_%s is not set: generated a development key in %s; "
+            "CONTACTFLOW_%s is not set: using a development key in %s; "
             "set it explicitly in production", name, path,
         )  # fmt: skip
     return base64.b64decode(path.read_text().strip())
+
+
+def _create_once(path: Path, content: str) -> None:
+    """Write a new file atomically; when two processes race, the first one's file wins."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".key-")
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(content)
+        os.link(temporary, path)  # atomic, and refuses to replace another process's key
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(temporary)
