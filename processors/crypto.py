@@ -13,6 +13,7 @@ a token moved to another field or subject fails to decrypt.
 from __future__ import annotations
 
 import base64
+import binascii
 import os
 
 from cryptography.exceptions import InvalidTag
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 TOKEN_PREFIX = "cf1."  # noqa: S105 - a format marker, not a secret
 KEY_BYTES = 32
 _NONCE_BYTES = 12
+_URLSAFE = bytes.maketrans(b"+/", b"-_")  # base64.urlsafe_b64encode's alphabet
 
 
 class KeyUnavailable(LookupError):
@@ -73,9 +75,10 @@ class FieldCipher:
         return f"FieldCipher(key_id={self.key_id!r})"
 
     def encrypt(self, text: str, field_path: str) -> str:
-        nonce = os.urandom(_NONCE_BYTES)
+        nonce = os.urandom(_NONCE_BYTES)  # fresh for every field: never pooled or reused
         sealed = self._aead.encrypt(nonce, text.encode(), self._aad(field_path))
-        return TOKEN_PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+        encoded = binascii.b2a_base64(nonce + sealed, newline=False).translate(_URLSAFE)
+        return TOKEN_PREFIX + encoded.decode("ascii")
 
     def decrypt(self, token: str, field_path: str) -> str:
         if not is_token(token):

@@ -56,12 +56,46 @@ class Identifier:
 
 def normalise_phone(raw: str, default_region: str = DEFAULT_REGION) -> Identifier:
     """E.164 form of a phone number, Belgian unless it carries a country code."""
-    return Identifier(IdentifierKind.PHONE, _e164(raw.strip(), default_region))
+    text = raw.strip()
+    if default_region == "BE" and _BE_MOBILE is not None and len(text) <= _MAX_PHONE:
+        match = _BE_MOBILE.fullmatch(text.replace(" ", ""))
+        if match is not None:  # what phonenumbers gives, without parsing (see _BE_MOBILE)
+            return Identifier(IdentifierKind.PHONE, "+32" + match.group(1))
+    return Identifier(IdentifierKind.PHONE, _e164(text, default_region))
+
+
+def _be_mobile_shortcut() -> re.Pattern[str] | None:
+    """Belgian mobile numbers as written in Belgium or in E.164, for a fast path.
+
+    phonenumbers parses `+32 4xx xx xx xx`, `0032 4xx...` and `04xx...` (any spaces) with
+    region BE to national number `4xx...`: a plus and the country code, BE's international
+    prefix 00 then the country code, or BE's national prefix 0. A national number matching
+    BE's mobile pattern is valid, and its E.164 form is `+32` and the national number. The
+    shortcut exists only while the installed metadata says exactly that.
+    """
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region("BE")
+    mobile = None if metadata is None else metadata.mobile
+    if (
+        metadata is None
+        or mobile is None
+        or metadata.country_code != 32
+        or metadata.international_prefix != "00"
+        or metadata.national_prefix_for_parsing != "0"
+        or metadata.national_prefix_transform_rule is not None
+        or mobile.national_number_pattern != r"4[5-9]\d{7}"
+        or mobile.possible_length != (9,)
+    ):
+        return None
+    return re.compile(r"(?:\+32|0032|0)(4[5-9]\d{7})")
+
+
+_MAX_PHONE = 40
+_BE_MOBILE = _be_mobile_shortcut()
 
 
 @lru_cache(maxsize=65_536)
 def _e164(raw: str, default_region: str) -> str:
-    if not raw or len(raw) > 40:
+    if not raw or len(raw) > _MAX_PHONE:
         raise InvalidIdentifier(IdentifierKind.PHONE, "empty or too long")
     try:
         number = phonenumbers.parse(raw, default_region)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 Rewrite = Callable[[str, str], str]  # (path, value) -> new value
@@ -24,10 +24,14 @@ class _Step:
     items: bool  # the field is an array whose items continue the path
 
 
+Walker = Callable[[Any, Rewrite], int]  # (node, rewrite) -> values rewritten
+
+
 @dataclass(frozen=True, slots=True)
 class PiiPath:
     path: str
     steps: tuple[_Step, ...]
+    walk: Walker = field(compare=False, repr=False)
 
 
 def compile_paths(paths: Iterable[str]) -> tuple[PiiPath, ...]:
@@ -46,7 +50,7 @@ def compile_paths(paths: Iterable[str]) -> tuple[PiiPath, ...]:
                 steps.append(_Step(name, bracket[1:-1], items=False))
             else:
                 steps.append(_Step(name, None, items=False))
-        compiled.append(PiiPath(path, tuple(steps)))
+        compiled.append(PiiPath(path, tuple(steps), _walker(tuple(steps), path)))
     return tuple(compiled)
 
 
@@ -57,34 +61,70 @@ def rewrite_pii(record: dict[str, Any], paths: tuple[PiiPath, ...], rewrite: Rew
     """
     count = 0
     for pii in paths:
-        count += _walk(record, pii.steps, 0, pii.path, rewrite)
+        count += pii.walk(record, rewrite)
     return count
 
 
-def _walk(node: Any, steps: tuple[_Step, ...], index: int, path: str, rewrite: Rewrite) -> int:
-    step = steps[index]
-    if not isinstance(node, dict) or step.field not in node:
-        return 0
-    value = node[step.field]
-    if value is None:
-        return 0
+def _walker(steps: tuple[_Step, ...], path: str) -> Walker:
+    """One function per step, built from the leaf up, so a record walk does no dispatch.
+
+    At each step: a missing field, a non-record node or a null value rewrites nothing; a
+    union step continues only into its own branch (and rewrites nothing if it is last).
+    """
+    walk: Walker | None = None
+    for step in reversed(steps):
+        walk = _step_walker(step, walk, path)
+    assert walk is not None, "a path has at least one step"
+    return walk
+
+
+def _step_walker(step: _Step, then: Walker | None, path: str) -> Walker:
+    name = step.field
     if step.branch is not None:
-        if not (isinstance(value, tuple) and value[0].rsplit(".", 1)[-1] == step.branch):
-            return 0
-        value = value[1]
-        if index + 1 == len(steps):
-            return 0
-        return _walk(value, steps, index + 1, path, rewrite)
+        branch = step.branch
+
+        def into_branch(node: Any, rewrite: Rewrite) -> int:
+            value = node.get(name) if isinstance(node, dict) else None
+            if not (isinstance(value, tuple) and value[0].rsplit(".", 1)[-1] == branch):
+                return 0
+            return 0 if then is None else then(value[1], rewrite)
+
+        return into_branch
     if step.items:
-        if index + 1 == len(steps):
-            node[step.field] = [
-                rewrite(path, item) if isinstance(item, str) else item for item in value
-            ]
-            return sum(isinstance(item, str) for item in value)
-        return sum(_walk(item, steps, index + 1, path, rewrite) for item in value)
-    if index + 1 == len(steps):
-        if isinstance(value, str):
-            node[step.field] = rewrite(path, value)
-            return 1
-        return 0
-    return _walk(value, steps, index + 1, path, rewrite)
+        if then is None:
+
+            def items_leaf(node: Any, rewrite: Rewrite) -> int:
+                value = node.get(name) if isinstance(node, dict) else None
+                if value is None:
+                    return 0
+                node[name] = [rewrite(path, i) if isinstance(i, str) else i for i in value]
+                return sum(isinstance(item, str) for item in value)
+
+            return items_leaf
+        follow = then
+
+        def into_items(node: Any, rewrite: Rewrite) -> int:
+            value = node.get(name) if isinstance(node, dict) else None
+            if value is None:
+                return 0
+            return sum(follow(item, rewrite) for item in value)
+
+        return into_items
+    if then is None:
+
+        def leaf(node: Any, rewrite: Rewrite) -> int:
+            if isinstance(node, dict):
+                value = node.get(name)
+                if isinstance(value, str):
+                    node[name] = rewrite(path, value)
+                    return 1
+            return 0
+
+        return leaf
+    follow = then
+
+    def into_field(node: Any, rewrite: Rewrite) -> int:
+        value = node.get(name) if isinstance(node, dict) else None
+        return 0 if value is None else follow(value, rewrite)
+
+    return into_field

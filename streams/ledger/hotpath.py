@@ -4,21 +4,25 @@ The repositories (`SubjectIndex`, `KeyVault`) handle one subject at a time throu
 ORM: right for the privacy app, a few milliseconds per subject. The router meets
 thousands of new people per batch, so it reads every digest of a batch in one query and
 inserts new subjects, identifiers and keys in one statement each. Merges of existing
-subjects stay with `SubjectIndex.resolve_or_create`, which knows how to fold them.
-Inputs are validated like the repositories validate them.
+subjects are folded set-at-a-time too (`merge_subjects`), with the semantics of
+`SubjectIndex.resolve_or_create`: the oldest subject survives, the others become its
+aliases, erased subjects are never merged. Inputs are validated like the repositories
+validate them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from streams.ledger.columns import require_aware
-from streams.ledger.models import Subject, SubjectIdentifier, SubjectKey
+from streams.ledger.errors import IdentifierKindMismatchError, InvalidIdentifierError
+from streams.ledger.models import Subject, SubjectAlias, SubjectIdentifier, SubjectKey
 from streams.ledger.records import IdentifierKind, require_hex, require_pseudonym
 
 _CHUNK = 500
@@ -26,6 +30,8 @@ _CHUNK = 500
 _SUBJECTS = cast(Table, Subject.__table__)
 _IDENTIFIERS = cast(Table, SubjectIdentifier.__table__)
 _KEYS = cast(Table, SubjectKey.__table__)
+_ALIASES = cast(Table, SubjectAlias.__table__)
+_KIND_VALUES = frozenset(kind.value for kind in IdentifierKind)
 T = TypeVar("T")
 
 
@@ -39,10 +45,12 @@ def owners_of(session: Session, digests: Collection[str]) -> dict[str, str]:
     """digest -> subject pseudonym, for the digests already indexed."""
     owners: dict[str, str] = {}
     for chunk in _chunks(digests):
-        rows = session.execute(
-            select(SubjectIdentifier.identifier_digest, SubjectIdentifier.subject_pseudonym)
-            .where(SubjectIdentifier.identifier_digest.in_(chunk))
-        )  # fmt: skip
+        rows = _select_in(
+            session,
+            (SubjectIdentifier.identifier_digest, SubjectIdentifier.subject_pseudonym),
+            SubjectIdentifier.identifier_digest,
+            chunk,
+        )
         owners.update({digest: subject for digest, subject in rows})
     return owners
 
@@ -51,12 +59,38 @@ def subjects_state(session: Session, pseudonyms: Collection[str]) -> dict[str, b
     """pseudonym -> erased?, for the pseudonyms that exist as subjects."""
     state: dict[str, bool] = {}
     for chunk in _chunks(pseudonyms):
-        rows = session.execute(
-            select(Subject.subject_pseudonym, Subject.erased_at)
-            .where(Subject.subject_pseudonym.in_(chunk))
-        )  # fmt: skip
+        rows = _select_in(
+            session,
+            (Subject.subject_pseudonym, Subject.erased_at),
+            Subject.subject_pseudonym,
+            chunk,
+        )
         state.update({pseudonym: erased is not None for pseudonym, erased in rows})
     return state
+
+
+def _select_in(
+    session: Session,
+    columns: tuple[InstrumentedAttribute[Any], ...],
+    column: InstrumentedAttribute[Any],
+    values: list[str],
+) -> Sequence[Sequence[Any]]:
+    """SELECT `columns` WHERE `column` IN `values`, as rows.
+
+    On SQLite the statement goes to the driver as text: SQLAlchemy expanding the IN list
+    on every call cost more than the lookup itself. Values come back as the driver gives
+    them (no type conversion): callers read strings and bytes, test for NULL, or order
+    timestamps, which SQLite holds as fixed-width text (same order as the instants).
+    """
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return session.execute(select(*columns).where(column.in_(values))).all()
+    table = column.class_.__table__.name
+    names = ", ".join(c.key for c in columns)
+    statement = "SELECT {} FROM {} WHERE {} IN ({})".format(  # noqa: S608 - names from the model
+        names, table, column.key, ", ".join("?" * len(values))
+    )
+    return connection.exec_driver_sql(statement, tuple(values)).all()
 
 
 def add_subjects(
@@ -67,35 +101,36 @@ def add_subjects(
 ) -> None:
     """Insert new subjects, then (digest, kind, subject) identifier rows."""
     now = require_aware(now)
-    subject_rows = [
-        {"subject_pseudonym": require_pseudonym(s), "created_at": now, "erased_at": None}
-        for s in subjects
-    ]
+    subject_rows = [(require_pseudonym(s),) for s in subjects]
     identifier_rows = [
-        {"identifier_digest": require_hex(digest, "identifier digest"),
-         "identifier_kind": IdentifierKind(kind).value, "subject_pseudonym": subject,
-         "first_seen_at": now, "last_seen_at": now}
+        (require_hex(digest, "identifier digest"), _kind(kind), subject)
         for digest, kind, subject in identifiers
-    ]  # fmt: skip
-    if subject_rows:
-        session.execute(insert(_SUBJECTS), subject_rows)
-    if identifier_rows:
-        session.execute(insert(_IDENTIFIERS), identifier_rows)
+    ]
+    _insert(session, _SUBJECTS, ("subject_pseudonym",), subject_rows,
+            {"created_at": now, "erased_at": None})  # fmt: skip
+    _insert(session, _IDENTIFIERS, ("identifier_digest", "identifier_kind", "subject_pseudonym"),
+            identifier_rows, {"first_seen_at": now, "last_seen_at": now})  # fmt: skip
 
 
 def live_keys(session: Session, subjects: Collection[str]) -> dict[str, tuple[str, bytes]]:
     """subject -> (key id, wrapped key) of its newest unshredded key."""
-    newest: dict[str, tuple[datetime, str, bytes]] = {}
+    newest: dict[str, tuple[Any, str, bytes]] = {}
     for chunk in _chunks(subjects):
-        rows = session.execute(
-            select(SubjectKey.subject_pseudonym, SubjectKey.created_at, SubjectKey.key_id,
-                   SubjectKey.wrapped_key)
-            .where(SubjectKey.subject_pseudonym.in_(chunk), SubjectKey.shredded_at.is_(None))
+        rows = _select_in(
+            session,
+            (SubjectKey.subject_pseudonym, SubjectKey.created_at, SubjectKey.key_id,
+             SubjectKey.wrapped_key, SubjectKey.shredded_at),
+            SubjectKey.subject_pseudonym,
+            chunk,
         )  # fmt: skip
-        for subject, created_at, key_id, wrapped in rows:
-            if wrapped is not None and (subject not in newest or
-                                        (created_at, key_id) > newest[subject][:2]):  # fmt: skip
-                newest[subject] = (created_at, key_id, wrapped)
+        for subject, created_at, key_id, wrapped, shredded_at in rows:
+            # created_at orders the same as a datetime or as SQLite's fixed-width text
+            if (
+                wrapped is not None
+                and shredded_at is None
+                and (subject not in newest or (created_at, key_id) > newest[subject][:2])
+            ):
+                newest[subject] = (created_at, key_id, bytes(wrapped))
     return {subject: (key_id, wrapped) for subject, (_, key_id, wrapped) in newest.items()}
 
 
@@ -104,10 +139,201 @@ def add_keys(
 ) -> None:
     """Insert (key id, subject, wrapped key) rows."""
     now = require_aware(now)
-    rows = [
-        {"key_id": key_id, "subject_pseudonym": subject, "wrapped_key": wrapped,
-         "algorithm": algorithm, "created_at": now, "shredded_at": None}
-        for key_id, subject, wrapped in keys
-    ]  # fmt: skip
-    if rows:
-        session.execute(insert(_KEYS), rows)
+    _insert(session, _KEYS, ("key_id", "subject_pseudonym", "wrapped_key"), keys,
+            {"algorithm": algorithm, "created_at": now, "shredded_at": None})  # fmt: skip
+
+
+def _kind(kind: str) -> str:
+    if kind in _KIND_VALUES:
+        return kind
+    return IdentifierKind(kind).value  # refuses an unknown kind as the repositories do
+
+
+def _insert(
+    session: Session,
+    table: Table,
+    columns: tuple[str, ...],
+    rows: Sequence[tuple[object, ...]],
+    constants: dict[str, object],
+) -> None:
+    """INSERT `rows` (values of `columns`), every row with the same `constants`.
+
+    On SQLite the constants are converted by their column types once and the rows go to
+    the driver's executemany as they are: most of a batch's ledger time was SQLAlchemy
+    converting the same timestamp for every row. Other databases use a Core insert.
+    """
+    if not rows:
+        return
+    connection = session.connection()
+    dialect = connection.dialect
+    if dialect.name != "sqlite":
+        session.execute(
+            insert(table), [{**dict(zip(columns, row, strict=True)), **constants} for row in rows]
+        )
+        return
+    names = (*columns, *constants)
+    bound = []
+    for name, value in constants.items():
+        processor = table.c[name].type._cached_bind_processor(dialect)
+        bound.append(value if processor is None or value is None else processor(value))
+    statement = "INSERT INTO {} ({}) VALUES ({})".format(  # noqa: S608 - names from the model
+        table.name, ", ".join(names), ", ".join("?" * len(names))
+    )
+    tail = tuple(bound)
+    connection.exec_driver_sql(statement, [(*row, *tail) for row in rows])
+
+
+@dataclass
+class MergeOutcome:
+    """What `merge_subjects` did: retired -> surviving pseudonym, erased subjects met, and
+    the owner of every digest of the accepted groups after the merges."""
+
+    survivor_of: dict[str, str] = field(default_factory=dict)
+    refused: list[int] = field(default_factory=list)
+    owner: dict[str, str] = field(default_factory=dict)
+
+
+def merge_subjects(
+    session: Session, groups: Sequence[Sequence[tuple[str, str]]], now: datetime
+) -> MergeOutcome | None:
+    """Link each group of (kind, digest) to one subject, in order, merging subjects.
+
+    The result is what `SubjectIndex.resolve_or_create` called once per group (each in
+    its own savepoint) leaves behind: the subjects a group's digests belong to fold into
+    the oldest (created_at, then pseudonym), retired pseudonyms become its aliases, and
+    their identifiers, keys and aliases move to it; the group's unknown digests join it
+    and its known ones have their first/last-seen window widened to `now`. A group that
+    touches an erased subject changes nothing; its index is listed in `refused`.
+    Returns None, having written nothing, if a group has no indexed digest at all (only
+    the one-at-a-time path creates a subject there).
+    """
+    now = require_aware(now)
+    wanted = [_validated_group(group) for group in groups]
+    every = {digest for group in wanted for digest in group}
+    known: dict[str, tuple[str, str, datetime, datetime]] = {}
+    for chunk in _chunks(every):
+        rows = session.execute(
+            select(SubjectIdentifier.identifier_digest, SubjectIdentifier.identifier_kind,
+                   SubjectIdentifier.subject_pseudonym, SubjectIdentifier.first_seen_at,
+                   SubjectIdentifier.last_seen_at)
+            .where(SubjectIdentifier.identifier_digest.in_(chunk))
+        )  # fmt: skip
+        known.update({digest: (kind, subject, first, last) for digest, kind, subject, first, last
+                      in rows})  # fmt: skip
+    for group in wanted:
+        for digest, kind in group.items():
+            stored = known.get(digest)
+            if stored is not None and stored[0] != kind:
+                raise IdentifierKindMismatchError(digest, stored[0], kind)
+    subjects: dict[str, tuple[datetime, bool]] = {}
+    for chunk in _chunks(sorted({row[1] for row in known.values()})):
+        locked = session.execute(
+            select(Subject.subject_pseudonym, Subject.created_at, Subject.erased_at)
+            .where(Subject.subject_pseudonym.in_(chunk))
+            .order_by(Subject.subject_pseudonym)
+            .with_for_update()
+        )  # fmt: skip
+        subjects.update({s: (created, erased is not None) for s, created, erased in locked})
+
+    parent: dict[str, str] = {}
+
+    def find(subject: str) -> str:
+        while subject in parent:
+            subject = parent[subject]
+        return subject
+
+    outcome = MergeOutcome()
+    owner = {digest: row[1] for digest, row in known.items()}
+    new_identifiers: dict[str, tuple[str, str]] = {}  # digest -> (kind, first owner)
+    touched: set[str] = set()
+    for index, group in enumerate(wanted):
+        owners = sorted({find(owner[d]) for d in group if d in owner})
+        if not owners or any(s not in subjects for s in owners):
+            return None
+        if any(subjects[s][1] for s in owners):
+            outcome.refused.append(index)
+            continue
+        survivor = min(owners, key=lambda s: (subjects[s][0], s))
+        for subject in owners:
+            if subject != survivor:
+                parent[subject] = survivor
+        for digest, kind in group.items():
+            if digest in owner:
+                touched.add(digest)
+            else:
+                owner[digest] = survivor
+                new_identifiers[digest] = (kind, survivor)
+
+    outcome.survivor_of = {s: find(s) for s in parent}
+    outcome.owner = {
+        digest: find(owner[digest])
+        for index, group in enumerate(wanted)
+        if index not in outcome.refused
+        for digest in group
+    }
+    _apply_merges(session, outcome.survivor_of, now)
+    if new_identifiers:
+        session.execute(
+            insert(_IDENTIFIERS),
+            [{"identifier_digest": digest, "identifier_kind": kind,
+              "subject_pseudonym": find(subject), "first_seen_at": now, "last_seen_at": now}
+             for digest, (kind, subject) in new_identifiers.items()],
+        )  # fmt: skip
+    widened = []
+    for digest in touched - new_identifiers.keys():
+        _, _, first, last = known[digest]
+        if first > now or last < now:
+            widened.append({"digest": digest, "first": min(first, now), "last": max(last, now)})
+    if widened:
+        session.execute(
+            update(_IDENTIFIERS)
+            .where(_IDENTIFIERS.c.identifier_digest == bindparam("digest"))
+            .values(first_seen_at=bindparam("first"), last_seen_at=bindparam("last")),
+            widened,
+        )
+    return outcome
+
+
+def _apply_merges(session: Session, survivor_of: dict[str, str], now: datetime) -> None:
+    """Repoint identifiers, keys and aliases of retired subjects, alias them, drop them."""
+    if not survivor_of:
+        return
+    pairs = [{"retired": r, "survivor": s} for r, s in sorted(survivor_of.items())]
+    for table, column in (
+        (_IDENTIFIERS, _IDENTIFIERS.c.subject_pseudonym),
+        (_KEYS, _KEYS.c.subject_pseudonym),
+        (_ALIASES, _ALIASES.c.canonical_pseudonym),
+    ):
+        session.execute(
+            update(table)
+            .where(column == bindparam("retired"))
+            .values({column.key: bindparam("survivor")}),
+            pairs,
+        )
+    session.execute(
+        insert(_ALIASES),
+        [{"alias_pseudonym": r, "canonical_pseudonym": s, "merged_at": now}
+         for r, s in sorted(survivor_of.items())],
+    )  # fmt: skip
+    session.execute(
+        delete(_SUBJECTS).where(_SUBJECTS.c.subject_pseudonym == bindparam("retired")),
+        [{"retired": r} for r in sorted(survivor_of)],
+    )
+
+
+def _validated_group(group: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """digest -> kind in first-seen order, refused like `SubjectIndex` refuses its input."""
+    if not group:
+        raise InvalidIdentifierError("at least one identifier digest is required")
+    wanted: dict[str, str] = {}
+    for raw_kind, digest in group:
+        try:
+            kind = IdentifierKind(raw_kind).value
+        except ValueError:
+            raise InvalidIdentifierError(
+                f"unknown identifier kind (expected one of {', '.join(IdentifierKind)})"
+            ) from None
+        require_hex(digest, "identifier digest")
+        if wanted.setdefault(digest, kind) != kind:
+            raise InvalidIdentifierError(f"identifier {digest} given with two different kinds")
+    return wanted

@@ -34,13 +34,17 @@ class DedupWindow:
 
     def check(self, partition: tuple[str, int], event_id: str, value: bytes) -> Seen:
         """Classify an event and stage it as seen (until `commit` or `discard`)."""
+        return self.check_digest(partition, event_id, content_digest(value))
+
+    def check_digest(self, partition: tuple[str, int], event_id: str, digest: bytes) -> Seen:
+        """`check`, given the `content_digest` of the event's bytes."""
         if self.capacity == 0:
             return Seen.NEW
-        digest = content_digest(value)
         staged = self._staged.setdefault(partition, {})
         known = staged.get(event_id)
         if known is None:
-            known = self._partitions.get(partition, OrderedDict()).get(event_id)
+            window = self._partitions.get(partition)
+            known = None if window is None else window.get(event_id)
         if known is None:
             staged[event_id] = digest
             return Seen.NEW

@@ -21,7 +21,14 @@ from processors.crypto import FieldCipher, new_data_key, unwrap_key, wrap_key
 from processors.identity import Identifier
 from processors.pseudonym import Pseudonymiser
 from streams.ledger import SubjectErasedError, SubjectIndex
-from streams.ledger.hotpath import add_keys, add_subjects, live_keys, owners_of, subjects_state
+from streams.ledger.hotpath import (
+    add_keys,
+    add_subjects,
+    live_keys,
+    merge_subjects,
+    owners_of,
+    subjects_state,
+)
 
 log = logging.getLogger(__name__)
 KEY_ALGORITHM = "AES-256-GCM"
@@ -48,15 +55,24 @@ class SubjectDirectory:
         self._survivor: dict[str, str] = {}
         self.ledger_round_trips = 0
 
+    @property
+    def pseudonymiser(self) -> Pseudonymiser:
+        return self._pseudonymiser
+
     def digests(self, identifiers: Sequence[Identifier]) -> Digests:
         return tuple((i.kind.value, self._pseudonymiser.identifier_digest(i)) for i in identifiers)
 
     def cached_subject(self, digests: Digests) -> str | None:
         """The subject if every digest is cached and they agree; None means ask the ledger."""
         subject = None
+        survivor = self._survivor
         for _, digest in digests:
             owner = self._subject_of.get(digest)
-            if owner is None or (subject is not None and owner != subject):
+            if owner is None:
+                return None
+            if owner in survivor:
+                owner = self.current(owner)
+            if subject is not None and owner != subject:
                 return None
             subject = owner
         return subject
@@ -91,7 +107,7 @@ class SubjectDirectory:
     def forget(self, subject: str) -> None:
         """Drop a subject's cached key (after erasure, the key is gone from the vault)."""
         self._ciphers.pop(subject, None)
-        for digest in [d for d, s in self._subject_of.items() if s == subject]:
+        for digest in [d for d, s in self._subject_of.items() if self.current(s) == subject]:
             del self._subject_of[digest]
 
     def _resolve_once(self, pending: Sequence[Digests], now: datetime) -> list[str | None]:
@@ -107,21 +123,8 @@ class SubjectDirectory:
             erased |= {s for s, gone in taken.items() if gone}
             plan.drop(erased | set(taken))  # an existing pseudonym is never created twice
             add_subjects(session, plan.new_subjects, plan.new_identifiers, now)
-            if plan.merges:  # rare: events linking subjects that already exist
-                index = SubjectIndex(session)
-                for digests in plan.merges:
-                    try:
-                        with session.begin_nested():
-                            index.resolve_or_create(
-                                digests, self._pseudonymiser.subject_pseudonym, now
-                            )
-                    except SubjectErasedError:
-                        erased.update(owner.get(d, "") for _, d in digests)
-                before = {**owner, **plan.assigned}
-                owner = owners_of(session, every)
-                self._retire(
-                    {before[d]: owner[d] for d in before if owner.get(d, before[d]) != before[d]}
-                )
+            if plan.merges:  # events linking subjects that already exist
+                owner = self._merge(session, plan, owner, erased, every, now)
             else:
                 owner.update(plan.assigned)
             results: list[str | None] = []
@@ -138,6 +141,44 @@ class SubjectDirectory:
                 results.append(subject)
             self._load_ciphers(session, {s for s in results if s is not None}, now)
         return results
+
+    def _merge(
+        self,
+        session: Session,
+        plan: _Plan,
+        owner: dict[str, str],
+        erased: set[str],
+        every: set[str],
+        now: datetime,
+    ) -> dict[str, str]:
+        """Fold the subjects the plan's merge groups link; the owners of `every` after it.
+
+        Set-at-a-time (`merge_subjects`); a group naming no indexed digest at all (rare)
+        sends the batch's merges one at a time through `SubjectIndex` instead. A group
+        refused for meeting an erased subject marks its owners erased for this batch.
+        """
+        before = {**owner, **plan.assigned}
+        outcome = merge_subjects(session, plan.merges, now)
+        if outcome is None:
+            index = SubjectIndex(session)
+            for digests in plan.merges:
+                try:
+                    with session.begin_nested():
+                        index.resolve_or_create(digests, self._pseudonymiser.subject_pseudonym, now)
+                except SubjectErasedError:
+                    erased.update(owner.get(d, "") for _, d in digests)
+            after = owners_of(session, every)
+            self._retire(
+                {before[d]: after[d] for d in before if after.get(d, before[d]) != before[d]}
+            )
+            return after
+        for refused in outcome.refused:
+            erased.update(owner.get(d, "") for _, d in plan.merges[refused])
+        survivor_of = outcome.survivor_of
+        after = {digest: survivor_of.get(subject, subject) for digest, subject in before.items()}
+        after.update(outcome.owner)
+        self._retire(survivor_of)
+        return after
 
     def _load_ciphers(self, session: Session, subjects: set[str], now: datetime) -> None:
         missing = subjects - self._ciphers.keys()
@@ -156,12 +197,11 @@ class SubjectDirectory:
         add_keys(session, created, KEY_ALGORITHM, now)
 
     def _retire(self, survivors: dict[str, str]) -> None:
-        """Subjects merged away in the ledger: cached digests follow them to the survivor."""
-        if not survivors:
-            return
-        for digest, owner in list(self._subject_of.items()):
-            if owner in survivors:
-                self._subject_of[digest] = survivors[owner]
+        """Subjects merged away in the ledger: cached digests follow them to the survivor.
+
+        The digests keep naming the retired pseudonym in the cache; lookups follow
+        `_survivor` (`current`), so a merge costs nothing per cached digest.
+        """
         for retired, survivor in survivors.items():
             self._ciphers.pop(retired, None)
             self._survivor[retired] = survivor
@@ -175,13 +215,12 @@ class SubjectDirectory:
     def _remember(self, digests: Digests, subject: str) -> None:
         if len(self._subject_of) > _MAX_CACHED:
             self._subject_of.clear()
-        stale = {self._subject_of.get(d) for _, d in digests} - {None, subject}
-        if stale:  # a merge retired these pseudonyms: repoint every cached digest
-            for digest, owner in list(self._subject_of.items()):
-                if owner in stale:
-                    self._subject_of[digest] = subject
-            for retired in stale:
-                self._ciphers.pop(retired or "", None)
+        self._survivor.pop(subject, None)  # the ledger says it owns digests: it is live
+        cached = (self._subject_of.get(d) for _, d in digests)
+        stale = {self.current(owner) for owner in cached if owner is not None} - {subject}
+        for retired in stale:  # merged into `subject` (by another router, or earlier)
+            self._ciphers.pop(retired, None)
+            self._survivor[retired] = subject
         for _, digest in digests:
             self._subject_of[digest] = subject
 

@@ -5,11 +5,18 @@ transaction (confluent-kafka / librdkafka). A crash before the commit aborts the
 and the next owner of the partitions reads it again; the stable `transactional.id` per
 instance fences a zombie and aborts its open transaction at restart. Scales out with more
 instances in the `contactflow-router` consumer group, each with its own instance id.
+
+On a machine with two cores or more, a helper process decodes batch N+1
+(`streams.router.decode`) while this process routes and commits batch N, so one router
+instance uses two cores. Batches are still routed and committed one at a time, in order;
+a batch in the helper when batch N aborts, or when partitions are revoked, is dropped
+and read again from the committed offsets.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import signal
 import threading
@@ -31,9 +38,10 @@ from streams.bootstrap import Container
 from streams.errors import ContactflowError
 from streams.keys import load_keys
 from streams.ledger import current_revision, head_revision, session_factory
+from streams.router.decode import DecodeHelper, HelperFailed, Outcome, Pending
 from streams.router.dedup import DedupWindow, content_digest
 from streams.router.directory import SubjectDirectory
-from streams.router.pipeline import BatchOutcome, RouterPipeline
+from streams.router.pipeline import BatchOutcome, RouterPipeline, decode_request
 from streams.router.state import SubjectStateTable
 
 log = logging.getLogger(__name__)
@@ -62,8 +70,30 @@ class RouterStats:
     aborted: int = 0
 
 
+@dataclass
+class _Batch:
+    """A consumed batch whose decoding has started (in the helper) or is done (`decoded`)."""
+
+    messages: list[Message]
+    now: datetime
+    pending: Pending | None = None
+    decoded: list[Outcome] | None = None
+
+    def outcomes(self) -> list[Outcome]:
+        if self.decoded is None:
+            assert self.pending is not None
+            try:
+                self.decoded = self.pending.result()
+            except HelperFailed as exc:
+                raise ContactflowError(f"the router's decode helper failed: {exc}") from None
+        return self.decoded
+
+
 class RouterWorker:
-    def __init__(self, container: Container, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, container: Container, *, clock: Clock = utc_now, helper: bool | None = None
+    ) -> None:
+        """`helper`: decode in a second process; by default when there are two cores."""
         settings = container.settings
         self._container = container
         self._clock = clock
@@ -120,6 +150,11 @@ class RouterWorker:
         )
         self._batch_size = settings.router_batch_size
         self._batch_timeout = settings.router_batch_timeout_s
+        self._use_helper = (os.cpu_count() or 1) >= 2 if helper is None else helper
+        self._pseudonym_key = keys.pseudonym_key
+        self._helper: DecodeHelper | None = None
+        self._in_flight: _Batch | None = None
+        self._rewind_needed = False
         self._tracer = container.telemetry.tracer("contactflow.router")
         self._metrics = _RouterMetrics(container, self)
 
@@ -137,6 +172,8 @@ class RouterWorker:
     ) -> RouterStats:
         """Route until stopped (or idle for `max_idle_s`); commit the last batch first."""
         self._producer.init_transactions(60)
+        if self._use_helper and self._helper is None:
+            self._helper = DecodeHelper(self.pipeline.decoder_config(self._pseudonym_key))
         self._state.catch_up()
         self._consumer.subscribe(
             self.pipeline.input_topics, on_assign=self._on_assign, on_revoke=self._on_revoke
@@ -151,13 +188,19 @@ class RouterWorker:
                     m for m in self._consumer.consume(self._batch_size, self._batch_timeout)
                     if not _is_eof(m)
                 ]  # fmt: skip
+                if self._rewind_needed:  # partitions were revoked while a batch was in flight
+                    self._rewind_needed = False
+                    self._rewind()
+                    continue
                 if not messages:
+                    self._finish_in_flight()
                     idle = time.monotonic() - self._idle_since
                     if max_idle_s is not None and self._assigned and idle > max_idle_s:
                         break
                     continue
                 self._idle_since = time.monotonic()
                 self._run_batch(messages)
+            self._finish_in_flight()
         finally:
             self.close()
         return self.stats
@@ -166,18 +209,50 @@ class RouterWorker:
         self._consumer.close()
         self._state.close()
         self._producer.flush(10)
+        if self._helper is not None:
+            self._helper.close()
+            self._helper = None
 
     # -- one batch -----------------------------------------------------------------------
 
     def _run_batch(self, messages: list[Message]) -> None:
+        """Hand a consumed batch to the pipeline: start decoding it, then route and commit
+        the batch handed over before it (the helper decodes this one meanwhile)."""
+        now = self._clock()
+        request = decode_request(messages)  # type: ignore[arg-type]
+        batch, previous = _Batch(messages, now), self._in_flight
+        if previous is not None:
+            previous.outcomes()  # its reply first: the helper takes one request at a time
+        if self._helper is not None:
+            batch.pending = self._helper.submit(request, now)
+        else:
+            batch.decoded = self.pipeline.decoder.decode_batch(request, now)
+        self._in_flight = batch
+        if previous is not None:
+            self._complete(previous)
+        if self._helper is None:
+            self._finish_in_flight()
+
+    def _finish_in_flight(self) -> None:
+        batch, self._in_flight = self._in_flight, None
+        if batch is not None:
+            self._complete(batch)
+
+    def _complete(self, batch: _Batch) -> None:
+        """Route and commit one batch; an abort drops the batch in flight after it too."""
         started = time.perf_counter()
+        messages = batch.messages
         with self._tracer.start_as_current_span(
             "router batch",
             links=_links(messages),
             attributes={"contactflow.batch.size": len(messages)},
         ) as span:
             with self._tracer.start_as_current_span("route events"):
-                outcome = self.pipeline.process(messages, self._clock())  # type: ignore[arg-type]
+                outcome = self.pipeline.route(
+                    messages,  # type: ignore[arg-type]
+                    batch.outcomes(),
+                    batch.now,
+                )
             with self._tracer.start_as_current_span("commit transaction"):
                 committed = self._commit(messages, outcome)
             span.set_attribute("contactflow.batch.outputs", len(outcome.outputs))
@@ -191,6 +266,7 @@ class RouterWorker:
         else:
             self._dedup.discard()
             self.stats.aborted += 1
+            self._in_flight = None  # read again from the committed offsets, after this one
 
     def _commit(self, messages: list[Message], outcome: BatchOutcome) -> bool:
         producer = self._producer
@@ -242,6 +318,9 @@ class RouterWorker:
         self._idle_since = time.monotonic()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._in_flight is not None:  # not committed: its partitions' next owner reads it
+            self._in_flight = None
+            self._rewind_needed = True
         for tp in partitions:
             self._dedup.drop_partition((tp.topic, tp.partition))
 
@@ -289,7 +368,7 @@ class RouterWorker:
 
     @property
     def pipeline_serde(self) -> AvroSerde:
-        return self.pipeline._serde
+        return self.pipeline.serde
 
 
 def _is_eof(message: Message) -> bool:

@@ -1,0 +1,319 @@
+"""A routed event's output records, written without encoding them field by field.
+
+The tagged event, the retention input and the hold signal of an event vary with the event
+and its subject mostly through string and bytes fields, and Avro writes such a field as
+its length and bytes wherever it sits. So a record encoded once with a marker in each of
+those fields, cut at the markers (`Parts`), gives the exact bytes of any record of the same
+shape once `fill` writes the real values into the gaps.
+
+- `TaggedWriter` (main process) keeps one such skeleton of the tagged event per
+  attribution, channel and route, and fills in the event's ids, kind, time, subject, key
+  id, sealed event and trace parent;
+- `TemplateEncoder` (decode stage, helper process) encodes the retention input and hold
+  signal of an event whole but for the subject, which the main process fills in.
+
+Each skeleton is checked when made (every marker once, in field order, the time where it
+belongs); a record whose shape it cannot vouch for is encoded whole, as before.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Final, NamedTuple
+
+from processors.policy import Attribution, ContactFacts, Policy, attribute_controller
+from processors.policy import hold_signal_of as policy_hold_signal
+from processors.routing import RecordingRef, retain_until
+from schemas.catalog import SchemaCatalog
+from schemas.serde import AvroSerde
+
+Parts = tuple[bytes, ...]
+_MAX_DECISIONS: Final = 10_000
+_ATTEMPTS: Final = 3
+
+
+def avro_varint(number: int) -> bytes:
+    """The Avro (zigzag) varint of `number`, as a string's or bytes' length is written."""
+    value = (number << 1) ^ (number >> 63)
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_LENGTHS: Final = tuple(avro_varint(n) for n in range(16_384))
+
+
+def length_prefixed(value: bytes) -> bytes:
+    """How Avro writes a string's UTF-8 or a bytes value: its length, then the bytes."""
+    size = len(value)
+    return (_LENGTHS[size] if size < 16_384 else avro_varint(size)) + value
+
+
+def fill(parts: Parts, values: Sequence[bytes]) -> bytes:
+    """The record of a template: its parts with each value (length-prefixed) in between."""
+    pieces = [parts[0]]
+    for value, part in zip(values, parts[1:], strict=True):
+        pieces.append(length_prefixed(value))
+        pieces.append(part)
+    return b"".join(pieces)
+
+
+class Templates(NamedTuple):
+    retention: tuple[bytes, Parts] | None  # (recording id, parts); gap: subject pseudonym
+    signal: Parts | None  # gap: subject pseudonym
+
+
+class Decisions:
+    """The policy's attribution and hold signal per contact facts (the policy is fixed)."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self._memo: dict[tuple[str, ...], tuple[Attribution | None, str | None]] = {}
+
+    def __call__(
+        self, key: tuple[str, str, str, str, str]
+    ) -> tuple[Attribution | None, str | None]:
+        decision = self._memo.get(key)
+        if decision is None:
+            facts = ContactFacts(*key)
+            decision = (
+                attribute_controller(self.policy, facts),
+                policy_hold_signal(self.policy, facts),
+            )
+            if len(self._memo) < _MAX_DECISIONS:
+                self._memo[key] = decision
+        return decision
+
+
+class TemplateEncoder:
+    """Encodes the retention input and hold signal of an event, but for its subject."""
+
+    def __init__(self, schemas: SchemaCatalog, serde: AvroSerde, decisions: Decisions) -> None:
+        self._serde = serde
+        self._decisions = decisions
+        self._retention = schemas.latest("RecordingRetention")
+        self._signal = schemas.latest("HoldSignal")
+        self._subject = ""
+        self._mark = b""
+        self._new_marker()
+
+    def templates(self, facts: dict[str, Any], recording: RecordingRef | None) -> Templates | None:
+        """`facts`: event_id, contact_id, channel, kind, occurred_at, client, service, purpose.
+        None when no policy rule applies (the event is quarantined)."""
+        key = (facts["client"], facts["service"], facts["purpose"], facts["channel"],
+               facts["kind"])  # fmt: skip
+        attribution, hold_reason = self._decisions(key)
+        if attribution is None:
+            return None
+        for _ in range(_ATTEMPTS):
+            try:
+                retention = None
+                if recording is not None:
+                    retention = self._retention_parts(facts, attribution, recording)
+                signal = None
+                if hold_reason is not None:
+                    signal = self._signal_parts(facts, hold_reason)
+                return Templates(retention, signal)
+            except _Clash:  # a field's text contains the marker: pick another one
+                self._new_marker()
+        raise RuntimeError("no template marker absent from the event's fields")
+
+    def _retention_parts(
+        self, facts: dict[str, Any], attribution: Attribution, recording: RecordingRef
+    ) -> tuple[bytes, Parts] | None:
+        """(recording id, parts), or None when the class keeps no recordings."""
+        policy = self._decisions.policy
+        period = policy.retention_classes[attribution.retention_class].recording_period_days
+        until = retain_until(recording.ended_at, period)
+        if until is None:
+            return None
+        value = {
+            "recording_id": recording.recording_id,
+            "contact_id": facts["contact_id"],
+            "channel": facts["channel"],
+            "recording_kind": recording.recording_kind,
+            "media_ref": recording.media_ref,
+            "controller": attribution.controller,
+            "purpose": attribution.purpose,
+            "subject_pseudonym": self._subject,
+            "ended_at": recording.ended_at,
+            "retain_until": until,
+            "state": "standard",
+            "hold_reasons": [],
+            "policy_version": attribution.policy_version,
+        }
+        parts = _cut(self._serde.serialize(value, self._retention), (self._mark,))
+        return recording.recording_id.encode(), parts
+
+    def _signal_parts(self, facts: dict[str, Any], reason: str) -> Parts:
+        signal = {
+            "signal_id": facts["event_id"],
+            "reason": reason,
+            "subject_pseudonym": self._subject,
+            "contact_id": facts["contact_id"],
+            "channel": facts["channel"],
+            "kind": facts["kind"],
+            "occurred_at": facts["occurred_at"],
+            "policy_version": self._decisions.policy.version,
+        }
+        return _cut(self._serde.serialize(signal, self._signal), (self._mark,))
+
+    def _new_marker(self) -> None:
+        self._subject = _marker("subject")
+        self._mark = length_prefixed(self._subject.encode())
+
+
+class TaggedWriter:
+    """Writes tagged events from skeletons, one per attribution, channel and route."""
+
+    def __init__(self, schemas: SchemaCatalog, serde: AvroSerde) -> None:
+        self._serde = serde
+        self._tagged = schemas.latest("TaggedContactEvent")
+        self._skeletons: dict[tuple[Any, ...], Parts | None] = {}
+
+    def write(
+        self,
+        *,
+        event_id: str,
+        contact_id: str,
+        channel: str,
+        kind: str,
+        occurred_at: datetime,
+        attribution: Attribution,
+        restricted: bool,
+        subject: str,
+        key_id: str,
+        source_fingerprint: str,
+        sealed: bytes,
+        traceparent: str | None,
+    ) -> bytes:
+        key = (attribution, channel, restricted, traceparent is not None)
+        if key not in self._skeletons:
+            if len(self._skeletons) >= _MAX_DECISIONS:
+                self._skeletons.clear()
+            self._skeletons[key] = self._skeleton(attribution, channel, restricted, traceparent)
+        parts = self._skeletons[key]
+        if parts is not None and occurred_at.tzinfo is not None:
+            values = [event_id.encode(), contact_id.encode(), kind.encode()]
+            head = b"".join((parts[0], length_prefixed(values[0]), parts[1],
+                             length_prefixed(values[1]), parts[2], length_prefixed(values[2]),
+                             timestamp_millis(occurred_at)))  # fmt: skip
+            tail: tuple[bytes, ...] = (
+                subject.encode(), key_id.encode(), source_fingerprint.encode(), sealed,
+            )  # fmt: skip
+            if traceparent is not None:
+                tail = (*tail, traceparent.encode())
+            return head + fill(parts[3:], tail)
+        record = _tagged_record(
+            event_id, contact_id, channel, kind, occurred_at, attribution, restricted, subject,
+            key_id, source_fingerprint, sealed, traceparent,
+        )  # fmt: skip
+        return self._serde.serialize(record, self._tagged)
+
+    def _skeleton(
+        self, attribution: Attribution, channel: str, restricted: bool, traceparent: str | None
+    ) -> Parts | None:
+        """The tagged event cut at its per-event fields; None if it cannot be cut cleanly."""
+        names = ("event_id", "contact_id", "kind", "subject", "key_id", "fingerprint")
+        markers = {name: _marker(name) for name in names}
+        event, trace = _marker("event").encode(), _marker("traceparent")
+        record = _tagged_record(
+            markers["event_id"], markers["contact_id"], channel, markers["kind"], _SOME_TIME,
+            attribution, restricted, markers["subject"], markers["key_id"],
+            markers["fingerprint"], event, None if traceparent is None else trace,
+        )  # fmt: skip
+        marks = [length_prefixed(markers[name].encode()) for name in names]
+        marks.append(length_prefixed(event))
+        if traceparent is not None:
+            marks.append(length_prefixed(trace.encode()))
+        try:
+            parts = _cut(self._serde.serialize(record, self._tagged), marks)
+        except _Clash:
+            return None
+        time = timestamp_millis(_SOME_TIME)
+        if not parts[3].startswith(time):  # occurred_at follows kind in the schema
+            return None
+        return (*parts[:3], parts[3][len(time) :], *parts[4:])
+
+
+def _tagged_record(
+    event_id: str, contact_id: str, channel: str, kind: str, occurred_at: datetime,
+    attribution: Attribution, restricted: bool, subject: str, key_id: str,
+    source_fingerprint: str, sealed: bytes, traceparent: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    return {
+        "event_id": event_id,
+        "contact_id": contact_id,
+        "channel": channel,
+        "kind": kind,
+        "occurred_at": occurred_at,
+        "governance": {
+            "controller": attribution.controller,
+            "processor": attribution.processor,
+            "purpose": attribution.purpose,
+            "legal_basis": attribution.legal_basis,
+            "subject_pseudonym": subject,
+            "policy_version": attribution.policy_version,
+            "restricted": restricted,
+            "retention_class": attribution.retention_class,
+        },
+        "key_id": key_id,
+        "source_fingerprint": source_fingerprint,
+        "event": sealed,
+        "traceparent": traceparent,
+    }
+
+
+def timestamp_millis(value: datetime) -> bytes:
+    """How Avro (fastavro, AvroSerde) writes an aware datetime as timestamp-millis."""
+    if value.tzinfo is None:
+        raise ValueError("timestamp-millis needs an aware datetime")
+    delta = value - _EPOCH
+    return avro_varint((delta.days * 86400 + delta.seconds) * 1000 + int(delta.microseconds / 1000))
+
+
+def _marker(name: str) -> str:
+    return f"\x00{name}-{secrets.token_hex(16)}\x00"
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_SOME_TIME: Final = datetime(2001, 2, 3, 4, 5, 6, 789000, tzinfo=UTC)
+
+
+class _Clash(Exception):
+    """A marker also occurs elsewhere in the encoded record."""
+
+
+def _cut(encoded: bytes, marks: Sequence[bytes]) -> Parts:
+    """`encoded` cut at each mark, which must occur exactly once, in this order."""
+    parts = []
+    rest = encoded
+    for mark in marks:
+        if encoded.count(mark) != 1:
+            raise _Clash
+        head, found, rest = rest.partition(mark)
+        if not found:
+            raise _Clash
+        parts.append(head)
+    parts.append(rest)
+    return tuple(parts)
+
+
+def facts_of(event: dict[str, Any], channel: str) -> dict[str, Any]:
+    """The facts `TemplateEncoder.templates` reads, from a decoded channel event."""
+    envelope = event["envelope"]
+    return {
+        "event_id": envelope["event_id"],
+        "contact_id": envelope["contact_id"],
+        "channel": channel,
+        "kind": event["kind"],
+        "occurred_at": envelope["occurred_at"],
+        "client": envelope["client"],
+        "service": envelope["service"],
+        "purpose": envelope["purpose"],
+    }
