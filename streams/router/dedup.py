@@ -63,7 +63,7 @@ class DedupWindow:
     def remember(self, partition: tuple[str, int], events: Iterable[tuple[str, bytes]]) -> None:
         window = self._partitions.setdefault(partition, OrderedDict())
         for event_id, digest in events:
-            window[event_id] = digest
+            window.setdefault(event_id, digest)  # the first copy of an id is the routed one
             window.move_to_end(event_id)
         while len(window) > self.capacity:
             window.popitem(last=False)

@@ -32,14 +32,13 @@ from opentelemetry.trace import Link, SpanContext, TraceFlags
 
 from processors.policy import Policy, parse_policy
 from processors.pseudonym import Pseudonymiser
-from schemas.errors import SerdeError
 from schemas.serde import AvroSerde
 from streams.bootstrap import Container
 from streams.errors import ContactflowError
 from streams.keys import load_keys
 from streams.ledger import current_revision, head_revision, session_factory
-from streams.router.decode import DecodeHelper, HelperFailed, Outcome, Pending
-from streams.router.dedup import DedupWindow, content_digest
+from streams.router.decode import Decoded, DecodeHelper, HelperFailed, Outcome, Pending
+from streams.router.dedup import DedupWindow
 from streams.router.directory import SubjectDirectory
 from streams.router.pipeline import BatchOutcome, RouterPipeline, decode_request
 from streams.router.state import SubjectStateTable
@@ -285,20 +284,20 @@ class RouterWorker:
                     except BufferError:
                         producer.poll(0.05)
             producer.poll(0)
-            producer.send_offsets_to_transaction(
-                _next_offsets(messages), self._consumer.consumer_group_metadata(), 30
-            )
-            producer.commit_transaction(60)
+            offsets = _next_offsets(messages)
+            group = self._consumer.consumer_group_metadata()
+            _until_done(lambda: producer.send_offsets_to_transaction(offsets, group, 30))
+            _until_done(lambda: producer.commit_transaction(60))
             return True
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
-            if error.fatal():
+            if not error.txn_requires_abort():  # fatal, or an error a retry cannot mend
                 raise ContactflowError(
-                    f"router transaction failed fatally: {error.name()}"
+                    f"router transaction failed and cannot be aborted: {error.name()}; "
+                    "restart the router (its transactional id fences this one)"
                 ) from None
             log.warning("batch aborted (%s); re-reading it", error.name())
-            if error.txn_requires_abort():
-                producer.abort_transaction(30)
+            producer.abort_transaction(30)
             self._rewind()
             return False
 
@@ -325,50 +324,90 @@ class RouterWorker:
             self._dedup.drop_partition((tp.topic, tp.partition))
 
     def _seed_dedup(self, partitions: list[TopicPartition]) -> None:
-        """Remember the event ids routed just before the committed offsets."""
+        """Remember the event ids routed just before the committed offsets.
+
+        All partitions are read at once up to their committed offset. A record counts only
+        if it passes the live path's validation, and the first copy of an id wins, as it
+        did when it was routed (a later copy with other bytes was dead-lettered).
+        """
         window = self._dedup.capacity
         if window == 0 or not partitions:
             return
-        committed = self._consumer.committed(partitions, timeout=30)
-        reader = Consumer({**self._container.settings.kafka_client_config(),
-                           "group.id": f"{GROUP_ID}-seed", "enable.auto.commit": False,
-                           "isolation.level": "read_committed"})  # fmt: skip
+        ends = {
+            (tp.topic, tp.partition): tp.offset
+            for tp in self._consumer.committed(partitions, timeout=30)
+            if tp.offset > 0
+        }
+        if not ends:
+            return
+        reader = Consumer(
+            {
+                **self._container.settings.kafka_client_config(),
+                "group.id": f"{GROUP_ID}-seed",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "fetch.wait.max.ms": 50,
+            }
+        )
+        first: dict[tuple[str, int], dict[str, bytes]] = {key: {} for key in ends}
         try:
-            for tp in committed:
-                if tp.offset <= 0:
-                    continue
-                low, _ = reader.get_watermark_offsets(tp, timeout=30)
-                start = max(low, tp.offset - window)
-                self._dedup.remember((tp.topic, tp.partition), self._event_ids(reader, tp, start))
+            starts = []
+            for (topic, partition), end in ends.items():
+                low, _ = reader.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+                starts.append(TopicPartition(topic, partition, max(low, end - window)))
+            reader.assign(starts)
+            pending = {
+                (tp.topic, tp.partition)
+                for tp in starts
+                if tp.offset < ends[(tp.topic, tp.partition)]
+            }
+            deadline = time.monotonic() + 120
+            while pending and time.monotonic() < deadline:
+                messages = [
+                    m for m in reader.consume(5000, 0.2)
+                    if m.error() is None and (m.offset() or 0) < ends[_key(m)]
+                ]  # fmt: skip
+                request = decode_request(messages)  # type: ignore[arg-type]
+                outcomes = self.pipeline.decoder.decode_batch(request, self._clock())
+                for message, item in zip(messages, outcomes, strict=True):
+                    if isinstance(item, Decoded):
+                        first[_key(message)].setdefault(item.event_id, item.content)
+                positions = reader.position([TopicPartition(t, p) for t, p in pending])
+                pending -= {
+                    (tp.topic, tp.partition)
+                    for tp in positions
+                    if tp.offset >= ends[(tp.topic, tp.partition)]
+                }
+            if pending:
+                log.warning("dedup window only partly seeded for %d partition(s)", len(pending))
         finally:
             reader.close()
-
-    def _event_ids(
-        self, reader: Consumer, tp: TopicPartition, start: int
-    ) -> list[tuple[str, bytes]]:
-        reader.assign([TopicPartition(tp.topic, tp.partition, start)])
-        seen: list[tuple[str, bytes]] = []
-        position = start
-        deadline = time.monotonic() + 60
-        while position < tp.offset and time.monotonic() < deadline:
-            for message in reader.consume(5000, 1.0):
-                if message.error() is not None or (message.offset() or 0) >= tp.offset:
-                    continue
-                position = (message.offset() or 0) + 1
-                value = message.value() or b""
-                try:
-                    _, record = self.pipeline_serde.deserialize(value)
-                except SerdeError:  # undecodable input was dead-lettered, not routed
-                    continue
-                seen.append((record["envelope"]["event_id"], content_digest(value)))
-            position = max(
-                position, reader.position([TopicPartition(tp.topic, tp.partition)])[0].offset
-            )
-        return seen
+        for key, events in first.items():
+            self._dedup.remember(key, events.items())
 
     @property
     def pipeline_serde(self) -> AvroSerde:
         return self.pipeline.serde
+
+
+def _key(message: Message) -> tuple[str, int]:
+    return message.topic() or "", message.partition() or 0
+
+
+def _until_done(call: Callable[[], object], limit_s: float = 300.0) -> None:
+    """Repeat a transactional call while librdkafka says it is retriable (a timed-out
+    commit keeps going in the background and must be called again to finish)."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        try:
+            call()
+            return
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if not error.retriable() or time.monotonic() > deadline:
+                raise
+            log.warning("transaction step %s is retriable; retrying", error.name())
+            time.sleep(0.2)
 
 
 def _is_eof(message: Message) -> bool:
