@@ -21,9 +21,10 @@ from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from streams.ledger.columns import require_aware
-from streams.ledger.errors import IdentifierKindMismatchError, InvalidIdentifierError
+from streams.ledger.errors import IdentifierKindMismatchError
 from streams.ledger.models import Subject, SubjectAlias, SubjectIdentifier, SubjectKey
 from streams.ledger.records import IdentifierKind, require_hex, require_pseudonym
+from streams.ledger.subjects import validated_digests
 
 _CHUNK = 500
 # Core tables: bulk inserts skip the ORM's per-row bookkeeping (3x faster here).
@@ -208,7 +209,7 @@ def merge_subjects(
     the one-at-a-time path creates a subject there).
     """
     now = require_aware(now)
-    wanted = [_validated_group(group) for group in groups]
+    wanted = [validated_digests(group) for group in groups]
     every = {digest for group in wanted for digest in group}
     known: dict[str, tuple[str, str, datetime, datetime]] = {}
     for chunk in _chunks(every):
@@ -319,21 +320,3 @@ def _apply_merges(session: Session, survivor_of: dict[str, str], now: datetime) 
         delete(_SUBJECTS).where(_SUBJECTS.c.subject_pseudonym == bindparam("retired")),
         [{"retired": r} for r in sorted(survivor_of)],
     )
-
-
-def _validated_group(group: Sequence[tuple[str, str]]) -> dict[str, str]:
-    """digest -> kind in first-seen order, refused like `SubjectIndex` refuses its input."""
-    if not group:
-        raise InvalidIdentifierError("at least one identifier digest is required")
-    wanted: dict[str, str] = {}
-    for raw_kind, digest in group:
-        try:
-            kind = IdentifierKind(raw_kind).value
-        except ValueError:
-            raise InvalidIdentifierError(
-                f"unknown identifier kind (expected one of {', '.join(IdentifierKind)})"
-            ) from None
-        require_hex(digest, "identifier digest")
-        if wanted.setdefault(digest, kind) != kind:
-            raise InvalidIdentifierError(f"identifier {digest} given with two different kinds")
-    return wanted

@@ -25,7 +25,6 @@ from processors.privacy_commands import ConsumerCommand
 from streams.ledger.audit import _normalised_details as normalised_details
 from streams.ledger.columns import require_aware
 from streams.ledger.errors import (
-    InvalidIdentifierError,
     LedgerError,
     StaleRequestError,
     UnknownCommandError,
@@ -42,9 +41,9 @@ from streams.ledger.records import (
     RequestState,
     RequestType,
     field_values,
-    require_hex,
     require_text,
 )
+from streams.ledger.subjects import validated_digests
 
 DigestPair = tuple[IdentifierKind | str, str]
 """(identifier kind, keyed HMAC hex digest of the normalised identifier)."""
@@ -71,7 +70,7 @@ class PrivacyRequests:
         now = require_aware(now)
         if step.before is not None:
             raise LedgerError("submit stores a new request: use apply for a transition")
-        digests = _validated(identifiers)
+        digests = validated_digests(identifiers)
         existing = self._session.get(PrivacyRequestRow, step.request.request_id)
         if existing is not None:
             return _request(existing), False
@@ -252,21 +251,6 @@ class PrivacyRequests:
 
 def _deadline() -> Any:
     return func.coalesce(PrivacyRequestRow.extended_until, PrivacyRequestRow.due_at)
-
-
-def _validated(identifiers: Sequence[DigestPair]) -> dict[str, str]:
-    """digest -> kind; at least one; known kinds; hex digests only (never raw values)."""
-    if not identifiers:
-        raise InvalidIdentifierError("a request names at least one identifier digest")
-    digests: dict[str, str] = {}
-    for raw_kind, digest in identifiers:
-        if raw_kind not in set(IdentifierKind):
-            kinds = ", ".join(IdentifierKind)
-            raise InvalidIdentifierError(f"unknown identifier kind (expected one of {kinds})")
-        require_hex(digest, "identifier digest")
-        if digests.setdefault(digest, str(raw_kind)) != raw_kind:
-            raise InvalidIdentifierError(f"identifier {digest} given with two different kinds")
-    return digests
 
 
 def _plain(value: Any) -> Any:

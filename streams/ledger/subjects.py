@@ -48,7 +48,7 @@ class SubjectIndex:
         Raises SubjectErasedError if any digest belongs to an erased subject.
         """
         now = require_aware(now)
-        wanted = _validated(digests)
+        wanted = validated_digests(digests)
         session = self._session
         known = {
             row.identifier_digest: row
@@ -184,7 +184,7 @@ def canonical_pseudonym(session: Session, pseudonym: str) -> str | None:
     return None if alias is None else alias.canonical_pseudonym
 
 
-def _validated(digests: Sequence[DigestPair]) -> dict[str, str]:
+def validated_digests(digests: Sequence[DigestPair]) -> dict[str, str]:
     """digest -> kind in first-seen order; refuses empties, bad kinds, non-hex, conflicts."""
     if not digests:
         raise InvalidIdentifierError("at least one identifier digest is required")
