@@ -1,66 +1,24 @@
-"""Retention of recordings: which holds apply, what may expire, and when, as values.
+"""Retention of recordings: the time rules, as values.
 
 A recording is kept until `retain_until` (end of contact + the policy's period), longer
-while any unreleased hold names it, its contact or its subject. A hold outranks expiry
-and erasure. Releasing the last hold gives the recording `release + grace` more days.
+while any unreleased hold names it, its contact or its subject (which holds apply, merged
+subjects included, is decided by the ledger: `RetentionLedger.active_holds_for`).
+Releasing the last hold gives the recording `release + grace` more days.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Protocol
 
-HOLD_SCOPES = ("recording", "contact", "subject")
-
 
 class RecordingFacts(Protocol):
-    @property
-    def recording_id(self) -> str: ...
-    @property
-    def contact_id(self) -> str: ...
-    @property
-    def subject_pseudonym(self) -> str: ...
+    """What the time rules read of a recording (`RecordingRecord` fits)."""
+
     @property
     def state(self) -> str: ...
     @property
     def retain_until(self) -> datetime: ...
-
-
-class HoldFacts(Protocol):
-    @property
-    def hold_id(self) -> str: ...
-    @property
-    def scope(self) -> str: ...
-    @property
-    def target(self) -> str: ...
-    @property
-    def released_at(self) -> datetime | None: ...
-
-
-def hold_applies(hold: HoldFacts, recording: RecordingFacts) -> bool:
-    """An unreleased hold on the recording itself, its contact, or its subject."""
-    if hold.released_at is not None:
-        return False
-    target = {
-        "recording": recording.recording_id,
-        "contact": recording.contact_id,
-        "subject": recording.subject_pseudonym,
-    }.get(hold.scope)
-    return target == hold.target
-
-
-def applying_holds(recording: RecordingFacts, holds: Iterable[HoldFacts]) -> list[HoldFacts]:
-    return [hold for hold in holds if hold_applies(hold, recording)]
-
-
-def is_expirable(recording: RecordingFacts, holds: Iterable[HoldFacts], now: datetime) -> bool:
-    """Past its retention date, not yet expired, and held by nothing."""
-    return (
-        recording.state == "standard"
-        and recording.retain_until <= now
-        and not applying_holds(recording, holds)
-    )
 
 
 def within_window(recording: RecordingFacts, at: datetime) -> bool:
