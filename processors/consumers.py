@@ -26,7 +26,7 @@ escalated inside the shortest one-month deadline (February's) of GDPR Art. 12(3)
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _DAYS = re.compile(r"P([0-9]{1,3})D")
 _CONSUMER_KEYS = frozenset({"description", "controllers", "commands", "answer_within",
-                            "max_attempts"})  # fmt: skip
+                            "max_attempts", "stores_recordings"})  # fmt: skip
 
 
 class Command(StrEnum):
@@ -53,6 +53,7 @@ class Consumer:
     commands: frozenset[Command]
     answer_within: timedelta
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    stores_recordings: bool = False  # told which recordings a legal hold keeps
 
     def receives(self, command: Command, controller: str) -> bool:
         return command in self.commands and controller in self.controllers
@@ -141,8 +142,12 @@ def _parse_consumer(name: str, body: Any) -> Consumer:
             f"{where}: answer_within x max_attempts exceeds {MAX_SILENCE.days} days; a silent "
             "consumer must be escalated before the request's one-month deadline"
         )
+    stores = body.get("stores_recordings", False)
+    if not isinstance(stores, bool):
+        raise RegistryError(f"{where}.stores_recordings: true or false")
     return Consumer(
         name=name,
+        stores_recordings=stores,
         controllers=controllers,
         commands=frozenset(Command(n) for n in names),
         answer_within=answer_within,

@@ -55,6 +55,7 @@ class SubjectStatus:
     restricted: bool = False
     objected_purposes: frozenset[str] = field(default_factory=frozenset)
     erased: bool = False
+    suppressed_from_surveys: bool = False
 
 
 NO_RESTRICTIONS = SubjectStatus()

@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     router_dedup_window: int = Field(default=50_000, ge=0)
 
     retention_sweep_interval_s: float = Field(default=3600.0, gt=0)
+    privacy_deadline_interval_s: float = Field(default=60.0, gt=0)
+    privacy_standing_instructions: str = Field(
+        default="", pattern=r"^[a-z_]*(,[a-z_]+)*$", description="request types ORES pre-authorised"
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 

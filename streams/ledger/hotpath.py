@@ -18,11 +18,19 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from streams.ledger.columns import require_aware
 from streams.ledger.errors import IdentifierKindMismatchError
-from streams.ledger.models import Subject, SubjectAlias, SubjectIdentifier, SubjectKey
+from streams.ledger.models import (
+    Subject,
+    SubjectAlias,
+    SubjectFootprint,
+    SubjectIdentifier,
+    SubjectKey,
+)
 from streams.ledger.records import IdentifierKind, require_hex, require_pseudonym
 from streams.ledger.subjects import validated_digests
 
@@ -32,6 +40,7 @@ _SUBJECTS = cast(Table, Subject.__table__)
 _IDENTIFIERS = cast(Table, SubjectIdentifier.__table__)
 _KEYS = cast(Table, SubjectKey.__table__)
 _ALIASES = cast(Table, SubjectAlias.__table__)
+_FOOTPRINTS = cast(Table, SubjectFootprint.__table__)
 _KIND_VALUES = frozenset(kind.value for kind in IdentifierKind)
 T = TypeVar("T")
 
@@ -111,6 +120,24 @@ def add_subjects(
             {"created_at": now, "erased_at": None})  # fmt: skip
     _insert(session, _IDENTIFIERS, ("identifier_digest", "identifier_kind", "subject_pseudonym"),
             identifier_rows, {"first_seen_at": now, "last_seen_at": now})  # fmt: skip
+
+
+def add_footprints(
+    session: Session, footprints: Collection[tuple[str, str, str]], now: datetime
+) -> None:
+    """Record (subject, controller, channel) rows not recorded yet; existing ones stay."""
+    now = require_aware(now)
+    rows = [{"subject_pseudonym": require_pseudonym(subject), "controller": controller,
+             "channel": channel, "first_seen_at": now}
+            for subject, controller, channel in sorted(footprints)]  # fmt: skip
+    if not rows:
+        return
+    if session.connection().dialect.name == "postgresql":
+        statement: Any = postgresql_insert(_FOOTPRINTS).on_conflict_do_nothing()
+    else:
+        statement = sqlite_insert(_FOOTPRINTS).on_conflict_do_nothing()
+    for chunk in _chunks(rows):
+        session.execute(statement, chunk)
 
 
 def live_keys(session: Session, subjects: Collection[str]) -> dict[str, tuple[str, bytes]]:

@@ -369,6 +369,33 @@ def _refuse_audit_delete(mapper: Mapper[Any], connection: Connection, target: Au
     )
 
 
+class SubjectFootprint(Base):
+    """Where a subject has data: a row per (subject, controller, channel), written by the
+    router before it first routes such an event. Privacy requests resolve against it."""
+
+    __tablename__ = "subject_footprints"
+    __table_args__ = (_one_of("controller", CONTROLLERS),)
+
+    subject_pseudonym: Mapped[str] = mapped_column(PSEUDONYM, primary_key=True)
+    controller: Mapped[str] = mapped_column(String(16), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    first_seen_at: Mapped[datetime]
+
+
+class SubjectPrivacyState(Base):
+    """A subject's current privacy state, as published on privacy.subject-state.v1."""
+
+    __tablename__ = "subject_privacy_states"
+
+    subject_pseudonym: Mapped[str] = mapped_column(PSEUDONYM, primary_key=True)
+    restricted: Mapped[bool]
+    objected_purposes: Mapped[list[str]] = mapped_column(JSON())
+    suppressed_from_surveys: Mapped[bool]
+    erased: Mapped[bool]
+    updated_at: Mapped[datetime]
+    request_id: Mapped[str | None] = mapped_column(REQUEST_ID)
+
+
 @event.listens_for(RecordingHistoryEntry, "before_update")
 def _refuse_history_update(
     mapper: Mapper[Any], connection: Connection, target: RecordingHistoryEntry

@@ -202,6 +202,21 @@ class RetentionLedger:
                   details={"sweep_id": sweep_id})  # fmt: skip
         return True
 
+    def erase_recording(self, recording_id: str, now: datetime, request_id: str) -> bool:
+        """Expire a recording ahead of its date for an erasure request; False if already
+        expired. Refused (RecordingHeldError) while held: a hold outranks erasure."""
+        now = require_aware(now)
+        row = self._locked(recording_id)
+        if row.state == EXPIRED:
+            return False
+        active = self._active_holds_of(row)
+        if active or row.state == HELD:
+            raise RecordingHeldError(recording_id, tuple(h.hold_id for h in active))
+        row.state, row.expired_at, row.updated_at = EXPIRED, now, now
+        cause = {"erasure_request": require_text(request_id, "request_id", 128)}
+        self._log(row, now, HistoryAction.EXPIRED, retain_until=row.retain_until, details=cause)
+        return True
+
     def record_restriction(
         self,
         recording_id: str,

@@ -17,15 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from confluent_kafka import Producer
 from sqlalchemy.orm import Session
 
 from processors.retention import retain_after_release, signal_hold_id, within_window
-from schemas.serde import AvroSerde
 from streams.bootstrap import Container
-from streams.errors import ContactflowError
 from streams.ledger import (
-    AuditLog,
     HoldRecord,
     NewHold,
     NewRecording,
@@ -34,9 +30,9 @@ from streams.ledger import (
     RetentionReport,
     session_factory,
 )
+from streams.outbox import Message, Outbox
 
 STANDARD, HOLD, EXPIRED = "recordings.standard.v1", "recordings.hold.v1", "recordings.expired.v1"
-AUDIT = "privacy.audit.v1"
 
 
 @dataclass
@@ -46,26 +42,30 @@ class SweepResult:
 
 
 @dataclass
+class ErasedRecordings:
+    """What an erasure did to recordings: deleted ids, and held ids with hold reasons."""
+
+    deleted: list[str] = field(default_factory=list)
+    held: list[tuple[str, list[str]]] = field(default_factory=list)
+
+
+@dataclass
 class _Unit:
     """One action's ledger session and the messages it will send before committing."""
 
     session: Session
     ledger: RetentionLedger
-    messages: list[tuple[str, bytes, bytes | None]] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
 
 
 class RetentionService:
     def __init__(self, container: Container, *, actor: str, grace_days: int) -> None:
         self._sessions = session_factory(container.ledger_engine)
-        self._serde = AvroSerde(container.schemas)
-        self._topics = container.topics
-        self._schemas = container.schemas
+        self._outbox = Outbox(container.settings.kafka_client_config(), container.topics,
+                              container.schemas)  # fmt: skip
+        self._serde = self._outbox.serde
         self._actor = actor
         self._grace_days = grace_days
-        self._producer = Producer(
-            {**container.settings.kafka_client_config(), "enable.idempotence": True,
-             "acks": "all", "linger.ms": 5}
-        )  # fmt: skip
 
     # -- inputs from the data plane ------------------------------------------------------
 
@@ -157,6 +157,34 @@ class RetentionService:
             if len(due) < batch:
                 return result
 
+    def erase_recordings(
+        self, session: Session, subjects: list[str], controllers: set[str], request_id: str,
+        now: datetime,
+    ) -> tuple[ErasedRecordings, list[Message]]:  # fmt: skip
+        """Erasure of the subjects' recordings of these controllers, in the caller's ledger
+        transaction: deletion commands for those no hold covers, the held ones kept and
+        restricted (GDPR Art. 17(3)(e)). The caller sends the messages before committing."""
+        result = ErasedRecordings()
+        unit = _Unit(session, RetentionLedger(session))
+        for subject in subjects:
+            for recording in unit.ledger.recordings_for("subject", subject):
+                if recording.controller not in controllers:
+                    continue
+                holds = unit.ledger.active_holds_for(recording)
+                if holds or recording.state == "held":
+                    hold_id = holds[0].hold_id if holds else None
+                    unit.ledger.record_restriction(
+                        recording.recording_id, now, hold_id,
+                        {"erasure_request": request_id, "answer": "retained_under_hold"},
+                    )  # fmt: skip
+                    self._audit(unit, "recording.retained_under_hold", now, recording,
+                                {"request_id": request_id})  # fmt: skip
+                    result.held.append((recording.recording_id, sorted(h.reason for h in holds)))
+                elif unit.ledger.erase_recording(recording.recording_id, now, request_id):
+                    self._send_expiry(unit, recording, now, f"erasure:{request_id}")
+                    result.deleted.append(recording.recording_id)
+        return result, unit.messages
+
     def dead_letter(
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
         stage: str, code: str, reason: str, now: datetime,
@@ -167,16 +195,16 @@ class RetentionService:
             "stage": stage, "reason_code": code, "reason": reason, "original_key": key,
             "original_value": value, "original_headers": {}, "failed_at": now,
         }  # fmt: skip
-        contract = self._schemas.latest("DeadLetter")
-        self._send([("contact.deadletter.v1", f"{topic}:{partition}:{offset}".encode(),
-                     self._serde.serialize(letter, contract))])  # fmt: skip
+        key = f"{topic}:{partition}:{offset}".encode()
+        value = self._outbox.encode("DeadLetter", letter)
+        self._outbox.send([("contact.deadletter.v1", key, value)], "dead-letter")
 
     def report(self, now: datetime) -> RetentionReport:
         with self._sessions() as session:
             return RetentionLedger(session).report(now)
 
     def close(self) -> None:
-        self._producer.flush(30)
+        self._outbox.close()
 
     # -- internals -----------------------------------------------------------------------
 
@@ -185,7 +213,7 @@ class RetentionService:
         with self._sessions.begin() as session:
             unit = _Unit(session, RetentionLedger(session))
             yield unit
-            self._send(unit.messages)
+            self._outbox.send(unit.messages, "retention")
 
     def _hold_covered(
         self, unit: _Unit, hold: HoldRecord, now: datetime, at: datetime | None
@@ -222,8 +250,7 @@ class RetentionService:
             "policy_version": recording.policy_version,
         }  # fmt: skip
         key = recording.recording_id.encode()
-        contract = self._schemas.latest("RecordingRetention")
-        unit.messages.append((to, key, self._serde.serialize(value, contract)))
+        unit.messages.append((to, key, self._outbox.encode("RecordingRetention", value)))
         unit.messages.append((tombstone, key, None))
 
     def _send_expiry(
@@ -235,8 +262,7 @@ class RetentionService:
             "retain_until": recording.retain_until, "expired_at": now, "sweep_id": sweep_id,
         }  # fmt: skip
         key = recording.recording_id.encode()
-        contract = self._schemas.latest("RecordingExpired")
-        unit.messages.append((EXPIRED, key, self._serde.serialize(value, contract)))
+        unit.messages.append((EXPIRED, key, self._outbox.encode("RecordingExpired", value)))
         unit.messages.append((STANDARD, key, None))
         self._audit(unit, "recording.expired", now, recording, {"sweep_id": sweep_id})
 
@@ -250,32 +276,10 @@ class RetentionService:
                       "retain_until": recording.retain_until.isoformat(),
                       "controller": recording.controller}  # fmt: skip
         subject = recording.subject_pseudonym if recording is not None else None
-        entry = AuditLog(unit.session).append(self._actor, action, now, subject=subject,
-                                              details=facts)  # fmt: skip
-        value = {
-            "audit_id": entry.entry_hash, "at": now, "actor": self._actor, "action": action,
-            "request_id": None, "subject_pseudonym": subject,
-            "details": {k: str(v) for k, v in facts.items()},
-        }  # fmt: skip
-        contract = self._schemas.latest("AuditEvent")
-        key = (facts.get("recording_id") or facts.get("hold_id") or action).encode()
-        unit.messages.append((AUDIT, key, self._serde.serialize(value, contract)))
-
-    def _send(self, messages: list[tuple[str, bytes, bytes | None]]) -> None:
-        failures: list[str] = []
-
-        def on_delivery(error: Any, _message: Any) -> None:
-            if error is not None:
-                failures.append(error.name())
-
-        for logical, key, value in messages:
-            self._producer.produce(self._topics.name(logical), value, key, on_delivery=on_delivery)
-        remaining = self._producer.flush(30)
-        if remaining or failures:
-            raise ContactflowError(
-                f"Kafka did not take the retention messages ({remaining} pending, "
-                f"{len(failures)} refused: {sorted(set(failures))}); nothing was committed"
-            )
+        key = facts.get("recording_id") or facts.get("hold_id") or action
+        audit = self._outbox.audit(unit.session, self._actor, action, now, subject=subject,
+                                   details=facts, key=key)  # fmt: skip
+        unit.messages.append(audit)
 
 
 def _hold_details(hold: HoldRecord) -> dict[str, Any]:

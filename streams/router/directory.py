@@ -22,6 +22,7 @@ from processors.identity import Identifier
 from processors.pseudonym import Pseudonymiser
 from streams.ledger import SubjectErasedError, SubjectIndex
 from streams.ledger.hotpath import (
+    add_footprints,
     add_keys,
     add_subjects,
     live_keys,
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 KEY_ALGORITHM = "AES-256-GCM"
 _MAX_CACHED = 1_000_000
 _RETRIES = 5
+_MAX_CACHED_FOOTPRINTS = 1_000_000
 
 Digests = tuple[tuple[str, str], ...]  # ((kind, digest), ...) of one event, in order
 
@@ -53,6 +55,7 @@ class SubjectDirectory:
         self._subject_of: dict[str, str] = {}
         self._ciphers: dict[str, FieldCipher] = {}
         self._survivor: dict[str, str] = {}
+        self._footprints: set[tuple[str, str, str]] = set()
         self.ledger_round_trips = 0
 
     @property
@@ -103,6 +106,19 @@ class SubjectDirectory:
             with self._sessions.begin() as session:
                 self.ledger_round_trips += 1
                 self._load_ciphers(session, subjects, now)
+
+    def record_footprints(self, footprints: set[tuple[str, str, str]], now: datetime) -> None:
+        """Note in the ledger where subjects have data (subject, controller, channel); a
+        privacy request resolves against these rows. Known ones cost no round trip."""
+        new = footprints - self._footprints
+        if not new:
+            return
+        with self._sessions.begin() as session:
+            self.ledger_round_trips += 1
+            add_footprints(session, new, now)
+        if len(self._footprints) > _MAX_CACHED_FOOTPRINTS:
+            self._footprints.clear()
+        self._footprints |= new
 
     def forget(self, subject: str) -> None:
         """Drop a subject's cached key (after erasure, the key is gone from the vault)."""

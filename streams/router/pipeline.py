@@ -84,6 +84,7 @@ class BatchOutcome:
     outputs: list[Output] = field(default_factory=list)
     counts: Counter[tuple[str, ...]] = field(default_factory=Counter)
     traceparents: list[bytes] = field(default_factory=list)
+    footprints: set[tuple[str, str, str]] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -176,6 +177,8 @@ class RouterPipeline:
         with self._tracer.start_as_current_span("tag, encrypt and route"):
             for event in events:
                 self._route(event, now, outcome)
+        with self._tracer.start_as_current_span("record footprints"):
+            self._directory.record_footprints(outcome.footprints, now)  # before the commit
         return outcome
 
     def _admit(
@@ -229,10 +232,15 @@ class RouterPipeline:
         if subject is None:
             self._reject(message, _ERASED, now, outcome)
             return
+        status = self._status(subject)
+        if status.erased:  # erased since this worker cached the subject's key
+            self._directory.forget(subject)
+            self._reject(message, _ERASED, now, outcome)
+            return
         attribution, hold_reason = self._decision(
             (decoded.client, decoded.service, decoded.purpose, event.channel, decoded.kind)
         )
-        route = choose_route(attribution, self._status(subject))
+        route = choose_route(attribution, status)
         if route is Route.SUPPRESSED:
             outcome.counts["suppressed", decoded.purpose] += 1
             return
@@ -269,6 +277,7 @@ class RouterPipeline:
             traceparent=_traceparent(headers),
         )
         outcome.outputs.append(Output(self.topic[topic], subject_key, tagged, headers))
+        outcome.footprints.add((subject, attribution.controller, event.channel))
         outcome.counts["out", topic, attribution.controller] += 1
         if templates.retention is not None:
             recording_id, parts = templates.retention

@@ -89,6 +89,7 @@ class SubjectStateTable:
                     restricted=state["restricted"],
                     objected_purposes=frozenset(state["objected_purposes"]),
                     erased=state["erased"],
+                    suppressed_from_surveys=state["suppressed_from_surveys"],
                 )
             applied += 1
         return applied

@@ -3,19 +3,17 @@ subject state, and no personal data in its telemetry or logs."""
 
 from __future__ import annotations
 
-import copy
 import logging
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from confluent_kafka import Producer
+from people import EMAIL, HANDLE, PHONE, TEXT, example, fresh, one_person_on_five_channels
 
 from processors.crypto import KeyUnavailable
 from processors.identity import normalise_phone
 from processors.pseudonym import Pseudonymiser
-from schemas.examples import example_events
 from schemas.serde import AvroSerde
 from streams.keys import load_keys
 from streams.ledger import KeyVault, session_factory, upgrade
@@ -26,23 +24,8 @@ from streams.router.worker import RouterWorker
 
 pytestmark = pytest.mark.integration
 
-PHONE = "+32 471 55 66 77"
-EMAIL = "Marie.Lambert@Example.org"
-HANDLE = "marie.lambert.be"
-TEXT = "Ma facture de janvier est beaucoup trop haute"
-
-
-def _fresh(event: dict[str, Any], **subject: Any) -> dict[str, Any]:
-    event = copy.deepcopy(event)
-    event["envelope"]["event_id"] = str(uuid.uuid4())
-    event["envelope"]["contact_id"] = f"c-{uuid.uuid4().hex[:10]}"
-    if subject:
-        event["envelope"]["subject"] = subject
-    return event
-
-
-def _example(channel: str, kind: str) -> dict[str, Any]:
-    return next(e for e in example_events(channel) if e["kind"] == kind)
+_fresh, _example = fresh, example
+_one_person_on_five_channels = one_person_on_five_channels
 
 
 def _route(container) -> RouterWorker:  # type: ignore[no-untyped-def]
@@ -59,22 +42,6 @@ def _read(container, logical: str) -> list[Any]:  # type: ignore[no-untyped-def]
 def _decoded(container, logical: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
     serde = AvroSerde(container.schemas)
     return [serde.deserialize(m.value())[1] for m in _read(container, logical)]
-
-
-def _one_person_on_five_channels() -> list[tuple[str, dict[str, Any]]]:
-    call = _fresh(_example("phone", "inbound_call"), phone="0471 55 66 77")
-    chat = _fresh(_example("chat", "transcript_available"), phone=PHONE, email=EMAIL)
-    chat["payload"]["messages"][0]["text"] = TEXT
-    mail = _fresh(_example("email", "email_received"), email=EMAIL.upper())
-    mail["payload"]["body"] = TEXT
-    survey = _fresh(_example("survey", "survey_answered"), phone="0032471556677")
-    social = _fresh(
-        _example("social", "comment_received"),
-        email=EMAIL,
-        social_handle={"platform": "facebook", "handle": HANDLE},
-    )
-    return [("phone", call), ("chat", chat), ("email", mail), ("survey", survey),
-            ("social", social)]  # fmt: skip
 
 
 def test_one_person_across_five_channels(container) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,82 @@
+"""Messages a control-plane action sends before its ledger transaction commits.
+
+Both control-plane services (retention, privacy requests) work the same way: the ledger
+transaction decides, the messages it implies are collected, produced and flushed, and
+only then does the transaction commit. If Kafka refuses them the ledger rolls back and the
+action can be retried; a crash between flush and commit repeats them (at least once), so
+every consumer treats a repeated message as the same one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from confluent_kafka import Producer
+from sqlalchemy.orm import Session
+
+from schemas.catalog import SchemaCatalog
+from schemas.serde import AvroSerde
+from streams.errors import ContactflowError
+from streams.ledger import AuditLog
+from streams.topics import TopicCatalog
+
+AUDIT_TOPIC = "privacy.audit.v1"
+Message = tuple[str, bytes, bytes | None]
+"""(logical topic, key, value or None for a tombstone)."""
+
+
+class Outbox:
+    """An idempotent producer that sends a unit's messages and waits until Kafka has them."""
+
+    def __init__(
+        self, client_config: Mapping[str, Any], topics: TopicCatalog, schemas: SchemaCatalog
+    ) -> None:
+        self._topics = topics
+        self._schemas = schemas
+        self.serde = AvroSerde(schemas)
+        self._producer = Producer(
+            {**client_config, "enable.idempotence": True, "acks": "all", "linger.ms": 5}
+        )
+
+    def encode(self, contract: str, record: Mapping[str, Any]) -> bytes:
+        """`record` in the latest version of `contract`, single-object encoded."""
+        return self.serde.serialize(dict(record), self._schemas.latest(contract))
+
+    def send(self, messages: Sequence[Message], what: str) -> None:
+        """Produce and flush; ContactflowError (nothing committed) if Kafka refuses any."""
+        failures: list[str] = []
+
+        def on_delivery(error: Any, _message: Any) -> None:
+            if error is not None:
+                failures.append(error.name())
+
+        for logical, key, value in messages:
+            self._producer.produce(self._topics.name(logical), value, key, on_delivery=on_delivery)
+        remaining = self._producer.flush(30)
+        if remaining or failures:
+            raise ContactflowError(
+                f"Kafka did not take the {what} messages ({remaining} pending, "
+                f"{len(failures)} refused: {sorted(set(failures))}); nothing was committed"
+            )
+
+    def audit(
+        self, session: Session, actor: str, action: str, now: datetime, *,
+        request_id: str | None = None, subject: str | None = None,
+        details: Mapping[str, Any] | None = None, key: str | None = None,
+    ) -> Message:  # fmt: skip
+        """Append to the hash-chained audit log and return its `privacy.audit.v1` message."""
+        facts = dict(details or {})
+        entry = AuditLog(session).append(actor, action, now, request_id=request_id,
+                                         subject=subject, details=facts)  # fmt: skip
+        value = {
+            "audit_id": entry.entry_hash, "at": now, "actor": actor, "action": action,
+            "request_id": request_id, "subject_pseudonym": subject,
+            "details": {k: str(v) for k, v in facts.items()},
+        }  # fmt: skip
+        label = key or request_id or action
+        return AUDIT_TOPIC, label.encode(), self.encode("AuditEvent", value)
+
+    def close(self) -> None:
+        self._producer.flush(30)

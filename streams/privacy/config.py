@@ -1,0 +1,71 @@
+"""What the privacy service is configured with: the consumer registry, ORES's standing
+instructions, and the policy facts a request needs (its version, COMNEXIO's purposes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import yaml
+
+from processors.consumers import ConsumerRegistry, parse_registry
+from processors.privacy import RequestType
+from streams.bootstrap import Container
+from streams.errors import ContactflowError
+
+if TYPE_CHECKING:
+    from streams.retention.service import RetentionService
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    registry: ConsumerRegistry
+    standing: frozenset[RequestType]
+    policy_version: str
+    comnexio_purposes: frozenset[str]
+    grace_days: int
+
+    def retention_service(self, container: Container, actor: str) -> RetentionService:
+        from streams.retention.service import RetentionService
+
+        return RetentionService(container, actor=actor, grace_days=self.grace_days)
+
+
+def load_registry(container: Container) -> ConsumerRegistry:
+    """infra/consumers.yaml, validated: a bad file stops the privacy app at start-up."""
+    path = container.settings.infra_dir / "consumers.yaml"
+    try:
+        return parse_registry(yaml.safe_load(path.read_text()))
+    except (OSError, yaml.YAMLError, ValueError) as exc:
+        raise ContactflowError(f"invalid consumer registry {path}: {exc}") from None
+
+
+def standing_instructions(text: str) -> frozenset[RequestType]:
+    """`erasure,restriction` -> those request types; a clear error on an unknown one."""
+    names = [n for n in text.split(",") if n]
+    unknown = sorted(set(names) - {t.value for t in RequestType})
+    if unknown:
+        raise ContactflowError(
+            f"privacy_standing_instructions: unknown request types {unknown}; "
+            f"known: {', '.join(RequestType)}"
+        )
+    return frozenset(RequestType(n) for n in names)
+
+
+def load_privacy_config(container: Container) -> PrivacyConfig:
+    from streams.router.worker import load_policy
+
+    policy = load_policy(container)
+    comnexio = frozenset(
+        purpose
+        for rule in policy.rules
+        if rule.controller == "COMNEXIO"
+        for purpose in rule.match.get("purpose", frozenset())
+    )
+    return PrivacyConfig(
+        registry=load_registry(container),
+        standing=standing_instructions(container.settings.privacy_standing_instructions),
+        policy_version=policy.version,
+        comnexio_purposes=comnexio,
+        grace_days=policy.release_grace_days,
+    )

@@ -1,0 +1,84 @@
+"""Erasure end to end on the real broker and ledger: one person on five channels, a held
+recording, ORES's instruction through privacy.instructions.v1, every consumer answering."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from flow import decoded, drain, publish, route_person
+
+from people import EMAIL, HANDLE, PHONE, coaching_recording
+from processors.crypto import KeyUnavailable
+from schemas.serde import AvroSerde
+from streams.keys import load_keys
+from streams.ledger import session_factory
+from streams.plaintext import open_event, vault_lookup
+from streams.privacy.intake import Intake, identifiers
+from streams.retention.service import RetentionService
+
+pytestmark = pytest.mark.integration
+NOW = datetime.now(UTC)
+TAGGED_TOPICS = ("contact.ores.v1", "contact.comnexio.v1", "contact.restricted.v1")
+
+
+def _erasure(**overrides: object) -> Intake:
+    values: dict[str, object] = {
+        "request_type": "erasure",
+        "identifiers": identifiers([("phone", PHONE), ("social_handle", f"facebook:{HANDLE}")]),
+        "submitted_by": "privacy-office", "received_at": NOW, "verified_by": "id_card_copy",
+    }  # fmt: skip
+    return Intake(**{**values, **overrides})  # type: ignore[arg-type]
+
+
+def test_erasure_across_five_channels_with_a_held_recording(container, privacy) -> None:  # type: ignore[no-untyped-def]
+    route_person(container, NOW, [("phone", coaching_recording())])
+    recordings = decoded(container, "recordings.standard.v1")
+    held_id = next(r["recording_id"] for _, r in recordings if r["recording_kind"] == "chat_transcript")
+    retention = RetentionService(container, actor="test", grace_days=7)
+    retention.place_hold("recording", held_id, "dispute", "case 2026-118", "legal", NOW)
+    retention.close()
+
+    request = privacy.submit(_erasure(), NOW)
+    assert request.state == "awaiting_controller"
+    assert request.controllers == {"ORES", "COMNEXIO"}
+    assert len(request.subjects) == 1
+    forwarded = decoded(container, "privacy.controller.ores.v1")
+    assert [r["request_id"] for _, r in forwarded] == [request.request_id]
+
+    publish(container, "privacy.instructions.v1", "ControllerInstruction", request.request_id, {
+        "request_id": request.request_id, "decision": "execute", "reason": None,
+        "decided_at": NOW, "controller": "ORES"})  # fmt: skip
+    drain(container, privacy, NOW + timedelta(minutes=5))
+    request = privacy.get(request.request_id)
+    assert request.state == "awaiting_acks"
+
+    commands = decoded(container, "privacy.erasure.v1")
+    consumers = {(c["consumer"], c["controller"]) for _, c in commands}
+    assert consumers == {
+        ("crm", "ORES"), ("recording_store", "ORES"), ("recording_store", "COMNEXIO"),
+        ("coaching_tool", "COMNEXIO"), ("survey_tool", "ORES"), ("reporting_warehouse", "ORES"),
+        ("reporting_warehouse", "COMNEXIO"), ("ores_systems", "ORES"),
+    }  # fmt: skip
+    held = [(c["consumer"], c["held_recordings"]) for _, c in commands if c["held_recordings"]]
+    assert {consumer for consumer, _ in held} <= {"recording_store", "coaching_tool"}
+    kept = {recording for _, ids in held for recording in ids}
+    assert held_id in kept  # the hold placed by hand; complaints among the events hold more
+    for _, command in commands:
+        outcome = "retained_under_hold" if command["held_recordings"] else "done"
+        privacy.acknowledge(command["command_id"], outcome, None, NOW + timedelta(hours=1))
+    request = privacy.get(request.request_id)
+    assert request.state == "completed"
+
+    keys = load_keys(container.settings)
+    serde = AvroSerde(container.schemas)
+    with session_factory(container.ledger_engine)() as session:
+        for logical in TAGGED_TOPICS:
+            for _, tagged in decoded(container, logical):
+                with pytest.raises(KeyUnavailable):
+                    open_event(serde, tagged, keys.master_key, vault_lookup(session))
+    expired = {r["recording_id"] for _, r in decoded(container, "recordings.expired.v1")}
+    assert expired == {r["recording_id"] for _, r in recordings} - kept
+    states = [s for _, s in decoded(container, "privacy.subject-state.v1")]
+    assert states and all(s["erased"] for s in states)
+    assert EMAIL not in repr(states)
