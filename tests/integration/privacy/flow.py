@@ -6,8 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from confluent_kafka import Producer
-
 from people import one_person_on_five_channels
+
 from schemas.serde import AvroSerde
 from streams.bootstrap import Container
 from streams.privacy.catchup import apply_privacy_topics
@@ -29,9 +29,11 @@ def route(container: Container) -> None:
     RouterWorker(container).run(max_idle_s=1.5)
 
 
-def route_person(container: Container, now: datetime, extra: list[Any] = ()) -> list[Any]:  # type: ignore[assignment]
+def route_person(
+    container: Container, now: datetime, extra: list[tuple[str, dict[str, Any]]] | None = None
+) -> list[Any]:
     """The five-channel person routed, their recordings registered with retention."""
-    events = [*one_person_on_five_channels(), *extra]
+    events = [*one_person_on_five_channels(), *(extra or [])]
     send(container, events)
     route(container)
     retention = RetentionService(container, actor="test", grace_days=7)
@@ -45,15 +47,16 @@ def route_person(container: Container, now: datetime, extra: list[Any] = ()) -> 
 def decoded(container: Container, logical: str) -> list[tuple[Any, dict[str, Any]]]:
     serde = AvroSerde(container.schemas)
     config = container.settings.kafka_client_config()
-    return [(m, serde.deserialize(m.value())[1])
-            for m in read_all(config, container.topics.name(logical)) if m.value() is not None]  # fmt: skip
+    messages = read_all(config, container.topics.name(logical))
+    return [(m, serde.deserialize(m.value())[1]) for m in messages if m.value() is not None]
 
 
-def publish(container: Container, logical: str, contract: str, key: str, value: dict[str, Any]) -> None:
-    serde = AvroSerde(container.schemas)
+def publish(
+    container: Container, logical: str, contract: str, key: str, value: dict[str, Any]
+) -> None:
+    encoded = AvroSerde(container.schemas).serialize(value, container.schemas.latest(contract))
     producer = Producer(container.settings.kafka_client_config())
-    producer.produce(container.topics.name(logical),
-                     serde.serialize(value, container.schemas.latest(contract)), key.encode())  # fmt: skip
+    producer.produce(container.topics.name(logical), encoded, key.encode())
     producer.flush(10)
 
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from flow import decoded, drain, publish, route_person
-
 from people import EMAIL, HANDLE, PHONE, coaching_recording
+
 from processors.crypto import KeyUnavailable
 from schemas.serde import AvroSerde
 from streams.keys import load_keys
@@ -34,7 +34,9 @@ def _erasure(**overrides: object) -> Intake:
 def test_erasure_across_five_channels_with_a_held_recording(container, privacy) -> None:  # type: ignore[no-untyped-def]
     route_person(container, NOW, [("phone", coaching_recording())])
     recordings = decoded(container, "recordings.standard.v1")
-    held_id = next(r["recording_id"] for _, r in recordings if r["recording_kind"] == "chat_transcript")
+    held_id = next(
+        r["recording_id"] for _, r in recordings if r["recording_kind"] == "chat_transcript"
+    )
     retention = RetentionService(container, actor="test", grace_days=7)
     retention.place_hold("recording", held_id, "dispute", "case 2026-118", "legal", NOW)
     retention.close()
@@ -80,5 +82,6 @@ def test_erasure_across_five_channels_with_a_held_recording(container, privacy) 
     expired = {r["recording_id"] for _, r in decoded(container, "recordings.expired.v1")}
     assert expired == {r["recording_id"] for _, r in recordings} - kept
     states = [s for _, s in decoded(container, "privacy.subject-state.v1")]
-    assert states and all(s["erased"] for s in states)
+    assert states
+    assert all(s["erased"] for s in states)
     assert EMAIL not in repr(states)

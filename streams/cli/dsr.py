@@ -1,0 +1,242 @@
+"""`contactflow dsr ...`: data-subject requests for the privacy office.
+
+submit / verify / reject / instruct / extend / process / status / report / export. Each
+command prints ids, states and counts; identifiers given on the command line are
+normalised, digested and never printed back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import typer
+from rich.table import Table
+
+from processors.identity import InvalidIdentifier
+from processors.privacy import PrivacyRequestError, RequestType
+from streams.cli._app import app, console, container, err_console
+from streams.cli.retention import Format, parse_now
+from streams.errors import ContactflowError
+
+if TYPE_CHECKING:
+    from streams.bootstrap import Container
+    from streams.privacy.service import PrivacyService
+
+T = TypeVar("T")
+dsr_app = typer.Typer(help="Data-subject requests: intake, instruction, status, evidence.",
+                      no_args_is_help=True)  # fmt: skip
+app.add_typer(dsr_app, name="dsr")
+
+DsrType = StrEnum("DsrType", {t.value.replace("_", "-"): t.value for t in RequestType})  # type: ignore[misc]
+
+
+class DecisionChoice(StrEnum):
+    execute = "execute"
+    refuse = "refuse"
+
+
+def _service() -> tuple[Container, PrivacyService]:
+    from streams.ledger import upgrade
+    from streams.privacy.config import load_privacy_config
+    from streams.privacy.service import PrivacyService
+
+    root = container()
+    upgrade(root.settings.resolved_database_url())
+    return root, PrivacyService(root, load_privacy_config(root), actor="privacy-office")
+
+
+def _show(request: PrivacyRequest) -> None:
+    console.print(f"{request.request_id}  {request.state}")
+
+
+@dsr_app.command("submit")
+def submit(
+    request_type: Annotated[DsrType, typer.Argument(help="What the person asks for.")],
+    phone: Annotated[list[str] | None, typer.Option("--phone", help="Phone number.")] = None,
+    email: Annotated[list[str] | None, typer.Option("--email", help="E-mail address.")] = None,
+    handle: Annotated[list[str] | None, typer.Option("--handle", help="PLATFORM:HANDLE")] = None,
+    customer_ref: Annotated[list[str] | None, typer.Option("--customer-ref")] = None,
+    purpose: Annotated[str | None, typer.Option(help="For objection/consent-withdrawal.")] = None,
+    verified_by: Annotated[str | None, typer.Option(help="How identity was proven.")] = None,
+    received_at: Annotated[str | None, typer.Option(help="ISO-8601; default now.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Why (e.g. for lift-restriction).")] = None,
+    submitted_by: Annotated[str, typer.Option()] = "privacy-office",
+) -> None:
+    """Record a request and print its id; without --verified-by it waits for `dsr verify`."""
+    from streams.privacy.intake import Intake, identifiers
+
+    pairs = [("phone", v) for v in phone or []] + [("email", v) for v in email or []]
+    pairs += [("social_handle", v) for v in handle or []]
+    pairs += [("customer_ref", v) for v in customer_ref or []]
+    now = datetime.now(UTC)
+    try:
+        intake = Intake(
+            request_type=str(request_type.value), identifiers=identifiers(pairs),
+            submitted_by=submitted_by, received_at=parse_now(received_at) if received_at else now,
+            verified_by=verified_by,
+            purpose=purpose, reason=reason,
+        )  # fmt: skip
+    except (InvalidIdentifier, PrivacyRequestError) as exc:
+        raise ContactflowError(str(exc)) from None
+    _, service = _service()
+    try:
+        _show(_checked(lambda: service.submit(intake, now)))
+    finally:
+        service.close()
+
+
+@dsr_app.command("verify")
+def verify(request_id: str, by: Annotated[str, typer.Option("--by")]) -> None:
+    """Record the proof of identity; the request then proceeds."""
+    _, service = _service()
+    try:
+        _show(_checked(lambda: service.verify(request_id, by, datetime.now(UTC))))
+    finally:
+        service.close()
+
+
+@dsr_app.command("reject")
+def reject(request_id: str, reason: Annotated[str, typer.Option()]) -> None:
+    """Close an unverified request whose requester could not be identified."""
+    _, service = _service()
+    try:
+        now = datetime.now(UTC)
+        _show(_checked(lambda: service.reject(request_id, reason, "privacy-office", now)))
+    finally:
+        service.close()
+
+
+@dsr_app.command("instruct")
+def instruct(
+    request_id: str,
+    decision: Annotated[DecisionChoice, typer.Option()],
+    reason: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Stand in for ORES's system: publish its instruction on privacy.instructions.v1."""
+    from streams.outbox import Outbox
+
+    root = container()
+    outbox = Outbox(root.settings.kafka_client_config(), root.topics, root.schemas)
+    value = {"request_id": request_id, "decision": decision.value, "reason": reason,
+             "decided_at": datetime.now(UTC), "controller": "ORES"}  # fmt: skip
+    encoded = outbox.encode("ControllerInstruction", value)
+    outbox.send([("privacy.instructions.v1", request_id.encode(), encoded)], "instruction")
+    console.print(f"instruction {decision.value} for {request_id} sent on privacy.instructions.v1")
+
+
+@dsr_app.command("extend")
+def extend(
+    request_id: str,
+    months: Annotated[int, typer.Option(min=1, max=2)],
+    reason: Annotated[str, typer.Option()],
+) -> None:
+    """Extend the deadline by up to two months, with the reason (GDPR Art. 12(3))."""
+    _, service = _service()
+    try:
+        now = datetime.now(UTC)
+        request = _checked(lambda: service.extend(request_id, months, reason, now))
+        console.print(f"{request.request_id}  due {request.deadline:%Y-%m-%d}")
+    finally:
+        service.close()
+
+
+@dsr_app.command("process")
+def process(now: Annotated[str | None, typer.Option(help="ISO-8601 clock.")] = None) -> None:
+    """Apply what privacy.requests/instructions/acks hold now, then check deadlines (what
+    `contactflow run privacy` does continuously)."""
+    from streams.privacy.catchup import apply_privacy_topics
+
+    clock = parse_now(now)
+    root, service = _service()
+    try:
+        drained = apply_privacy_topics(root, service, clock)
+        tick = service.tick(clock)
+    finally:
+        service.close()
+    applied = ", ".join(f"{k}: {v}" for k, v in drained.applied.items())
+    console.print(f"applied {applied}; dead-lettered {drained.dead_lettered}; re-sent "
+                  f"{tick.resent}; escalated {tick.escalated_commands} consumer(s), "
+                  f"{tick.escalated_requests} request(s)")  # fmt: skip
+
+
+@dsr_app.command("status")
+def status(
+    now: Annotated[str | None, typer.Option(help="ISO-8601 clock.")] = None,
+    output: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """Open requests, earliest deadline first; overdue ones and late consumers flagged."""
+    from streams.ledger import session_factory
+    from streams.privacy.evidence import open_status
+
+    root, _ = container(), None
+    with session_factory(root.ledger_engine)() as session:
+        rows = open_status(session, parse_now(now))
+    if output == Format.json:
+        console.print_json(json.dumps([row.__dict__ for row in rows]))
+        return
+    table = Table("request", "type", "state", "due", "overdue", "answers", "late consumers")
+    for row in rows:
+        flag = (
+            ("[red]OVERDUE[/]" + (" (escalated)" if row.escalated else "")) if row.overdue else ""
+        )
+        table.add_row(row.request_id, row.request_type, row.state, row.deadline, flag,
+                      f"{row.answered}/{row.commands}", ", ".join(row.late_consumers))  # fmt: skip
+    console.print(table)
+    console.print(f"open={len(rows)} overdue={sum(r.overdue for r in rows)}")
+
+
+@dsr_app.command("report")
+def report(
+    request_id: str,
+    output: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """The evidence of one request: found where, instructions, answers, timings."""
+    from streams.ledger import session_factory
+    from streams.privacy.evidence import render_report, request_report
+
+    root = container()
+    with session_factory(root.ledger_engine)() as session:
+        document = _checked(lambda: request_report(session, request_id, datetime.now(UTC)))
+    if output == Format.json:
+        console.print_json(json.dumps(document))
+    else:
+        render_report(document, console.print)
+
+
+@dsr_app.command("export")
+def export(request_id: str, out: Annotated[Path, typer.Option("--out")]) -> None:
+    """Access / portability: write every decrypted record of the subject as JSON."""
+    from streams.privacy.export import export_subject_data
+
+    root, service = _service()
+    try:
+        request = _checked(lambda: service.get(request_id))
+        if request.request_type not in {RequestType.ACCESS, RequestType.PORTABILITY}:
+            raise ContactflowError(f"request {request_id} is {request.request_type}, not access "
+                                   "or portability")  # fmt: skip
+        if request.state != "executing":
+            raise ContactflowError(
+                f"request {request_id} is {request.state}: an export is due only once it is "
+                "verified and, for ORES data, instructed"
+            )
+        now = datetime.now(UTC)
+        count = export_subject_data(root, request, out, now, err_console.print)
+        done = service.record_export(request_id, count, now)
+    finally:
+        service.close()
+    console.print(f"{count} record(s) written to {out}; request {done.request_id} {done.state}")
+
+
+def _checked(action: Callable[[], T]) -> T:
+    """Domain refusals (unknown id, a transition not allowed now) as one clear CLI error."""
+    from streams.ledger import LedgerError
+
+    try:
+        return action()
+    except (PrivacyRequestError, LedgerError) as exc:
+        raise ContactflowError(str(exc)) from None

@@ -1,0 +1,163 @@
+"""Evidence of a data-subject request (`dsr report`) and the open requests (`dsr status`).
+
+Built from the ledger only: the request, its history (request_events), its commands and
+each consumer's answer. Subjects appear by pseudonym, never by identifier; an erased
+subject's data cannot appear because the report never reads it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from processors.privacy import PrivacyRequest, is_overdue
+from processors.privacy_commands import ConsumerCommand, consumer_overdue
+from streams.ledger import PrivacyRequests, UnknownRequestError
+
+_ISO = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def _at(value: datetime | None) -> str | None:
+    return None if value is None else value.strftime(_ISO)
+
+
+def request_report(session: Session, request_id: str, now: datetime) -> dict[str, Any]:
+    """Everything done for one request, as plain JSON-ready values."""
+    requests = PrivacyRequests(session)
+    request = requests.get(request_id)
+    if request is None:
+        raise UnknownRequestError(request_id)
+    events = requests.events(request_id)
+    commands = requests.commands(request_id)
+    resolved = next((e.details for e in events if e.event == "resolved"), {})
+    executed = [dict(e.details, at=_at(e.at)) for e in events if e.event == "executed"]
+    instructions = [
+        {"event": e.event, "at": _at(e.at), "by": e.actor, **dict(e.details)}
+        for e in events if e.event in {"instructed", "instruction_not_applicable"}
+    ]  # fmt: skip
+    return {
+        "request": _request(request, now),
+        "found": {k: v for k, v in resolved.items() if k not in {"policy_version",
+                                                                 "consumers_version"}},
+        "versions": {"policy": resolved.get("policy_version"),
+                     "consumers": resolved.get("consumers_version")},
+        "instructions": instructions,
+        "execution": executed,
+        "consumers": [_command(c, now) for c in commands],
+        "answers": dict(Counter(c.outcome.value if c.outcome else "pending" for c in commands)),
+        "timings": _timings(request, commands),
+        "history": [{"at": _at(e.at), "event": e.event, "state": e.state, "actor": e.actor}
+                    for e in events],
+    }  # fmt: skip
+
+
+def _request(request: PrivacyRequest, now: datetime) -> dict[str, Any]:
+    return {
+        "request_id": request.request_id, "type": request.request_type.value,
+        "state": request.state.value, "purpose": request.purpose,
+        "received_at": _at(request.received_at), "verified_by": request.verified_by,
+        "verified_at": _at(request.verified_at), "due_at": _at(request.due_at),
+        "extended_until": _at(request.extended_until),
+        "extension_reason": request.extension_reason,
+        "overdue": is_overdue(request, now), "escalated_at": _at(request.escalated_at),
+        "subjects": list(request.subjects), "controllers": sorted(request.controllers),
+        "decision": None if request.decision is None else request.decision.value,
+        "decision_source": None if request.decision_source is None
+        else request.decision_source.value,
+        "decision_reason": request.decision_reason, "decided_by": request.decided_by,
+        "decided_at": _at(request.decided_at), "closed_at": _at(request.closed_at),
+    }  # fmt: skip
+
+
+def _command(command: ConsumerCommand, now: datetime) -> dict[str, Any]:
+    return {
+        "consumer": command.consumer, "command": command.command.value,
+        "controller": command.controller, "subject": command.subject_pseudonym,
+        "attempts": command.attempt, "issued_at": _at(command.issued_at),
+        "answer_by": _at(command.answer_by),
+        "outcome": None if command.outcome is None else command.outcome.value,
+        "reason": command.reason, "answered_at": _at(command.answered_at),
+        "overdue": consumer_overdue(command, now), "escalated_at": _at(command.escalated_at),
+    }  # fmt: skip
+
+
+def _timings(request: PrivacyRequest, commands: list[ConsumerCommand]) -> dict[str, Any]:
+    accepted = request.verified_at
+    issued = max((c.issued_at for c in commands), default=None)
+    answered = [c.answered_at for c in commands if c.answered_at is not None]
+    last_answer = max(answered) if answered and len(answered) == len(commands) else None
+    return {
+        "accepted_at": _at(accepted),
+        "commands_emitted_s": _seconds(accepted, issued),
+        "all_answers_s": _seconds(accepted, last_answer),
+        "closed_s": _seconds(accepted, request.closed_at),
+    }
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return None if start is None or end is None else round((end - start).total_seconds(), 3)
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    request_id: str
+    request_type: str
+    state: str
+    deadline: str
+    overdue: bool
+    escalated: bool
+    answered: int
+    commands: int
+    late_consumers: tuple[str, ...]
+
+
+def open_status(session: Session, now: datetime) -> list[StatusRow]:
+    """Open requests, earliest deadline first, with their consumers' progress."""
+    requests = PrivacyRequests(session)
+    rows = []
+    for request in requests.open_requests():
+        commands = requests.commands(request.request_id)
+        late = tuple(sorted({c.consumer for c in commands if consumer_overdue(c, now)}))
+        rows.append(StatusRow(
+            request.request_id, request.request_type.value, request.state.value,
+            request.deadline.strftime(_ISO), is_overdue(request, now),
+            request.escalated_at is not None, sum(c.settled for c in commands), len(commands),
+            late,
+        ))  # fmt: skip
+    return rows
+
+
+def render_report(report: dict[str, Any], say: Callable[[str], None]) -> None:
+    """The report as text for a person (the privacy office, the controller)."""
+    r = report["request"]
+    say(f"request {r['request_id']} ({r['type']}) - {r['state']}")
+    say(f"  received {r['received_at']}, identity proven by {r['verified_by'] or '-'} at "
+        f"{r['verified_at'] or '-'}; due {r['extended_until'] or r['due_at']}"
+        f"{' (OVERDUE)' if r['overdue'] else ''}")  # fmt: skip
+    say(f"  subjects: {len(r['subjects'])}; controllers: {', '.join(r['controllers']) or '-'}")
+    for key, value in report["found"].items():
+        say(f"  found {key}: {value}")
+    versions = report["versions"]
+    say(f"  policy {versions['policy']}, consumer registry {versions['consumers']}")
+    for item in report["instructions"]:
+        say(f"  instruction: {item.get('decision', '-')} by {item['by']} at {item['at']}"
+            f"{' - ' + item['reason'] if item.get('reason') else ''}")  # fmt: skip
+    if r["decision"]:
+        say(f"  decision: {r['decision']} ({r['decision_source']})"
+            f"{' - ' + r['decision_reason'] if r['decision_reason'] else ''}")  # fmt: skip
+    for step in report["execution"]:
+        facts = ", ".join(f"{k}={v}" for k, v in step.items() if k != "at")
+        say(f"  executed at {step['at']}: {facts}")
+    for c in report["consumers"]:
+        answer = c["outcome"] or ("OVERDUE" if c["overdue"] else "pending")
+        say(f"  {c['consumer']:<20} {c['command']:<16} {c['controller']:<9} "
+            f"attempt {c['attempts']}  {answer}{' - ' + c['reason'] if c['reason'] else ''}"
+            f"  {c['answered_at'] or ''}")  # fmt: skip
+    t = report["timings"]
+    say(f"  timings: commands emitted {t['commands_emitted_s']} s, all answers "
+        f"{t['all_answers_s']} s, closed {t['closed_s']} s after acceptance")  # fmt: skip
