@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 
 from processors.identity import InvalidIdentifier
-from processors.privacy import PrivacyRequestError, RequestType
+from processors.privacy import PrivacyRequest, PrivacyRequestError, RequestType
 from streams.cli._app import app, console, container, err_console
 from streams.cli.retention import Format, parse_now
 from streams.errors import ContactflowError
