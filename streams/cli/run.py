@@ -42,11 +42,15 @@ def run_router(
 
 @run_app.command("privacy")
 def run_privacy() -> None:
-    """The control plane (faust-streaming): registers recordings, places the holds that
-    complaints, fraud attempts and disputes signal, and sweeps expired recordings."""
+    """The control plane (faust-streaming): data-subject requests (intake, ORES's
+    instructions, acknowledgements, deadlines), recording registration, the holds that
+    complaints, fraud attempts and disputes signal, and the expiry sweep."""
     import faust
 
     from streams.control.app import create_control_app
+    from streams.ledger import upgrade
+    from streams.privacy.config import load_privacy_config
+    from streams.privacy.service import PrivacyService
     from streams.retention.service import RetentionService
     from streams.router.worker import load_policy, utc_now
 
@@ -55,13 +59,17 @@ def run_privacy() -> None:
     service = RetentionService(
         root, actor="privacy-app", grace_days=load_policy(root).release_grace_days
     )
+    upgrade(root.settings.resolved_database_url())
+    privacy = PrivacyService(root, load_privacy_config(root), actor="privacy-app")
     app = create_control_app(
-        root, service, utc_now, sweep_interval_s=root.settings.retention_sweep_interval_s
-    )
+        root, service, utc_now, sweep_interval_s=root.settings.retention_sweep_interval_s,
+        privacy=privacy, deadline_interval_s=root.settings.privacy_deadline_interval_s,
+    )  # fmt: skip
     console.print(f"privacy app consuming from {root.settings.bootstrap}")
     try:
         faust.Worker(
             app, loglevel=root.settings.log_level.lower(), quiet=True
         ).execute_from_commandline()
     finally:
+        privacy.close()
         service.close()

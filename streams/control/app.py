@@ -1,7 +1,9 @@
 """The control plane (`contactflow run privacy`): a faust-streaming app.
 
 Low volume, many states. Agents register the recordings the router announces and place
-the holds its signals ask for; a timer sweeps expired recordings. Every action goes
+the holds its signals ask for; a timer sweeps expired recordings. Privacy agents take
+requests, ORES's instructions and consumers' acknowledgements; a timer re-sends
+unanswered commands and escalates what is overdue. Every action goes
 through `RetentionService`, whose ledger transaction is the system of record, so an input
 replayed after a rebalance or a crash changes nothing twice (at-least-once input,
 idempotent effects). The clock is injected.
@@ -19,6 +21,8 @@ import faust
 from schemas.errors import SerdeError
 from streams.bootstrap import Container
 from streams.ledger import LedgerError
+from streams.privacy.catchup import INPUT_ERRORS, handlers
+from streams.privacy.service import PrivacyService
 from streams.retention.service import STANDARD, RetentionService
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,8 @@ def create_control_app(
     clock: Callable[[], datetime],
     *,
     sweep_interval_s: float,
+    privacy: PrivacyService | None = None,
+    deadline_interval_s: float = 60.0,
 ) -> faust.App:
     settings = container.settings
     app = faust.App(
@@ -71,7 +77,65 @@ def create_control_app(
         if result.expired:
             log.info("%s expired %d recording(s)", result.sweep_id, len(result.expired))
 
+    if privacy is not None:
+        _privacy_agents(app, raw_topic, each_value, privacy, clock, deadline_interval_s)
     return app
+
+
+def _privacy_agents(
+    app: faust.App, raw_topic: Callable[[str], Any], each_value: Any, privacy: PrivacyService,
+    clock: Callable[[], datetime], deadline_interval_s: float,
+) -> None:  # fmt: skip
+    """One agent per privacy input topic and a deadline timer, all through PrivacyService:
+    requests replayed after a rebalance change nothing twice (stable ids, refused
+    transitions, repeated answers)."""
+    for logical, apply in handlers(privacy).items():
+        _privacy_agent(app, raw_topic(logical), logical, apply, each_value, privacy, clock)
+
+    @app.timer(interval=deadline_interval_s, name="privacy-deadlines")  # type: ignore[untyped-decorator]
+    async def privacy_deadlines() -> None:
+        result = privacy.tick(clock())
+        if result.resent or result.escalated_commands or result.escalated_requests:
+            log.warning(
+                "deadlines: re-sent %d, escalated %d consumer(s), %d request(s)",
+                result.resent, result.escalated_commands, result.escalated_requests,
+            )  # fmt: skip
+
+
+def _privacy_agent(
+    app: faust.App, topic: Any, logical: str, apply: Callable[[bytes, datetime], Any],
+    each_value: Any, privacy: PrivacyService, clock: Callable[[], datetime],
+) -> None:  # fmt: skip
+    async def agent(stream: Any) -> None:
+        async for message, value in each_value(stream):
+            try:
+                apply(value, clock())
+            except INPUT_ERRORS as exc:
+                privacy.dead_letter(_Record(message, value), "privacy", exc, clock())
+
+    app.agent(topic, name=logical.replace(".", "-"))(agent)
+
+
+class _Record:
+    """A faust message seen through confluent-kafka's Message accessors."""
+
+    def __init__(self, message: Any, value: bytes) -> None:
+        self._message, self._value = message, value
+
+    def topic(self) -> str:
+        return str(self._message.topic)
+
+    def partition(self) -> int:
+        return int(self._message.partition)
+
+    def offset(self) -> int:
+        return int(self._message.offset)
+
+    def key(self) -> bytes | None:
+        return self._message.key  # type: ignore[no-any-return]
+
+    def value(self) -> bytes:
+        return self._value
 
 
 def _guarded(

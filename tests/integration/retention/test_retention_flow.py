@@ -5,16 +5,12 @@ release -> a sweep at a moved clock -> the deletion command, each step in the au
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
-import sys
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
+from appproc import app_env, privacy_app, wait_for
 from typer.testing import CliRunner
 
 from schemas.examples import example_events
@@ -25,26 +21,6 @@ from streams.readback import read_all
 from streams.router.worker import RouterWorker
 
 pytestmark = pytest.mark.integration
-
-
-def _env(container) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    settings = container.settings
-    return {
-        "CONTACTFLOW_BOOTSTRAP_SERVERS": settings.bootstrap,
-        "CONTACTFLOW_TOPIC_PREFIX": settings.topic_prefix,
-        "CONTACTFLOW_DATA_DIR": str(settings.data_dir),
-        "CONTACTFLOW_RETENTION_SWEEP_INTERVAL_S": "3600",
-    }
-
-
-def _wait_for(condition, what: str, log: Path, timeout: float = 90.0) -> Any:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}; app log:\n{log.read_text()[-3000:]}")
 
 
 def _recording(container, recording_id: str):  # type: ignore[no-untyped-def]
@@ -70,23 +46,14 @@ def test_one_call_from_raw_event_to_deletion_command(container, tmp_path: Path) 
     RouterWorker(container).run(max_idle_s=1.5)
 
     log = tmp_path / "privacy-app.log"
-    env = {**os.environ, **_env(container)}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli.__main__", "run", "privacy"],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
-        try:
-            registered = _wait_for(
-                lambda: _recording(container, recording_id), "the app to register it", log
-            )
-        finally:
-            process.terminate()
-            process.wait(30)
+    with privacy_app(container, log):
+        registered = wait_for(
+            lambda: _recording(container, recording_id), "the app to register it", log
+        )
     assert registered.state == "standard"
     assert registered.retain_until == registered.ended_at + timedelta(days=30)
 
-    runner, env = CliRunner(), _env(container)
+    runner, env = CliRunner(), app_env(container)
     placed = runner.invoke(app, ["hold", "place", "--recording", recording_id, "--reason",
                                  "dispute", "--ref", "CASE-2026-118"], env=env)  # fmt: skip
     assert placed.exit_code == 0, placed.output
