@@ -38,6 +38,7 @@ class DemoResult:
     retention: list[str] = field(default_factory=list)
     subjects: int = 0
     router_events: int = 0
+    erasure: dict[str, Any] = field(default_factory=dict)
 
 
 def run_demo(root: Container, say: Say, *, rounds: int = 5) -> DemoResult:
@@ -53,6 +54,7 @@ def run_demo(root: Container, say: Say, *, rounds: int = 5) -> DemoResult:
     produce_for_router_errors(root, say, result)
     route(root, say, result)
     show_retention(root, say, result)
+    show_erasure(root, say, result)
     return result
 
 
@@ -247,6 +249,13 @@ def show_retention(root: Container, say: Say, result: DemoResult) -> None:
              f"{report.total('held')}, expired {report.total('expired')}")  # fmt: skip
     finally:
         service.close()
+
+
+def show_erasure(root: Container, say: Say, result: DemoResult) -> None:
+    """A verified erasure for the demo caller, executed, answered, proven and reported."""
+    from streams.demo_erasure import run_erasure
+
+    result.erasure = run_erasure(root, say)
 
 
 def note(result: DemoResult, say: Say, line: str) -> None:

@@ -33,3 +33,28 @@ def bench_router(
         result = run_router_bench(root, events, say, router=run_real_router, faust_cap=faust_cap)
     for line in result.report_lines():
         console.print(line, soft_wrap=True)
+
+
+@bench_app.command("privacy")
+def bench_privacy(
+    requests: Annotated[int, typer.Option(min=1, help="Erasure requests to time.")] = 20,
+    heavy_events: Annotated[
+        int, typer.Option(min=1, help="Events in the history of the heavy subject.")
+    ] = 10_000,
+    restrictions: Annotated[int, typer.Option(min=1, help="Restrictions to time.")] = 5,
+) -> None:
+    """Erasure and restriction end to end on the real broker; figures on the last line."""
+    from streams.bench.privacy_bench import run_privacy_bench
+
+    root = container()
+    with console.status("bench") as status:
+
+        def say(message: str) -> None:
+            status.update(message)
+            console.log(message)
+
+        result = run_privacy_bench(
+            root, say, requests=requests, heavy_events=heavy_events, restrictions=restrictions
+        )
+    for line in result.report_lines():
+        console.print(line, soft_wrap=True)
