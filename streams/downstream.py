@@ -109,15 +109,15 @@ class DownstreamConsumer:
         self._active_since: float | None = None  # last assignment or record
         self._closed = False
         client = container.settings.kafka_client_config()
-        self._sender = AnswerSender(
-            client, container.schemas, container.topics.name(ACK_TOPIC), consumer
-        )
         self._source = CommandSource(client, self.group_id, topics, consumer)
         try:
             self._source.subscribe(container.settings.bootstrap, self._on_assign, self._on_revoke)
         except DownstreamError:
-            self.close()
+            self._source.close()
             raise
+        self._sender = AnswerSender(
+            client, container.schemas, container.topics.name(ACK_TOPIC), consumer
+        )
 
     # -- the application's side ----------------------------------------------------------
 
