@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -124,12 +125,14 @@ class DownstreamConsumer:
     def poll(self, timeout: float = 1.0) -> list[ReceivedCommand]:
         """This consumer's next commands (maybe none). Other consumers' commands and
         unreadable records are counted, logged by position only, and committed."""
-        commands = []
+        commands, skipped = [], Counter[str]()
         for message in self._source.consume(timeout):
             self._active_since = time.monotonic()
-            command = self._read(message)
+            command = self._read(message, skipped)
             if command is not None:
                 commands.append(command)
+        for reason, count in skipped.items():  # one metric update per poll, not per record
+            self._skips.add(count, {"consumer": self.name, "reason": reason})
         self._commit()
         return commands
 
@@ -201,7 +204,7 @@ class DownstreamConsumer:
 
     # -- reading -------------------------------------------------------------------------
 
-    def _read(self, message: Message) -> ReceivedCommand | None:
+    def _read(self, message: Message, skipped: Counter[str]) -> ReceivedCommand | None:
         topic, partition = message.topic() or "", message.partition() or 0
         offset = message.offset() or 0
         record, reason = self._reader.read(message.value())
@@ -216,7 +219,7 @@ class DownstreamConsumer:
         else:
             self.ignored += 1
             reason = "other_consumer"
-        self._skips.add(1, {"consumer": self.name, "reason": reason})
+        skipped[reason] += 1
         self._offsets.skipped((topic, partition), offset)
         return None
 
@@ -259,10 +262,12 @@ class DownstreamConsumer:
         if not answers:
             return
         self._sender.wait_delivered(len(answers))
+        delivered = Counter[tuple[str, str]]()
         for command, answer in answers:
             self._offsets.acknowledged((command.topic, command.partition), command.offset)
-            self._answers.add(1, {"consumer": self.name, "command": command.command,
-                                  "outcome": answer.outcome})  # fmt: skip
+            delivered[(command.command, answer.outcome)] += 1
+        for (kind, outcome), count in delivered.items():
+            self._answers.add(count, {"consumer": self.name, "command": kind, "outcome": outcome})
         self._commit()
 
     # -- offsets -------------------------------------------------------------------------

@@ -16,7 +16,7 @@ The contract, in short:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from threading import Lock
 
 from streams.bootstrap import Container
@@ -40,7 +40,8 @@ def serve_registered(
     say: Callable[[str], None],
 ) -> dict[str, ServeStats]:
     """Answer for several registered consumers in one process, one thread (and one
-    consumer group) each, until all are idle for `max_idle_s` or Ctrl-C; stats by name."""
+    consumer group) each, until all are idle for `max_idle_s`, one fails (its error is
+    raised) or Ctrl-C; returns the stats by consumer name."""
     lock = Lock()
 
     def report(command: ReceivedCommand, answer: Answer) -> None:
@@ -58,11 +59,13 @@ def serve_registered(
                 for c in consumers
             }  # fmt: skip
             try:
-                return {name: future.result() for name, future in futures.items()}
-            except BaseException:  # Ctrl-C or one consumer failed: stop the others too
+                wait(futures.values(), return_when=FIRST_EXCEPTION)
+            except KeyboardInterrupt:  # Ctrl-C: each finishes the batch in hand, then reports
+                pass
+            finally:  # one failed, all idle, or Ctrl-C: stop the others too
                 for consumer in consumers:
                     consumer.stop()
-                raise
+            return {name: future.result() for name, future in futures.items()}
     finally:
         for consumer in consumers:
             consumer.close()

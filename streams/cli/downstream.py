@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -29,7 +31,8 @@ def downstream_serve(
     ] = None,
 ) -> None:
     """Answer commands with the reference consumer (streams.downstream_example): erase with
-    held recordings -> retained_under_hold, everything else -> done. One line per answer."""
+    held recordings -> retained_under_hold, everything else -> done. One line per answer;
+    Ctrl-C or SIGTERM stops after the batch in hand and prints the summary."""
     from streams.downstream import load_registry
     from streams.downstream_example import serve_registered
 
@@ -39,6 +42,7 @@ def downstream_serve(
     root.service_name = "contactflow-downstream"
     names = sorted(load_registry(root).consumers) if all_consumers else list(consumer or [])
     console.print(f"answering for {', '.join(names)} from {root.settings.bootstrap}")
+    signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
     results = serve_registered(root, names, max_idle_s=max_idle, say=console.print)
     for name, stats in results.items():
         outcomes = ", ".join(f"{n} {o}" for o, n in sorted(stats.answered.items())) or "none"
@@ -46,3 +50,8 @@ def downstream_serve(
             f"{name}: {stats.received} received, answered: {outcomes}; "
             f"{stats.ignored} for other consumers, {stats.unreadable} unreadable"
         )
+
+
+def _stop_like_ctrl_c(_signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM stops as Ctrl-C does: the batch in hand is answered, then the summary."""
+    raise KeyboardInterrupt

@@ -146,3 +146,31 @@ def test_max_commands_leaves_the_rest_for_the_next_serve(container: Container) -
         assert consumer.serve(example_answer, max_idle_s=2).received == 1
     answered = sorted(a["command_id"] for _, a in read_acks(container))
     assert answered == sorted(c["command_id"] for c in commands)
+
+
+def test_the_command_span_continues_the_trace_of_the_command(
+    container: Container, telemetry: Telemetry
+) -> None:
+    from confluent_kafka import Producer
+
+    from schemas.serde import AvroSerde
+    from streams.telemetry import inject_context
+
+    sent = command("crm", "restrict")
+    value = AvroSerde(container.schemas).serialize(
+        sent, container.schemas.latest("DownstreamCommand")
+    )
+    with telemetry.tracer("test.privacy-app").start_as_current_span("privacy.send") as parent:
+        headers = inject_context([])
+    producer = Producer(container.settings.kafka_client_config())
+    producer.produce(container.topics.name("privacy.restriction.v1"), value, b"k",
+                     headers=headers)  # type: ignore[arg-type]  # fmt: skip
+    assert producer.flush(30) == 0
+
+    with DownstreamConsumer(container, "crm") as consumer:
+        assert consumer.serve(example_answer, max_idle_s=2).received == 1
+    (span,) = [s for s in telemetry.span_exporter.get_finished_spans()  # type: ignore[union-attr]
+               if s.name == "downstream.command"]  # fmt: skip
+    assert span.context.trace_id == parent.get_span_context().trace_id
+    assert span.parent is not None
+    assert span.parent.span_id == parent.get_span_context().span_id
