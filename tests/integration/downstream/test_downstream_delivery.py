@@ -97,3 +97,19 @@ def test_missing_topics_are_a_clear_error(settings_factory) -> None:  # type: ig
     root = bootstrap(settings_factory(topic_prefix="never-applied."))
     with pytest.raises(DownstreamError, match=r"never-applied\.privacy\.erasure\.v1 is missing"):
         DownstreamConsumer(root, "crm")
+
+
+def test_a_v1_command_is_read_with_the_v2_defaults(container: Container) -> None:
+    sent = command("crm", "restrict")
+    v1 = {k: v for k, v in sent.items()
+          if k not in ("controller", "held_recordings", "rectified_kinds")}  # fmt: skip
+    value = AvroSerde(container.schemas).serialize(
+        v1, container.schemas.get("DownstreamCommand", 1)
+    )
+    publish_raw(container, [("privacy.restriction.v1", b"k", value)])
+    with DownstreamConsumer(container, "crm") as consumer:
+        (received,) = poll_until(consumer, 1)
+        consumer.acknowledge(received, Answer("done"))
+    assert (received.command_id, received.controller, received.held_recordings,
+            received.rectified_kinds) == (sent["command_id"], None, (), ())  # fmt: skip
+    assert [a["command_id"] for _, a in read_acks(container)] == [sent["command_id"]]
