@@ -20,11 +20,10 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import cast
 
-import yaml
 from confluent_kafka import Consumer, Message, TopicPartition
 from opentelemetry.context import Context
+from opentelemetry.trace import Span, Status, StatusCode
 
-from processors.consumers import ConsumerRegistry, RegistryError, parse_registry
 from streams.bootstrap import Container
 from streams.downstream_model import (
     Answer,
@@ -35,6 +34,7 @@ from streams.downstream_model import (
     ServeStats,
     answer_failed,
     command_from_record,
+    load_registry,
 )
 from streams.downstream_offsets import OffsetTracker, Partition
 from streams.downstream_wire import AnswerSender, CommandReader, CommandSource
@@ -59,15 +59,6 @@ _SERVE_POLL_S = 0.5
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def load_registry(container: Container) -> ConsumerRegistry:
-    """The validated `infra/consumers.yaml`; a bad file stops the consumer at start-up."""
-    path = container.settings.infra_dir / "consumers.yaml"
-    try:
-        return parse_registry(yaml.safe_load(path.read_text()))
-    except (OSError, yaml.YAMLError, RegistryError) as exc:
-        raise DownstreamError(f"invalid consumer registry {path}: {exc}") from None
 
 
 class DownstreamConsumer:
@@ -233,7 +224,8 @@ class DownstreamConsumer:
     def _handle(
         self, command: ReceivedCommand, handler: Handler, policy: ErrorPolicy, stats: ServeStats
     ) -> Answer:
-        """Run the handler inside the command's span and queue its answer."""
+        """Run the handler inside the command's span and queue its answer. The span never
+        records an exception's message (it could quote personal data), only its type."""
         parent = self._contexts.pop((command.topic, command.partition, command.offset), None)
         attributes: dict[str, str | int | bool] = {
             "downstream.consumer": self.name, "downstream.command": command.command,
@@ -241,20 +233,32 @@ class DownstreamConsumer:
             "downstream.late": self._clock() > command.answer_by,
         }  # fmt: skip
         with self._tracer.start_as_current_span(
-            "downstream.command", context=parent, attributes=attributes, record_exception=False
-        ) as span:
+            "downstream.command", context=parent, attributes=attributes,
+            record_exception=False, set_status_on_exception=False,
+        ) as span:  # fmt: skip
             try:
-                answer = handler(command)
-                if not isinstance(answer, Answer):
-                    raise TypeError("the handler must return an Answer")
-            except Exception as error:  # noqa: BLE001 - the injected error policy decides
-                stats.handler_errors += 1
-                span.set_attribute("downstream.error", type(error).__name__)
-                log.warning("consumer %s: handler raised %s on command %s", self.name,
-                            type(error).__name__, command.command_id)  # fmt: skip
-                answer = policy(error, command)
-            span.set_attribute("downstream.outcome", answer.outcome)
-            self._sender.queue(command, answer, self._clock())
+                answer = self._answer(command, handler, policy, stats, span)
+                span.set_attribute("downstream.outcome", answer.outcome)
+                self._sender.queue(command, answer, self._clock())
+            except BaseException as error:
+                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+                raise
+        return answer
+
+    def _answer(
+        self, command: ReceivedCommand, handler: Handler, policy: ErrorPolicy,
+        stats: ServeStats, span: Span,
+    ) -> Answer:  # fmt: skip
+        try:
+            answer = handler(command)
+            if not isinstance(answer, Answer):
+                raise TypeError("the handler must return an Answer")
+        except Exception as error:  # noqa: BLE001 - the injected error policy decides
+            stats.handler_errors += 1
+            span.set_attribute("downstream.error", type(error).__name__)
+            log.warning("consumer %s: handler raised %s on command %s", self.name,
+                        type(error).__name__, command.command_id)  # fmt: skip
+            return policy(error, command)
         return answer
 
     def _deliver(self, answers: list[tuple[ReceivedCommand, Answer]]) -> None:

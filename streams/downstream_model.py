@@ -1,7 +1,8 @@
-"""The values of the downstream SDK: a received command, an answer, serving statistics.
+"""The values of the downstream SDK: a received command, an answer, serving statistics,
+and the registry of consumers (`infra/consumers.yaml`).
 
-Kept apart from the Kafka plumbing (`streams.downstream`) so consuming teams and tests can
-use them without a broker. `streams.downstream` re-exports every name here.
+Kept apart from the Kafka plumbing so they can be used and tested without a broker;
+`streams.downstream` re-exports the public names.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import yaml
+
+from processors.consumers import ConsumerRegistry, RegistryError, parse_registry
 from processors.privacy import REASON_LIMIT
 from processors.privacy_commands import Outcome
+from streams.bootstrap import Container
 from streams.errors import ContactflowError
 
 OUTCOMES = frozenset(outcome.value for outcome in Outcome)
@@ -103,3 +108,12 @@ def command_from_record(
         rectified_kinds=tuple(record["rectified_kinds"]),
         topic=topic, partition=partition, offset=offset,
     )  # fmt: skip
+
+
+def load_registry(container: Container) -> ConsumerRegistry:
+    """The validated `infra/consumers.yaml`; a bad file stops the consumer at start-up."""
+    path = container.settings.infra_dir / "consumers.yaml"
+    try:
+        return parse_registry(yaml.safe_load(path.read_text()))
+    except (OSError, yaml.YAMLError, RegistryError) as exc:
+        raise DownstreamError(f"invalid consumer registry {path}: {exc}") from None

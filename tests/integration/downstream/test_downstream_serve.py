@@ -174,3 +174,32 @@ def test_the_command_span_continues_the_trace_of_the_command(
     assert span.context.trace_id == parent.get_span_context().trace_id
     assert span.parent is not None
     assert span.parent.span_id == parent.get_span_context().span_id
+
+
+def test_an_error_policy_that_raises_stops_serving_and_leaves_the_command_uncommitted(
+    container: Container, telemetry: Telemetry
+) -> None:
+    from opentelemetry.trace import StatusCode
+
+    sent = command("crm", "erase")
+    publish(container, [sent])
+
+    def broken(received: ReceivedCommand) -> Answer:
+        raise ValueError(f"bad subject {received.subject_pseudonym}")
+
+    def reraise(error: Exception, _: ReceivedCommand) -> Answer:
+        raise error
+
+    with (
+        DownstreamConsumer(container, "crm") as consumer,
+        pytest.raises(ValueError, match="bad subject"),
+    ):
+        consumer.serve(broken, max_idle_s=2, on_error=reraise)
+    (span,) = [s for s in telemetry.span_exporter.get_finished_spans()  # type: ignore[union-attr]
+               if s.name == "downstream.command"]  # fmt: skip
+    assert (span.status.status_code, span.status.description) == (StatusCode.ERROR, "ValueError")
+    assert not span.events  # no exception event, whose message would quote the pseudonym
+
+    with DownstreamConsumer(container, "crm") as again:
+        assert again.serve(example_answer, max_idle_s=2).answered == {"done": 1}
+    assert [a["command_id"] for _, a in read_acks(container)] == [sent["command_id"]]
