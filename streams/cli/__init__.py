@@ -9,6 +9,7 @@ from streams.cli import (  # noqa: F401 - each module registers its commands
     bench,
     broker,
     demo,
+    downstream,
     dsr,
     ledger,
     produce,

@@ -1,0 +1,57 @@
+"""`contactflow downstream serve`: answer privacy commands as the reference consumer does."""
+
+from __future__ import annotations
+
+import signal
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from streams.cli._app import app, console, container
+
+downstream_app = typer.Typer(
+    help="Downstream consumers: receive privacy commands, acknowledge them.",
+    no_args_is_help=True,
+)
+app.add_typer(downstream_app, name="downstream")
+
+
+@downstream_app.command("serve")
+def downstream_serve(
+    consumer: Annotated[
+        list[str] | None,
+        typer.Option("--consumer", help="A registered consumer to answer for (repeatable)."),
+    ] = None,
+    all_consumers: Annotated[
+        bool, typer.Option("--all", help="Answer for every consumer in infra/consumers.yaml.")
+    ] = False,
+    max_idle: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds without a record.")
+    ] = None,
+) -> None:
+    """Answer commands with the reference consumer (streams.downstream_example): erase with
+    held recordings -> retained_under_hold, everything else -> done. One line per answer;
+    Ctrl-C or SIGTERM stops after the batch in hand and prints the summary."""
+    from streams.downstream import load_registry
+    from streams.downstream_example import serve_registered
+
+    if all_consumers == bool(consumer):
+        raise typer.BadParameter("give --all or at least one --consumer NAME, not both")
+    root = container()
+    root.service_name = "contactflow-downstream"
+    names = sorted(load_registry(root).consumers) if all_consumers else list(consumer or [])
+    console.print(f"answering for {', '.join(names)} from {root.settings.bootstrap}")
+    signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
+    results = serve_registered(root, names, max_idle_s=max_idle, say=console.print)
+    for name, stats in results.items():
+        outcomes = ", ".join(f"{n} {o}" for o, n in sorted(stats.answered.items())) or "none"
+        console.print(
+            f"{name}: {stats.received} received, answered: {outcomes}; "
+            f"{stats.ignored} for other consumers, {stats.unreadable} unreadable"
+        )
+
+
+def _stop_like_ctrl_c(_signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM stops as Ctrl-C does: the batch in hand is answered, then the summary."""
+    raise KeyboardInterrupt
