@@ -11,9 +11,12 @@ from people import EMAIL, HANDLE, PHONE, coaching_recording
 
 from processors.crypto import KeyUnavailable
 from schemas.serde import AvroSerde
+from streams.downstream_example import serve_registered
 from streams.keys import load_keys
 from streams.ledger import session_factory
 from streams.plaintext import open_event, vault_lookup
+from streams.privacy.config import load_registry
+from streams.privacy.evidence import request_report
 from streams.privacy.intake import Intake, identifiers
 from streams.retention.service import RetentionService
 
@@ -66,11 +69,16 @@ def test_erasure_across_five_channels_with_a_held_recording(container, privacy) 
     assert {consumer for consumer, _ in held} <= {"recording_store", "coaching_tool"}
     kept = {recording for _, ids in held for recording in ids}
     assert held_id in kept  # the hold placed by hand; complaints among the events hold more
-    for _, command in commands:
-        outcome = "retained_under_hold" if command["held_recordings"] else "done"
-        privacy.acknowledge(command["command_id"], outcome, None, NOW + timedelta(hours=1))
+    answered: list[str] = []
+    serve_registered(container, load_registry(container).consumers, max_idle_s=2.0,
+                     say=answered.append)  # fmt: skip
+    assert len(answered) == len(commands)
+    drain(container, privacy, NOW + timedelta(hours=1))
     request = privacy.get(request.request_id)
     assert request.state == "completed"
+    acks = decoded(container, "privacy.acks.v1")
+    kept_answers = {a["consumer"] for _, a in acks if a["outcome"] == "retained_under_hold"}
+    assert kept_answers == {consumer for consumer, _ in held}
 
     keys = load_keys(container.settings)
     serde = AvroSerde(container.schemas)
@@ -81,6 +89,14 @@ def test_erasure_across_five_channels_with_a_held_recording(container, privacy) 
                     open_event(serde, tagged, keys.master_key, vault_lookup(session))
     expired = {r["recording_id"] for _, r in decoded(container, "recordings.expired.v1")}
     assert expired == {r["recording_id"] for _, r in recordings} - kept
+    with session_factory(container.ledger_engine)() as session:
+        report = request_report(session, request.request_id, NOW + timedelta(hours=2))
+    assert {c["consumer"] for c in report["consumers"]} == {c for c, _ in consumers}
+    assert all(c["outcome"] in {"done", "retained_under_hold"} for c in report["consumers"])
+    assert report["execution"][-1]["keys_shredded"] >= 1
+    assert sum(step["recordings_retained_under_hold"] for step in report["execution"]) >= 1
+    assert PHONE not in repr(report)
+    assert EMAIL not in repr(report)
     states = [s for _, s in decoded(container, "privacy.subject-state.v1")]
     assert states
     assert all(s["erased"] for s in states)
