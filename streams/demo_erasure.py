@@ -18,7 +18,7 @@ def run_erasure(root: Container, say: Callable[[str], None]) -> dict[str, Any]:
     from streams.outbox import Outbox
     from streams.privacy.catchup import apply_privacy_topics
     from streams.privacy.config import load_privacy_config
-    from streams.privacy.evidence import render_report, request_report
+    from streams.privacy.evidence import request_report
     from streams.privacy.intake import Intake, identifiers
     from streams.privacy.service import PrivacyService
 
@@ -49,9 +49,8 @@ def run_erasure(root: Container, say: Callable[[str], None]) -> dict[str, Any]:
             f"topic: {readable}")  # fmt: skip
         with session_factory(root.ledger_engine)() as session:
             report = request_report(session, done.request_id, datetime.now(UTC))
-        render_report(report, say)
         return {"request_id": done.request_id, "state": str(done.state), "readable": readable,
-                "answers": report["answers"]}  # fmt: skip
+                "answers": report["answers"], "report": report}  # fmt: skip
     finally:
         service.close()
 

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from streams.cli._app import app, console, container
 from streams.demo import run_demo
+from streams.privacy.evidence import render_report
 
 
 @app.command("demo")
@@ -43,5 +44,11 @@ def demo(
     sent = sum(result.sent.values())
     landed = sum(sum(k.values()) for k in result.landed.values())
     console.print(f"sent {sent}, landed {landed}, invalid refused {len(result.refused)}")
-    if landed != sent:
+    erasure = result.erasure
+    verified = erasure.get("state") == "completed" and erasure.get("readable") == 0
+    console.rule("Erasure of the demo caller: " + ("verified" if verified else "NOT verified"))
+    render_report(erasure["report"], console.print)
+    console.print(f"erasure {erasure['request_id']}: {erasure['state']}; the caller's events "
+                  f"still readable in any topic: {erasure['readable']}")  # fmt: skip
+    if landed != sent or not verified:
         raise typer.Exit(1)

@@ -37,7 +37,7 @@ def request_report(session: Session, request_id: str, now: datetime) -> dict[str
     resolved = next((e.details for e in events if e.event == "resolved"), {})
     executed = [dict(e.details, at=_at(e.at)) for e in events if e.event == "executed"]
     instructions = [
-        {"event": e.event, "at": _at(e.at), "by": e.actor, **dict(e.details)}
+        {"event": e.event, "at": _at(e.at), "by": request.decided_by or e.actor, **dict(e.details)}
         for e in events if e.event in {"instructed", "instruction_not_applicable"}
     ]  # fmt: skip
     return {
@@ -140,8 +140,13 @@ def render_report(report: dict[str, Any], say: Callable[[str], None]) -> None:
         f"{r['verified_at'] or '-'}; due {r['extended_until'] or r['due_at']}"
         f"{' (OVERDUE)' if r['overdue'] else ''}")  # fmt: skip
     say(f"  subjects: {len(r['subjects'])}; controllers: {', '.join(r['controllers']) or '-'}")
-    for key, value in report["found"].items():
-        say(f"  found {key}: {value}")
+    found = report["found"]
+    for key, value in found.items():
+        if key.startswith("found."):
+            say(f"  data of {key.removeprefix('found.')} from channel(s): {value or '-'}")
+    inferred = "; controller inferred (quarantined data only)"
+    say(f"  recordings: {found.get('recordings', 0)}, of which held: "
+        f"{found.get('recordings_held', 0)}{inferred if found.get('controller_inferred') else ''}")  # fmt: skip
     versions = report["versions"]
     say(f"  policy {versions['policy']}, consumer registry {versions['consumers']}")
     for item in report["instructions"]:
