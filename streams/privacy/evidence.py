@@ -144,9 +144,10 @@ def render_report(report: dict[str, Any], say: Callable[[str], None]) -> None:
     for key, value in found.items():
         if key.startswith("found."):
             say(f"  data of {key.removeprefix('found.')} from channel(s): {value or '-'}")
-    inferred = "; controller inferred (quarantined data only)"
+    inferred = found.get("controller_inferred")
+    note = "; controller inferred (quarantined data only)" if inferred else ""
     say(f"  recordings: {found.get('recordings', 0)}, of which held: "
-        f"{found.get('recordings_held', 0)}{inferred if found.get('controller_inferred') else ''}")  # fmt: skip
+        f"{found.get('recordings_held', 0)}{note}")  # fmt: skip
     versions = report["versions"]
     say(f"  policy {versions['policy']}, consumer registry {versions['consumers']}")
     for item in report["instructions"]:
