@@ -57,10 +57,14 @@ def _configure_sqlite(engine: Engine) -> None:
         finally:
             cursor.close()
 
+    # IMMEDIATE: a transaction takes the write lock when it starts, waiting up to the busy
+    # timeout. A deferred one that read first and writes later fails at once (SQLITE_BUSY,
+    # no waiting) when another process wrote meanwhile: the privacy app applying acks
+    # while `dsr submit` runs did exactly that. SQLite has one writer at a time anyway.
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-            connection.exec_driver_sql("BEGIN")
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
