@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -93,6 +93,10 @@ class PrivacyService:
         self._escalations = meter.create_counter(
             "contactflow.privacy.escalations", description="overdue requests and consumers"
         )
+        meter.create_observable_gauge(
+            "contactflow.privacy.requests", callbacks=[self._observe_requests],
+            description="requests by status: open, overdue (open past their deadline)",
+        )  # fmt: skip
 
     # -- intake --------------------------------------------------------------------------
 
@@ -312,7 +316,23 @@ class PrivacyService:
         }
         self._apply(unit, replace(step, details={**step.details, **found_where}), now)
 
+    def _observe_requests(self, _options: Any) -> Iterator[Any]:
+        from opentelemetry.metrics import Observation
+
+        now = datetime.now(UTC)
+        with self._sessions() as session:
+            requests = PrivacyRequests(session)
+            open_count, overdue = len(requests.open_requests()), len(requests.overdue(now))
+        yield Observation(open_count, {"status": "open"})
+        yield Observation(overdue, {"status": "overdue"})
+
     def _execute(self, unit: _Unit, request: PrivacyRequest, now: datetime) -> PrivacyRequest:
+        with self._span("privacy.execute", request.request_id, request.request_type):
+            return self._execute_allowed(unit, request, now)
+
+    def _execute_allowed(
+        self, unit: _Unit, request: PrivacyRequest, now: datetime
+    ) -> PrivacyRequest:
         allowed = privacy.executable_controllers(request)
         done = self._executed(unit, request)
         todo = set(allowed) - done

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from flow import decoded, drain, publish, route_person
-from people import EMAIL, HANDLE, PHONE, coaching_recording
+from people import EMAIL, HANDLE, PHONE, RAW_SPELLINGS, coaching_recording
 
 from processors.crypto import KeyUnavailable
 from schemas.serde import AvroSerde
@@ -34,7 +34,10 @@ def _erasure(**overrides: object) -> Intake:
     return Intake(**{**values, **overrides})  # type: ignore[arg-type]
 
 
-def test_erasure_across_five_channels_with_a_held_recording(container, privacy) -> None:  # type: ignore[no-untyped-def]
+def test_erasure_across_five_channels_with_a_held_recording(
+    container, privacy, telemetry, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level("DEBUG")
     route_person(container, NOW, [("phone", coaching_recording())])
     recordings = decoded(container, "recordings.standard.v1")
     held_id = next(
@@ -101,3 +104,8 @@ def test_erasure_across_five_channels_with_a_held_recording(container, privacy) 
     assert states
     assert all(s["erased"] for s in states)
     assert EMAIL not in repr(states)
+    captured = caplog.text + "\n" + telemetry.exported_text()
+    assert "privacy.execute" in captured
+    assert "contactflow.privacy.requests" in captured
+    for raw in (*RAW_SPELLINGS, HANDLE.encode(), EMAIL.lower().encode()):
+        assert raw.decode() not in captured
