@@ -3,12 +3,16 @@ the router honouring the published subject state; time moves by an injected cloc
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from appproc import app_env
 from flow import decoded, route, route_person, send
 from people import EMAIL, PHONE, coaching_recording, example, fresh
+from typer.testing import CliRunner
 
+from streams.cli import app
 from streams.privacy.intake import Intake, identifiers
 
 pytestmark = pytest.mark.integration
@@ -107,3 +111,47 @@ def test_a_silent_consumer_makes_the_request_overdue_and_escalated(container, pr
     audit = [a for _, a in decoded(container, "privacy.audit.v1")]
     actions = {a["action"] for a in audit}
     assert {"escalation.consumer", "escalation.request"} <= actions
+
+
+def test_access_export_holds_every_decrypted_record_with_controller_and_purpose(  # type: ignore[no-untyped-def]
+    container, privacy, tmp_path
+) -> None:
+    route_person(container, NOW, [("phone", coaching_recording())])
+    request = privacy.submit(_intake("access"), NOW)
+    privacy.instruct(request.request_id, "execute", None, "controller:ORES", NOW)
+    out = tmp_path / "export.json"
+    runner = CliRunner()
+    exported = runner.invoke(app, ["dsr", "export", request.request_id, "--out", str(out)],
+                             env=app_env(container))  # fmt: skip
+    assert exported.exit_code == 0, exported.output
+    document = json.loads(out.read_text())
+    assert {r["controller"] for r in document["records"]} == {"ORES", "COMNEXIO"}
+    assert len(document["records"]) == 6  # five channels and the coaching recording
+    emails = {r["event"]["envelope"]["subject"].get("email") for r in document["records"]}
+    assert EMAIL in emails  # decrypted for the person it belongs to
+    assert all(r["purpose"] and r["legal_basis"] for r in document["records"])
+    assert oct(out.stat().st_mode & 0o777) == "0o600"
+    assert privacy.get(request.request_id).state == "completed"
+    assert EMAIL not in exported.output
+    again = runner.invoke(app, ["dsr", "export", request.request_id, "--out", str(out)],
+                          env=app_env(container))  # fmt: skip
+    assert again.exit_code != 0  # a completed request exports nothing more
+
+
+def test_consent_withdrawal_and_rectification_reach_their_consumers(container, privacy) -> None:  # type: ignore[no-untyped-def]
+    route_person(container, NOW)
+    withdrawal = privacy.submit(_intake("consent_withdrawal", purpose="satisfaction_survey"), NOW)
+    privacy.instruct(withdrawal.request_id, "execute", None, "controller:ORES", NOW)
+    state = [s for _, s in decoded(container, "privacy.subject-state.v1")][-1]
+    assert state["suppressed_from_surveys"] is True
+    assert state["restricted"] is False
+    rectification = privacy.submit(_intake("rectification"), NOW)
+    privacy.instruct(rectification.request_id, "execute", None, "controller:ORES", NOW)
+    commands = [c for _, c in decoded(container, "privacy.restriction.v1")]
+    suppress = {c["consumer"] for c in commands if c["command"] == "suppress"}
+    assert suppress == {"survey_tool", "ores_systems"}
+    rectify = [c for c in commands if c["command"] == "rectify"]
+    assert {c["consumer"] for c in rectify} == {"crm", "survey_tool", "reporting_warehouse",
+                                                 "ores_systems"}  # fmt: skip
+    assert all(c["rectified_kinds"] == ["email"] for c in rectify)
+    assert EMAIL not in repr(commands)
