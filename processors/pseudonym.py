@@ -39,7 +39,12 @@ class Pseudonymiser:
         message = f"id\x1f{identifier.kind.value}\x1f{identifier.value}".encode()
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
-    def subject_pseudonym(self, first_digest: str) -> str:
-        """The pseudonym of a subject first seen with the identifier of `first_digest`."""
-        message = f"subject\x1f{first_digest}".encode()
+    def subject_pseudonym(self, first_digest: str, generation: int = 1) -> str:
+        """The pseudonym of a subject first seen with the identifier of `first_digest`.
+
+        A person erased and seen again is a new subject: `generation` counts the subjects
+        that digest has started (the erased ones keep their pseudonyms as tombstones).
+        """
+        suffix = "" if generation == 1 else f"\x1f{generation}"
+        message = f"subject\x1f{first_digest}{suffix}".encode()
         return "s-" + hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]

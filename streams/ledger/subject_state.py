@@ -17,7 +17,12 @@ from sqlalchemy.orm import Session
 
 from processors.routing import NO_RESTRICTIONS, SubjectStatus
 from streams.ledger.columns import require_aware
-from streams.ledger.models import SubjectAlias, SubjectFootprint, SubjectPrivacyState
+from streams.ledger.models import (
+    SubjectAlias,
+    SubjectFootprint,
+    SubjectIdentifier,
+    SubjectPrivacyState,
+)
 from streams.ledger.subjects import canonical_pseudonym
 
 
@@ -61,6 +66,15 @@ class SubjectStates:
                 SubjectFootprint.subject_pseudonym.in_(family),
                 SubjectFootprint.controller.in_(list(controllers)),
             )
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    def forget_identifiers(self, pseudonyms: Collection[str]) -> int:
+        """Delete the identifier digests of erased subjects (the subject row stays as a
+        tombstone): a person who comes back is then a new subject. Returns how many."""
+        family = set().union(*(self.family(p) for p in pseudonyms)) if pseudonyms else set()
+        result = self._session.execute(
+            delete(SubjectIdentifier).where(SubjectIdentifier.subject_pseudonym.in_(family))
         )
         return int(getattr(result, "rowcount", 0) or 0)
 

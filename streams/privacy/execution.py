@@ -60,13 +60,16 @@ def apply_state(
 
 
 def shred_subjects(session: Session, request: PrivacyRequest, now: datetime) -> dict[str, int]:
-    """Crypto-shred every key of the request's subjects and mark them erased."""
+    """Crypto-shred every key of the request's subjects, mark them erased (the subject row
+    stays, a tombstone), and delete their identifier digests."""
     vault, index = KeyVault(session), SubjectIndex(session)
     shredded = 0
     for subject in request.subjects:
         shredded += vault.shred_subject(subject, now)
         index.mark_erased(subject, now)
-    return {"keys_shredded": shredded, "subjects_erased": len(request.subjects)}
+    removed = SubjectStates(session).forget_identifiers(request.subjects)
+    return {"keys_shredded": shredded, "subjects_erased": len(request.subjects),
+            "identifiers_removed": removed}  # fmt: skip
 
 
 def forget_footprints(

@@ -134,10 +134,9 @@ class SubjectDirectory:
             plan = _Plan(owner, self._pseudonymiser.subject_pseudonym)
             for digests in pending:
                 plan.place(digests)
-            taken = subjects_state(session, plan.new_subjects)
+            taken = self._readmit_erased(session, plan)
             erased = {s for s, gone in subjects_state(session, set(owner.values())).items() if gone}
-            erased |= {s for s, gone in taken.items() if gone}
-            plan.drop(erased | set(taken))  # an existing pseudonym is never created twice
+            plan.drop(erased | set(taken))  # nothing joins an erased subject; no pseudonym twice
             add_subjects(session, plan.new_subjects, plan.new_identifiers, now)
             if plan.merges:  # events linking subjects that already exist
                 owner = self._merge(session, plan, owner, erased, every, now)
@@ -157,6 +156,17 @@ class SubjectDirectory:
                 results.append(subject)
             self._load_ciphers(session, {s for s in results if s is not None}, now)
         return results
+
+    def _readmit_erased(self, session: Session, plan: _Plan) -> dict[str, bool]:
+        """Live subjects the plan's new pseudonyms collide with. A new pseudonym that is an
+        erased subject's (its identifiers were removed at erasure: the person came back)
+        moves to the next generation, so the person is admitted as a new subject."""
+        while True:
+            taken = subjects_state(session, plan.new_subjects)
+            erased = {s for s, gone in taken.items() if gone}
+            if not erased:
+                return taken
+            plan.next_generation(erased)
 
     def _merge(
         self,
@@ -244,7 +254,7 @@ class SubjectDirectory:
 class _Plan:
     """Who each event's digests belong to, deciding new subjects in memory, in order."""
 
-    def __init__(self, owner: dict[str, str], pseudonym_for: Callable[[str], str]) -> None:
+    def __init__(self, owner: dict[str, str], pseudonym_for: Callable[[str, int], str]) -> None:
         self._owner = owner
         self._existing = set(owner.values())
         self._pseudonym_for = pseudonym_for
@@ -252,6 +262,7 @@ class _Plan:
         self.new_subjects: dict[str, None] = {}
         self.new_identifiers: list[tuple[str, str, str]] = []
         self.merges: list[Digests] = []
+        self._origin: dict[str, tuple[str, int]] = {}  # new subject -> (first digest, generation)
 
     def place(self, digests: Digests) -> None:
         owners = {s for _, d in digests if (s := self._subject(d)) is not None}
@@ -261,13 +272,25 @@ class _Plan:
         if owners:
             subject = owners.pop()
         else:
-            subject = self._pseudonym_for(digests[0][1])
+            subject = self._pseudonym_for(digests[0][1], 1)
             if subject not in self._existing:
                 self.new_subjects[subject] = None
+                self._origin.setdefault(subject, (digests[0][1], 1))
         for kind, digest in digests:
             if self._subject(digest) is None:
                 self.assigned[digest] = subject
                 self.new_identifiers.append((digest, kind, subject))
+
+    def next_generation(self, subjects: set[str]) -> None:
+        """Give these new subjects the pseudonym of the next generation of their digest."""
+        renamed: dict[str, str] = {}
+        for subject in subjects & self.new_subjects.keys():
+            digest, generation = self._origin.pop(subject)
+            renamed[subject] = self._pseudonym_for(digest, generation + 1)
+            self._origin[renamed[subject]] = (digest, generation + 1)
+        self.new_subjects = {renamed.get(s, s): None for s in self.new_subjects}
+        self.new_identifiers = [(d, k, renamed.get(s, s)) for d, k, s in self.new_identifiers]
+        self.assigned = {d: renamed.get(s, s) for d, s in self.assigned.items()}
 
     def drop(self, subjects: set[str]) -> None:
         """Forget new subjects that turn out to exist already (erased ones among them)."""

@@ -181,7 +181,8 @@ def test_the_schema_refuses_inconsistent_rows(sessions: sessionmaker[Session]) -
 def test_a_hold_and_a_sweep_racing_on_one_recording_do_not_both_win(
     backend: str, sessions: sessionmaker[Session]
 ) -> None:
-    """PostgreSQL makes the sweep wait for the hold and refuse; SQLite fails the late writer."""
+    """The sweep waits for the hold's transaction: PostgreSQL's row lock makes it refuse
+    the expiry, SQLite's IMMEDIATE transaction makes it see the recording held."""
     with sessions.begin() as session:
         RetentionLedger(session).register(_recording(1), NOW)
     placer = sessions()
@@ -208,7 +209,7 @@ def test_a_hold_and_a_sweep_racing_on_one_recording_do_not_both_win(
     thread.join(timeout=30)
     assert not thread.is_alive()
 
-    expected = {"postgresql": ["RecordingHeldError"], "sqlite": ["OperationalError"]}[backend]
+    expected = {"postgresql": ["RecordingHeldError"], "sqlite": ["swept"]}[backend]
     assert outcome == expected
     with sessions() as session:
         record = RetentionLedger(session).get("rec-1")

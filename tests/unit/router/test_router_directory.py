@@ -18,6 +18,7 @@ from processors.pseudonym import Pseudonymiser
 from streams.ledger import SubjectErasedError, SubjectIndex
 from streams.ledger.hotpath import add_subjects, merge_subjects
 from streams.ledger.models import Subject, SubjectAlias, SubjectIdentifier, SubjectKey
+from streams.ledger.subject_state import SubjectStates
 from streams.router.directory import SubjectDirectory
 
 MASTER_KEY = b"m" * 32  # as in conftest.py
@@ -122,6 +123,29 @@ def test_erased_subjects_resolve_to_none_and_are_never_merged_or_extended(
         assert session.get(SubjectIdentifier, d("new")) is None  # not added to the erased
         assert session.get(Subject, live) is not None  # not merged with the erased
         assert session.scalars(select(SubjectAlias)).all() == []
+
+
+def test_a_person_erased_with_their_identifiers_comes_back_as_a_new_subject(
+    directory: SubjectDirectory, sessions: sessionmaker[Session]
+) -> None:
+    (erased,) = directory.resolve([(("phone", d("back")), ("email", d("mail")))], T0)
+    with sessions.begin() as session:
+        SubjectIndex(session).mark_erased(erased, T0 + timedelta(hours=1))
+        SubjectStates(session).forget_identifiers([erased])
+    directory.forget(erased)
+
+    (again,) = directory.resolve([(("phone", d("back")),)], T0 + timedelta(days=2))
+    (same,) = directory.resolve(
+        [(("email", d("mail")), ("phone", d("back")))], T0 + timedelta(days=3)
+    )
+
+    assert again is not None
+    assert again != erased
+    assert again == directory.pseudonymiser.subject_pseudonym(d("back"), 2)
+    assert same == again  # the new subject links identifiers as any other does
+    with sessions() as session:
+        assert session.get_one(Subject, erased).erased_at is not None  # the tombstone stays
+        assert session.get_one(SubjectIdentifier, d("back")).subject_pseudonym == again
 
 
 def test_a_merge_group_naming_only_unknown_digests_is_left_to_the_index(
