@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from flow import decoded, drain, publish, route_person
-from people import EMAIL, HANDLE, PHONE, RAW_SPELLINGS, coaching_recording
+from flow import decoded, drain, publish, route, route_person, send
+from people import EMAIL, HANDLE, PHONE, RAW_SPELLINGS, coaching_recording, example, fresh
 
 from processors.crypto import KeyUnavailable
 from schemas.serde import AvroSerde
@@ -104,6 +104,17 @@ def test_erasure_across_five_channels_with_a_held_recording(
     assert states
     assert all(s["erased"] for s in states)
     assert EMAIL not in repr(states)
+    erased_subject = request.subjects[0]
+    comeback = fresh(example("phone", "inbound_call"), phone=PHONE)
+    send(container, [("phone", comeback)])
+    route(container)
+    (new,) = [t for _, t in decoded(container, "contact.ores.v1")
+              if t["event_id"] == comeback["envelope"]["event_id"]]  # fmt: skip
+    assert new["governance"]["subject_pseudonym"] != erased_subject  # a new subject
+    with session_factory(container.ledger_engine)() as session:
+        opened = open_event(serde, new, keys.master_key, vault_lookup(session))
+    assert opened["envelope"]["subject"]["phone"] == PHONE
+
     captured = caplog.text + "\n" + telemetry.exported_text()
     assert "privacy.execute" in captured
     assert "contactflow.privacy.requests" in captured
