@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import yaml
-
-from processors.consumers import ConsumerRegistry, RegistryError, parse_registry
+from processors.consumers import ConsumerRegistry, parse_registry
 from processors.privacy import REASON_LIMIT
 from processors.privacy_commands import Outcome
 from streams.bootstrap import Container
 from streams.errors import ContactflowError
+from streams.infra_files import load_infra_file
 
 OUTCOMES = frozenset(outcome.value for outcome in Outcome)
 
@@ -112,8 +111,5 @@ def command_from_record(
 
 def load_registry(container: Container) -> ConsumerRegistry:
     """The validated `infra/consumers.yaml`; a bad file stops the consumer at start-up."""
-    path = container.settings.infra_dir / "consumers.yaml"
-    try:
-        return parse_registry(yaml.safe_load(path.read_text()))
-    except (OSError, yaml.YAMLError, RegistryError) as exc:
-        raise DownstreamError(f"invalid consumer registry {path}: {exc}") from None
+    return load_infra_file(container, "consumers.yaml", parse_registry, "consumer registry",
+                           DownstreamError)  # fmt: skip

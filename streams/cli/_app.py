@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 import typer
 from rich.console import Console
 
@@ -28,3 +31,15 @@ err_console = Console(stderr=True, soft_wrap=True)
 def container() -> Container:
     """The composition root for one CLI invocation."""
     return bootstrap()
+
+
+@contextmanager
+def progress(label: str) -> Iterator[Callable[[str], None]]:
+    """A `say` for long work: each line logged with its time and shown as the status."""
+    with console.status(label) as status:
+
+        def say(message: str) -> None:
+            status.update(message)
+            console.log(message)
+
+        yield say

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from streams.cli._app import app, console, container
+from streams.cli._app import app, console, container, progress
 
 bench_app = typer.Typer(help="Benchmarks that print their figures.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -24,12 +24,7 @@ def bench_router(
     from streams.bench.router_runner import run_real_router
 
     root = container()
-    with console.status("bench") as status:
-
-        def say(message: str) -> None:
-            status.update(message)
-            console.log(message)
-
+    with progress("bench") as say:
         result = run_router_bench(root, events, say, router=run_real_router, faust_cap=faust_cap)
     for line in result.report_lines():
         console.print(line, soft_wrap=True)
@@ -47,12 +42,7 @@ def bench_privacy(
     from streams.bench.privacy_bench import run_privacy_bench
 
     root = container()
-    with console.status("bench") as status:
-
-        def say(message: str) -> None:
-            status.update(message)
-            console.log(message)
-
+    with progress("bench") as say:
         result = run_privacy_bench(
             root, say, requests=requests, heavy_events=heavy_events, restrictions=restrictions
         )

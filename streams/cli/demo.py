@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from streams.cli._app import app, console, container
+from streams.cli._app import app, console, container, progress
 from streams.demo import run_demo
 from streams.privacy.evidence import render_report
 
@@ -18,12 +18,7 @@ def demo(
 ) -> None:
     """Bring the broker up, apply topics, produce a sample of all five channels, show it."""
     root = container()
-    with console.status("demo") as status:
-
-        def say(message: str) -> None:
-            status.update(message)
-            console.log(message)
-
+    with progress("demo") as say:
         result = run_demo(root, say, rounds=rounds)
     table = Table("topic", "events", "by kind", title="What landed where")
     for topic, kinds in result.landed.items():

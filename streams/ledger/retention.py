@@ -187,33 +187,27 @@ class RetentionLedger:
         Refused (RecordingHeldError) while an active hold covers it or while it is still
         `held`; refused (RecordingNotDueError) before its retain_until.
         """
-        now = require_aware(now)
-        require_text(sweep_id, "sweep_id", 200)
-        row = self._locked(recording_id)
-        if row.state == EXPIRED:
-            return False
-        active = self._active_holds_of(row)
-        if active or row.state == HELD:
-            raise RecordingHeldError(recording_id, tuple(h.hold_id for h in active))
-        if row.retain_until > now:
-            raise RecordingNotDueError(recording_id)
-        row.state, row.expired_at, row.updated_at = EXPIRED, now, now
-        self._log(row, now, HistoryAction.EXPIRED, retain_until=row.retain_until,
-                  details={"sweep_id": sweep_id})  # fmt: skip
-        return True
+        cause = {"sweep_id": require_text(sweep_id, "sweep_id", 200)}
+        return self._expire(recording_id, require_aware(now), cause, due_only=True)
 
     def erase_recording(self, recording_id: str, now: datetime, request_id: str) -> bool:
         """Expire a recording ahead of its date for an erasure request; False if already
         expired. Refused (RecordingHeldError) while held: a hold outranks erasure."""
-        now = require_aware(now)
+        cause = {"erasure_request": require_text(request_id, "request_id", 128)}
+        return self._expire(recording_id, require_aware(now), cause, due_only=False)
+
+    def _expire(
+        self, recording_id: str, now: datetime, cause: dict[str, Any], *, due_only: bool
+    ) -> bool:
         row = self._locked(recording_id)
         if row.state == EXPIRED:
             return False
         active = self._active_holds_of(row)
         if active or row.state == HELD:
             raise RecordingHeldError(recording_id, tuple(h.hold_id for h in active))
+        if due_only and row.retain_until > now:
+            raise RecordingNotDueError(recording_id)
         row.state, row.expired_at, row.updated_at = EXPIRED, now, now
-        cause = {"erasure_request": require_text(request_id, "request_id", 128)}
         self._log(row, now, HistoryAction.EXPIRED, retain_until=row.retain_until, details=cause)
         return True
 

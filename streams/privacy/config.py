@@ -6,11 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import yaml
-
-from processors.consumers import ConsumerRegistry, parse_registry
+from processors.consumers import ConsumerRegistry
 from processors.privacy import RequestType
 from streams.bootstrap import Container
+from streams.downstream_model import load_registry
 from streams.errors import ContactflowError
 
 if TYPE_CHECKING:
@@ -29,15 +28,6 @@ class PrivacyConfig:
         from streams.retention.service import RetentionService
 
         return RetentionService(container, actor=actor, grace_days=self.grace_days)
-
-
-def load_registry(container: Container) -> ConsumerRegistry:
-    """infra/consumers.yaml, validated: a bad file stops the privacy app at start-up."""
-    path = container.settings.infra_dir / "consumers.yaml"
-    try:
-        return parse_registry(yaml.safe_load(path.read_text()))
-    except (OSError, yaml.YAMLError, ValueError) as exc:
-        raise ContactflowError(f"invalid consumer registry {path}: {exc}") from None
 
 
 def standing_instructions(text: str) -> frozenset[RequestType]:

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import yaml
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from opentelemetry.trace import Link, SpanContext, TraceFlags
 
@@ -35,6 +34,7 @@ from processors.pseudonym import Pseudonymiser
 from schemas.serde import AvroSerde
 from streams.bootstrap import Container
 from streams.errors import ContactflowError
+from streams.infra_files import load_infra_file
 from streams.keys import load_keys
 from streams.ledger import current_revision, head_revision, session_factory
 from streams.router.decode import Decoded, DecodeHelper, HelperFailed, Outcome, Pending
@@ -54,11 +54,7 @@ def utc_now() -> datetime:
 
 def load_policy(container: Container) -> Policy:
     """The versioned policy file, validated: a bad file stops the router at start-up."""
-    path = container.settings.infra_dir / "policy.yaml"
-    try:
-        return parse_policy(yaml.safe_load(path.read_text()))
-    except (OSError, yaml.YAMLError, ValueError) as exc:
-        raise ContactflowError(f"invalid policy file {path}: {exc}") from None
+    return load_infra_file(container, "policy.yaml", parse_policy, "policy file")
 
 
 @dataclass
