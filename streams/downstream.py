@@ -17,7 +17,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import cast
 
 from confluent_kafka import Consumer, Message, TopicPartition
@@ -143,7 +142,8 @@ class DownstreamConsumer:
     ) -> ServeStats:
         """Poll, handle and answer until `stop()`, `max_commands` received, or no record for
         `max_idle_s` once partitions are assigned. A handler exception goes to `on_error`
-        (default `answer_failed`); an exception from `on_error` stops serving unanswered."""
+        (default `answer_failed`); an exception from `on_error` stops serving unanswered.
+        Close soon after it returns: a member that stops polling holds up its group."""
         stats = ServeStats()
         policy = on_error or answer_failed
         ignored, unreadable = self.ignored, self.unreadable
@@ -185,12 +185,7 @@ class DownstreamConsumer:
     def __enter__(self) -> DownstreamConsumer:
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *_exc_info: object) -> None:
         self.close()
 
     # -- reading -------------------------------------------------------------------------

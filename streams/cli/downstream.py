@@ -42,14 +42,22 @@ def downstream_serve(
     root.service_name = "contactflow-downstream"
     names = sorted(load_registry(root).consumers) if all_consumers else list(consumer or [])
     console.print(f"answering for {', '.join(names)} from {root.settings.bootstrap}")
-    signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
-    results = serve_registered(root, names, max_idle_s=max_idle, say=console.print)
+    previous = signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
+    try:
+        results = serve_registered(root, names, max_idle_s=max_idle, say=_say)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     for name, stats in results.items():
         outcomes = ", ".join(f"{n} {o}" for o, n in sorted(stats.answered.items())) or "none"
         console.print(
             f"{name}: {stats.received} received, answered: {outcomes}; "
             f"{stats.ignored} for other consumers, {stats.unreadable} unreadable"
         )
+
+
+def _say(line: str) -> None:
+    """Ids as they are: no rich markup or highlighting applied to them."""
+    console.print(line, markup=False, highlight=False)
 
 
 def _stop_like_ctrl_c(_signum: int, _frame: FrameType | None) -> None:

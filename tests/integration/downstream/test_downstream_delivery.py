@@ -113,3 +113,32 @@ def test_a_v1_command_is_read_with_the_v2_defaults(container: Container) -> None
     assert (received.command_id, received.controller, received.held_recordings,
             received.rectified_kinds) == (sent["command_id"], None, (), ())  # fmt: skip
     assert [a["command_id"] for _, a in read_acks(container)] == [sent["command_id"]]
+
+
+def test_two_instances_of_one_consumer_answer_everything_between_them(
+    container: Container,
+) -> None:
+    """Scale-out: two members of one group (rebalancing as the second joins) lose nothing."""
+    import threading
+
+    from streams.downstream import ServeStats
+
+    commands = [command("ores_systems", kind) for kind in ("erase", "suppress") for _ in range(20)]
+    publish(container, commands)
+    results: dict[int, ServeStats] = {}
+
+    def serve(index: int) -> None:
+        # each closes as soon as it is idle: a member that stops polling without leaving
+        # would hold up the group's next rebalance
+        with DownstreamConsumer(container, "ores_systems") as instance:
+            results[index] = instance.serve(example_answer, max_idle_s=3)
+
+    threads = [threading.Thread(target=serve, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sorted(results) == [0, 1]
+    assert sum(stats.received for stats in results.values()) >= len(commands)
+    acked = {a["command_id"] for _, a in read_acks(container)}
+    assert acked == {c["command_id"] for c in commands}

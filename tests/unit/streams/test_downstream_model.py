@@ -77,3 +77,28 @@ def test_an_unregistered_consumer_is_refused_before_connecting(tmp_path: Path) -
     root = bootstrap(Settings(data_dir=tmp_path, bootstrap_servers="127.0.0.1:1"))
     with pytest.raises(DownstreamError, match=r"'billing' is not registered.*registered: "):
         DownstreamConsumer(root, "billing")
+
+
+def test_command_reader_gives_reason_codes_for_what_it_cannot_read() -> None:
+    from schemas.catalog import SchemaCatalog
+    from schemas.serde import AvroSerde
+    from streams.downstream_wire import CommandReader
+
+    schemas = SchemaCatalog.load()
+    serde = AvroSerde(schemas)
+    ack = {"command_id": "c", "request_id": "r", "consumer": "crm", "outcome": "done",
+           "reason": None, "acknowledged_at": ISSUED}  # fmt: skip
+    record = {"command_id": "c", "request_id": "r", "command": "erase", "consumer": "crm",
+              "subject_pseudonym": "sp-" + "b" * 32, "controller": "COMNEXIO", "purpose": None,
+              "issued_at": ISSUED, "answer_by": ISSUED, "attempt": 3,
+              "held_recordings": ["rec-1"], "rectified_kinds": []}  # fmt: skip
+    reader = CommandReader(schemas)
+    assert reader.read(None) == (None, "tombstone")
+    assert reader.read(b"plain text") == (None, "malformed")
+    assert reader.read(b"\xc3\x01" + bytes(8)) == (None, "unknown_writer")
+    assert reader.read(serde.serialize(ack, schemas.latest("Acknowledgement"))) == (
+        None, "not_a_command"
+    )  # fmt: skip
+    assert reader.read(serde.serialize(record, schemas.latest("DownstreamCommand"))) == (
+        record, "ok"
+    )  # fmt: skip
