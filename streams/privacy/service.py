@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from processors import privacy
-from processors.consumers import Command, ConsumerRegistry
+from processors.consumers import ConsumerRegistry
 from processors.privacy import PrivacyRequest, RequestState, RequestType, Step
 from processors.privacy_commands import (
     ConsumerCommand,
@@ -38,20 +38,17 @@ from streams.bootstrap import Container
 from streams.keys import load_keys
 from streams.ledger import (
     PrivacyRequests,
-    RetentionLedger,
-    SubjectIndex,
     UnknownCommandError,
     UnknownRequestError,
     session_factory,
 )
-from streams.ledger.subject_state import SubjectStates
 from streams.outbox import Message, Outbox
 from streams.privacy import execution
 from streams.privacy.config import PrivacyConfig
 from streams.privacy.intake import Intake
+from streams.privacy.messages import command_message, controller_message
+from streams.privacy.resolution import resolve_step
 
-CONTROLLER_ORES = "privacy.controller.ores.v1"
-ERASURE, RESTRICTION = "privacy.erasure.v1", "privacy.restriction.v1"
 EXPORTED = frozenset({RequestType.ACCESS, RequestType.PORTABILITY})
 _MAX_STEPS = 8
 log = logging.getLogger(__name__)
@@ -265,7 +262,7 @@ class PrivacyService:
             step = privacy.route(request, self._config.standing, now)
             routed = self._apply(unit, step, now)
             if step.details.get("forward_to_controller") in {"for_instruction", "for_information"}:
-                unit.messages.append(self._controller_message(routed, now))
+                unit.messages.append(controller_message(self._outbox, routed, now))
         elif state == RequestState.AWAITING_CONTROLLER:
             self._execute(unit, request, now)  # COMNEXIO's own part goes out meanwhile
             return False
@@ -288,33 +285,9 @@ class PrivacyService:
         return True
 
     def _resolve(self, unit: _Unit, request: PrivacyRequest, now: datetime) -> None:
-        index, states = SubjectIndex(unit.session), SubjectStates(unit.session)
-        found = {
-            index.lookup(digest) for _, digest in unit.requests.identifiers(request.request_id)
-        }
-        subjects = sorted(s for s in found if s is not None)
-        footprints = states.footprints(subjects)
-        ledger = RetentionLedger(unit.session)
-        recordings = [
-            r for s in subjects for r in ledger.recordings_for("subject", s, include_expired=True)
-        ]
-        controllers = {f.controller for f in footprints} | {r.controller for r in recordings}
-        inferred = bool(subjects) and not controllers
-        if inferred:  # only quarantined data: ORES is controller of contact handling
-            controllers = {"ORES"}
-        step = privacy.resolve(request, subjects, controllers, now)
-        found_where: dict[str, object] = {
-            f"found.{c}": ",".join(sorted({f.channel for f in footprints if f.controller == c}))
-            for c in sorted(controllers)
-        }
-        found_where |= {
-            "recordings": len([r for r in recordings if r.state != "expired"]),
-            "recordings_held": len([r for r in recordings if r.state == "held"]),
-            "controller_inferred": inferred,
-            "policy_version": self._config.policy_version,
-            "consumers_version": self._registry.version,
-        }
-        self._apply(unit, replace(step, details={**step.details, **found_where}), now)
+        versions = {"policy_version": self._config.policy_version,
+                    "consumers_version": self._registry.version}  # fmt: skip
+        self._apply(unit, resolve_step(unit.session, request, now, versions), now)
 
     def _observe_requests(self, _options: Any) -> Iterator[Any]:
         from opentelemetry.metrics import Observation
@@ -383,44 +356,7 @@ class PrivacyService:
         return done
 
     def _command_message(self, unit: _Unit, command: ConsumerCommand) -> Message:
-        request = unit.requests.get(command.request_id)
-        purpose = None if request is None else request.purpose
-        held: list[str] = []
-        kinds: list[str] = []
-        if command.command == Command.ERASE and self._stores_recordings(command.consumer):
-            recordings = RetentionLedger(unit.session).recordings_for(
-                "subject", command.subject_pseudonym
-            )
-            held = [r.recording_id for r in recordings
-                    if r.state == "held" and r.controller == command.controller]  # fmt: skip
-        if command.command == Command.RECTIFY:
-            kinds = sorted({k for k, _ in unit.requests.identifiers(command.request_id)})
-        value = {
-            "command_id": command.command_id, "request_id": command.request_id,
-            "command": command.command.value, "consumer": command.consumer,
-            "subject_pseudonym": command.subject_pseudonym, "controller": command.controller,
-            "purpose": purpose, "issued_at": command.issued_at, "answer_by": command.answer_by,
-            "attempt": command.attempt, "held_recordings": held, "rectified_kinds": kinds,
-        }  # fmt: skip
-        topic = ERASURE if command.command == Command.ERASE else RESTRICTION
-        return (
-            topic,
-            command.subject_pseudonym.encode(),
-            self._outbox.encode("DownstreamCommand", value),
-        )
-
-    def _stores_recordings(self, consumer: str) -> bool:
-        registered = self._registry.consumers.get(consumer)
-        return registered is not None and registered.stores_recordings
-
-    def _controller_message(self, request: PrivacyRequest, now: datetime) -> Message:
-        value = {
-            "request_id": request.request_id, "request_type": request.request_type.value,
-            "subject_pseudonyms": list(request.subjects), "controller": "ORES",
-            "forwarded_at": now, "due_at": request.deadline,
-        }  # fmt: skip
-        encoded = self._outbox.encode("ControllerRequest", value)
-        return CONTROLLER_ORES, request.request_id.encode(), encoded
+        return command_message(self._outbox, unit.session, self._registry, command)
 
     def _apply(
         self, unit: _Unit, step: Step, now: datetime, extra: Mapping[str, object] | None = None
