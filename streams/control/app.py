@@ -10,6 +10,7 @@ idempotent effects). The clock is injected.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from schemas.errors import SerdeError
 from streams.bootstrap import Container
 from streams.ledger import LedgerError
 from streams.retention.service import STANDARD, RetentionService
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 SIGNALS = "retention.signals.v1"
@@ -37,6 +39,7 @@ def create_control_app(
     app = faust.App(
         APP_ID,
         broker=f"kafka://{settings.bootstrap}",
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         web_enabled=False,
         topic_allow_declare=False,
@@ -72,6 +75,23 @@ def create_control_app(
             log.info("%s expired %d recording(s)", result.sweep_id, len(result.expired))
 
     return app
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """The same SCRAM user (and CA) as every confluent-kafka client of this process."""
+    if not settings.kafka_username:
+        if settings.kafka_ssl_ca_location:
+            return ssl.create_default_context(cafile=str(settings.kafka_ssl_ca_location))
+        return None
+    context = None
+    if settings.kafka_ssl_ca_location:
+        context = ssl.create_default_context(cafile=str(settings.kafka_ssl_ca_location))
+    return faust.SASLCredentials(
+        username=settings.kafka_username,
+        password=settings.resolved_kafka_password().get_secret_value(),
+        mechanism="SCRAM-SHA-512",
+        ssl_context=context,
+    )
 
 
 def _guarded(
