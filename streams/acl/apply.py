@@ -123,11 +123,39 @@ def authenticates(settings: Settings, user: str, password: SecretStr, timeout: f
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and "_AUTHENTICATION" not in failures:
         try:
-            admin.list_topics(timeout=min(1.0, timeout))
+            admin.list_topics(timeout=min(0.5, timeout))
             return True
         except KafkaException:
-            continue
+            admin.poll(0)  # serves error_cb, which reports a refused login
     return False
+
+
+def require_admin_login(settings: Settings) -> None:
+    """Fail fast, and clearly, when the configured admin login is missing or refused."""
+    if not settings.kafka_username:
+        raise AccessError(
+            "acl commands connect as the broker's super user: set CONTACTFLOW_KAFKA_USERNAME="
+            "admin and CONTACTFLOW_KAFKA_PASSWORD_FILE (see `contactflow broker up --secure`)"
+        )
+    password = settings.resolved_kafka_password()
+    if not authenticates(settings, settings.kafka_username, password, timeout=10):
+        raise AccessError(
+            f"the broker at {settings.bootstrap} refused the login of "
+            f"{settings.kafka_username!r} (wrong password, unknown user, or not secured)"
+        )
+
+
+def require_role_logins(settings: Settings, passwords: dict[str, SecretStr]) -> None:
+    """Every role must log in before its access can be judged; name those that cannot."""
+    names = sorted(passwords)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = pool.map(lambda n: authenticates(settings, n, passwords[n], 10), names)
+        refused = [name for name, ok in zip(names, results, strict=True) if not ok]
+    if refused:
+        raise AccessError(
+            f"the broker refused the login of role(s) {', '.join(refused)}; run "
+            "`contactflow acl apply` after changing a password"
+        )
 
 
 def plan_access(
@@ -185,13 +213,21 @@ def apply_access(
     adds = [c.binding for c in plan.changes if c.action == "add-acl" and c.binding]
     if adds:
         _wait(admin.create_acls(adds, request_timeout=_TIMEOUT_S), "add ACL")
-    removes = [c.binding for c in plan.changes if c.action == "remove-acl" and c.binding]
+    removes = [_exact(c.binding) for c in plan.changes if c.action == "remove-acl" and c.binding]
     if removes:
         _wait(admin.delete_acls(removes, request_timeout=_TIMEOUT_S), "remove ACL")
     for change in plan.changes:
         report(change)
     _await_enforced(admin, settings, plan, passwords)
     return plan.changes
+
+
+def _exact(binding: AclBinding) -> AclBindingFilter:
+    """A filter matching this one binding only (delete_acls takes filters)."""
+    return AclBindingFilter(
+        binding.restype, binding.name, binding.resource_pattern_type, binding.principal,
+        binding.host, binding.operation, binding.permission_type,
+    )  # fmt: skip
 
 
 def _wait(futures: dict[Any, Any], verb: str) -> None:

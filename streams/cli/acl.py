@@ -35,7 +35,7 @@ def acl_apply(
     ] = False,
 ) -> None:
     """Create the roles' SCRAM users and exactly their ACLs; idempotent. Connect as admin."""
-    from streams.acl.apply import apply_access, plan_access
+    from streams.acl.apply import apply_access, plan_access, require_admin_login
     from streams.acl.credentials import generate_missing as write_missing
     from streams.acl.credentials import require_passwords
 
@@ -49,6 +49,7 @@ def acl_apply(
                 + ", ".join(written)
             )
     passwords = require_passwords(root.settings, policy.roles)
+    require_admin_login(root.settings)
     admin = root.admin()
     started = time.monotonic()
     plan = plan_access(admin, root.settings, policy, passwords)
@@ -77,6 +78,7 @@ def acl_verify() -> None:
     """Try every role on every topic (read, write, describe, create) on the real broker,
     print the matrix and `acl_checks=<n> unexpected_allows=<a> unexpected_denies=<d>`;
     exit 1 unless both counts are 0. Connect as admin; the roles' passwords are needed."""
+    from streams.acl.apply import require_admin_login, require_role_logins
     from streams.acl.credentials import require_passwords
     from streams.acl.verify import verify_access
 
@@ -85,6 +87,8 @@ def acl_verify() -> None:
     passwords = require_passwords(root.settings, policy.roles)
     logical = [spec.name for spec in root.topics.specs]
     started = time.monotonic()
+    require_admin_login(root.settings)
+    require_role_logins(root.settings, passwords)
     checks = verify_access(root.admin(), root.settings, policy, logical, passwords)
     for line in render_matrix(checks, [r.name for r in policy.roles], logical):
         console.print(line, highlight=False, markup=False)

@@ -73,7 +73,7 @@ def test_wrong_password_and_unknown_user_are_refused(secure, as_role) -> None:  
     errors: list[KafkaError] = []
     producer = Producer(
         {**settings.kafka_client_config(), "sasl.username": "nobody-of-ours",
-         "message.timeout.ms": 5000, "error_cb": errors.append}
+         "message.timeout.ms": 1500, "error_cb": errors.append}
     )  # fmt: skip
     delivered: list[KafkaError | None] = []
     producer.produce(as_role("router").topics.name("contact.ores.v1"), b"x",
