@@ -18,7 +18,7 @@ PROBED_OPERATIONS: tuple[ProbedOperation, ...] = ("read", "write", "describe", "
 TOPIC_OPERATIONS = ("read", "write", "describe", "describe_configs")
 INTERNAL_OPERATIONS = ("create", "read", "write", "describe", "describe_configs")
 ALL = "*"
-PASSWORD_ENV_PREFIX = "CONTACTFLOW_ACL_PASSWORD_"
+PASSWORD_ENV_PREFIX = "CONTACTFLOW_ACL_PASSWORD_"  # noqa: S105 - a variable name
 _ROLE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 _ROLE_KEYS = {"description", "topics", "groups", "transactional_ids", "internal_topics"}
@@ -39,10 +39,7 @@ class Grant:
     operation: str
 
     def __str__(self) -> str:
-        return (
-            f"{self.principal} {self.operation} {self.resource_type} "
-            f"{self.pattern}:{self.name}"
-        )
+        return f"{self.principal} {self.operation} {self.resource_type} {self.pattern}:{self.name}"
 
 
 @dataclass(frozen=True)

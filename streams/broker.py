@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from streams.broker_security import (
     BrokerSecurity,
@@ -150,7 +151,7 @@ class Broker:
         """How the client listener is protected (plain until a storage says otherwise)."""
         return load_security(self.home) or BrokerSecurity("plain", self.home)
 
-    def admin_client_config(self) -> dict[str, object]:
+    def admin_client_config(self) -> dict[str, Any]:
         """Client settings of the broker's super user (SCRAM `admin` when secured)."""
         return self.security.admin_client_config(self.bootstrap)
 

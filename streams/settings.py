@@ -22,7 +22,7 @@ from streams.errors import ContactflowError
 
 ENV_PREFIX = "CONTACTFLOW_"
 TEST_ENV_PREFIX = "CONTACTFLOW_TEST_"  # reserved for the test suite, never a setting
-ACL_PASSWORD_ENV_PREFIX = "CONTACTFLOW_ACL_PASSWORD_"  # one per role of infra/acl.yaml
+ACL_PASSWORD_ENV_PREFIX = "CONTACTFLOW_ACL_PASSWORD_"  # noqa: S105 - one per role
 KAFKA_CLIENT_LOGGER = "contactflow.kafka"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

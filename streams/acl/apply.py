@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,6 +27,7 @@ from confluent_kafka.admin import (
     ResourceType,
     ScramCredentialInfo,
     ScramMechanism,
+    UserScramCredentialAlteration,
     UserScramCredentialUpsertion,
 )
 from pydantic import SecretStr
@@ -82,16 +83,20 @@ def to_binding(grant: Grant) -> AclBinding:
 def _describe(binding: AclBinding) -> str:
     """A binding in the words of a Grant, for bindings the file does not know."""
     return (
-        f"{binding.principal} {binding.permission_type.name.lower()} "
-        f"{binding.operation.name.lower()} {binding.restype.name.lower()} "
-        f"{binding.resource_pattern_type.name.lower()}:{binding.name} host={binding.host}"
+        f"{binding.principal} {_label(binding.permission_type)} {_label(binding.operation)} "
+        f"{_label(binding.restype)} {_label(binding.resource_pattern_type)}:{binding.name} "
+        f"host={binding.host}"
     )
+
+
+def _label(value: object) -> str:
+    return str(getattr(value, "name", value)).lower()
 
 
 def existing_acls(admin: AdminClient, principals: frozenset[str]) -> list[AclBinding]:
     """The broker's ACLs of the principals the file manages."""
     everything = AclBindingFilter(
-        ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+        ResourceType.ANY, None, ResourcePatternType.ANY, None, None,  # type: ignore[arg-type]
         AclOperation.ANY, AclPermissionType.ANY,
     )  # fmt: skip
     try:
@@ -103,7 +108,9 @@ def existing_acls(admin: AdminClient, principals: frozenset[str]) -> list[AclBin
 
 def existing_users(admin: AdminClient) -> set[str]:
     try:
-        return set(admin.describe_user_scram_credentials().result())
+        future = admin.describe_user_scram_credentials()
+        assert isinstance(future, Future)  # all users asked: one future, not a dict
+        return set(future.result())
     except KafkaException as exc:
         raise AccessError(f"cannot list the broker's SCRAM users: {exc}") from None
 
@@ -201,7 +208,7 @@ def apply_access(
     """Carry out the plan and wait until the broker enforces it; return what was done."""
     users = [c for c in plan.changes if c.action in ("create-user", "set-password")]
     if users:
-        upserts = [
+        upserts: list[UserScramCredentialAlteration] = [
             UserScramCredentialUpsertion(
                 c.subject,
                 ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS),
@@ -248,9 +255,7 @@ def _await_enforced(
     a worker started right after `apply` must not be refused.
     """
     deadline = time.monotonic() + _TIMEOUT_S
-    principals = frozenset(
-        c.binding.principal for c in plan.changes if c.binding is not None
-    )
+    principals = frozenset(c.binding.principal for c in plan.changes if c.binding is not None)
     wanted = {c.binding for c in plan.changes if c.action == "add-acl"}
     gone = {c.binding for c in plan.changes if c.action == "remove-acl"}
     while principals and time.monotonic() < deadline:

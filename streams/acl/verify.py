@@ -208,9 +208,9 @@ def _try_read(config: dict[str, Any], names: dict[str, str]) -> dict[str, bool]:
         deadline = time.monotonic() + _TIMEOUT_S * 2
         while len(result) < len(by_name) and time.monotonic() < deadline:
             message = consumer.poll(0.2)
-            if message is None or message.error() is None:
+            error = None if message is None else message.error()
+            if message is None or error is None:
                 continue  # a record past the end, written meanwhile: keep waiting for EOF
-            error = message.error()
             logical = by_name.get(message.topic() or "")
             if logical is None:
                 continue  # a group-level error: assign() does not use the group

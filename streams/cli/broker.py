@@ -28,9 +28,7 @@ def broker_up(
     """Start the broker (installing its jars on first use) and wait until it answers."""
     root = container()
     with console.status("starting broker") as status:
-        state = root.broker.up(
-            report=lambda msg: status.update(msg), secure=secure, tls=tls
-        )
+        state = root.broker.up(report=lambda msg: status.update(msg), secure=secure, tls=tls)
     console.print(
         f"[green]broker up[/] Apache Kafka {state.kafka_version} on {state.bootstrap} "
         f"(pid {state.pid}, data {state.data_dir}, {state.security})"

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import free_port
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
+from conftest import free_port
 
 from streams.acl.apply import authenticates
 from streams.broker import Broker

@@ -18,7 +18,8 @@ def test_role_passwords_come_from_their_own_variables(monkeypatch: pytest.Monkey
     settings = load_settings()
     assert settings.acl_passwords["producer-phone"].get_secret_value() == "s3cret-phone"
     assert set(settings.acl_passwords) == {"producer-phone", "data-engineer"}
-    assert "s3cret" not in repr(settings) and "s3cret" not in str(settings)
+    assert "s3cret" not in repr(settings)
+    assert "s3cret" not in str(settings)
 
 
 def test_unknown_variables_are_still_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -71,7 +72,8 @@ def test_tls_material_is_generated_for_local_use(tmp_path: Path) -> None:
     prepare_secrets(security, Settings(data_dir=tmp_path))
     assert "BEGIN CERTIFICATE" in security.ca_file.read_text()
     keystore = security.keystore_file.read_text()
-    assert "BEGIN PRIVATE KEY" in keystore and keystore.count("BEGIN CERTIFICATE") == 2
+    assert "BEGIN PRIVATE KEY" in keystore
+    assert keystore.count("BEGIN CERTIFICATE") == 2
     assert "listener.name.client.ssl.keystore.type=PEM" in security.server_properties()
 
 
