@@ -11,7 +11,6 @@ deployment would (CONTACTFLOW_ACL_SECRETS_DIR, CONTACTFLOW_KAFKA_PASSWORD_FILE).
 from __future__ import annotations
 
 import secrets
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from secureclients import free_port
 
 from processors.acl import AclPolicy
 from streams.acl import load_acl_policy
@@ -33,12 +33,6 @@ from streams.telemetry import Telemetry
 from streams.topics import apply_plan, plan
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -6,6 +6,7 @@ verify command has its own, side-effect-free probes.
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from collections.abc import Iterable
@@ -13,7 +14,12 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
-DENIED_CODES = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def read_outcomes(

@@ -25,6 +25,7 @@ from streams.bootstrap import bootstrap
 from streams.cli import app
 from streams.keys import load_keys
 from streams.ledger import RetentionLedger, session_factory, upgrade
+from streams.plaintext import open_event, vault_lookup
 from streams.router.worker import RouterWorker
 from streams.telemetry import Telemetry
 
@@ -112,6 +113,17 @@ def test_every_worker_runs_as_its_own_role(secure, tmp_path: Path) -> None:  # t
     phone_number = call["envelope"]["subject"]["phone"]
     for clear in (phone_number, phone_number.replace(" ", "")):
         assert all(clear.encode() not in m.value() for m in tagged), "PII is ciphertext"
+    contact = call["envelope"]["contact_id"]
+    mine = next(
+        serde.deserialize(m.value())[1]
+        for m in tagged
+        if serde.deserialize(m.value())[1]["contact_id"] == contact
+    )
+    keys = load_keys(router.settings)
+    with session_factory(router.ledger_engine)() as session:
+        opened = open_event(serde, mine, keys.master_key, vault_lookup(session))
+    # Only the master key and the ledger's key vault open it; no Kafka role holds them.
+    assert opened["envelope"]["subject"]["phone"] == phone_number
 
     engineer = as_role("data-engineer")
     config = engineer.settings.kafka_client_config()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
-from conftest import free_port
+from secureclients import free_port
 
 from streams.acl.apply import authenticates
 from streams.broker import Broker
