@@ -171,11 +171,15 @@ def plan_access(
     policy: AclPolicy,
     passwords: dict[str, SecretStr],
 ) -> AccessPlan:
-    """The changes that make the broker match the policy under the settings' topic prefix."""
+    """The changes that make the broker match the policy under the settings' topic prefix.
+
+    A role without a configured password (a dry run before passwords exist) is planned as
+    a user to create if missing; an existing one cannot have its password checked.
+    """
     result = AccessPlan()
     users = existing_users(admin)
     absent = [role.name for role in policy.roles if role.name not in users]
-    present = [role.name for role in policy.roles if role.name in users]
+    present = [r.name for r in policy.roles if r.name in users and r.name in passwords]
     with ThreadPoolExecutor(max_workers=4) as pool:
         accepted = dict(
             zip(present, pool.map(lambda n: authenticates(settings, n, passwords[n], 10), present),

@@ -37,6 +37,13 @@ def test_apply_again_has_nothing_to_do(secure, tmp_path: Path) -> None:  # type:
     dry = _run(secure, tmp_path, "acl", "apply", "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert "acl: nothing to do" in dry.output
+    env = secure.env(None, tmp_path / "cli")
+    env.pop("CONTACTFLOW_ACL_SECRETS_DIR")
+    early = CliRunner().invoke(app, ["acl", "apply", "--dry-run"], env=env)
+    assert early.exit_code == 0, early.output
+    assert "no password configured yet for: producer-phone" in early.output
+    refused = CliRunner().invoke(app, ["acl", "apply"], env=env)
+    assert "CONTACTFLOW_ACL_PASSWORD_PRODUCER_PHONE" in str(refused.exception)
     again = _run(secure, tmp_path, "acl", "apply")
     assert again.exit_code == 0, again.output
     assert "acl: nothing to do, the broker matches infra/acl.yaml" in again.output
