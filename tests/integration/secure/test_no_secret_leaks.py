@@ -49,6 +49,7 @@ def test_no_password_in_output_logs_exceptions_or_broker_logs(  # type: ignore[n
         result = runner.invoke(app, args, env=variables)
         seen += [result.output, str(result.exception), repr(result.exception)]
     assert "acl_checks=" in seen[9], "verify ran"
+    assert "sasl" in seen[12], "broker status shows the secured mode"
     assert seen[16] != "None", "the refused admin login was reported"
     assert seen[19] != "None", "the refused role login was reported"
 
