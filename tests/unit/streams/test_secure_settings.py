@@ -91,3 +91,21 @@ def test_an_admin_password_that_would_break_the_config_is_refused(tmp_path: Path
     with pytest.raises(BrokerError, match="may not contain quotes") as caught:
         security.server_properties()
     assert "bad" not in str(caught.value)
+
+
+def test_the_faust_app_logs_in_like_every_other_client(tmp_path: Path) -> None:
+    from faust.types.auth import AuthProtocol, SASLMechanism
+
+    from streams.broker_security import write_local_tls
+    from streams.control.app import faust_credentials
+
+    assert faust_credentials(Settings()) is None
+    ca = tmp_path / "ca.pem"
+    write_local_tls(ca, tmp_path / "server.pem")
+    settings = Settings(kafka_username="privacy-app", kafka_password="faust-s3cret",
+                        kafka_ssl_ca_location=ca)  # fmt: skip
+    credentials = faust_credentials(settings)
+    assert credentials.protocol is AuthProtocol.SASL_SSL
+    assert credentials.mechanism is SASLMechanism.SCRAM_SHA_512
+    assert credentials.username == "privacy-app"
+    assert "faust-s3cret" not in repr(credentials)
