@@ -163,6 +163,11 @@ def prepare_secrets(security: BrokerSecurity, settings: Settings) -> None:
     if not security.secure:
         return
     target = security.admin_password_file
+    if not target.exists() and (security.home / "data" / "meta.properties").exists():
+        raise BrokerError(
+            f"{target} is missing: the admin password was set when this storage was "
+            "formatted; restore the file (or use a new CONTACTFLOW_DATA_DIR)"
+        )
     if not target.exists():
         given = settings.broker_admin_password
         value = given.get_secret_value() if given else secrets.token_urlsafe(24)

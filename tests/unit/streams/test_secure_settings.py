@@ -109,3 +109,10 @@ def test_the_faust_app_logs_in_like_every_other_client(tmp_path: Path) -> None:
     assert credentials.mechanism is SASLMechanism.SCRAM_SHA_512
     assert credentials.username == "privacy-app"
     assert "faust-s3cret" not in repr(credentials)
+
+
+def test_a_formatted_secure_storage_needs_its_admin_password_file(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "meta.properties").write_text("formatted\n")
+    with pytest.raises(BrokerError, match=r"admin\.password is missing"):
+        prepare_secrets(BrokerSecurity("sasl", tmp_path), Settings())
