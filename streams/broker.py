@@ -22,7 +22,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from streams.broker_security import (
+    BrokerSecurity,
+    choose_security,
+    load_security,
+    prepare_secrets,
+)
 from streams.errors import BrokerError
 from streams.settings import Settings
 
@@ -42,6 +49,7 @@ class BrokerStatus:
     data_dir: Path
     log_file: Path
     topics: int | None = None
+    security: str = "plain"
 
 
 class KafkaDistribution:
@@ -138,8 +146,24 @@ class Broker:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def up(self, report: Report = _quiet) -> BrokerStatus:
-        """Start the broker unless it already runs; return once it answers clients."""
+    @property
+    def security(self) -> BrokerSecurity:
+        """How the client listener is protected (plain until a storage says otherwise)."""
+        return load_security(self.home) or BrokerSecurity("plain", self.home)
+
+    def admin_client_config(self) -> dict[str, Any]:
+        """Client settings of the broker's super user (SCRAM `admin` when secured)."""
+        return self.security.admin_client_config(self.bootstrap)
+
+    def up(
+        self, report: Report = _quiet, *, secure: bool | None = None, tls: bool | None = None
+    ) -> BrokerStatus:
+        """Start the broker unless it already runs; return once it answers clients.
+
+        `secure`/`tls` choose the mode of a new storage (default: the settings); an
+        existing storage keeps the mode it was formatted with.
+        """
+        security = choose_security(self.home, self.settings, secure, tls)
         if self.pid() is not None and self._answers(timeout=5.0):
             report(f"broker already running (pid {self.pid()})")
             return self.status()
@@ -151,10 +175,12 @@ class Broker:
                     "CONTACTFLOW_BROKER_PORT / CONTACTFLOW_CONTROLLER_PORT"
                 )
         libs = self.distribution.install(report)
-        self._write_config()
+        prepare_secrets(security, self.settings)
+        self._write_config(security)
         if not (self.data / "meta.properties").exists():
-            report("formatting KRaft storage")
-            self._format(java, libs)
+            report(f"formatting KRaft storage ({security.mode})")
+            self._format(java, libs, security)
+            security.save()
         report(f"starting Apache Kafka {self.distribution.version} on {self.bootstrap}")
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with (self.home / "logs" / "stdout.log").open("ab") as out:
@@ -196,6 +222,7 @@ class Broker:
             data_dir=self.home,
             log_file=self.log_file,
             topics=topics,
+            security=self.security.mode,
         )
 
     def pid(self) -> int | None:
@@ -227,31 +254,41 @@ class Broker:
             raise BrokerError(f"Apache Kafka 4 needs Java 17 or newer; {java} is older")
         return java
 
-    def _write_config(self) -> None:
+    def _write_config(self, security: BrokerSecurity) -> None:
         s = self.settings
         self.home.mkdir(parents=True, exist_ok=True)
         template = (s.infra_dir / "kafka" / "server.properties.template").read_text()
-        (self.home / "server.properties").write_text(
+        config = self.home / "server.properties"
+        config.touch(mode=0o600)  # a secured broker's file holds the admin password
+        config.chmod(0o600)
+        config.write_text(
             template.format(
                 broker_port=s.broker_port,
                 controller_port=s.controller_port,
                 data_dir=self.data,
+                client_listener=security.listener,
+                client_protocol=security.protocol,
             )
+            + security.server_properties()
         )
         log_template = (s.infra_dir / "kafka" / "log4j2.properties.template").read_text()
         (self.home / "log4j2.properties").write_text(log_template.format(log_file=self.log_file))
 
-    def _format(self, java: str, libs: Path) -> None:
+    def _format(self, java: str, libs: Path, security: BrokerSecurity) -> None:
         cluster_id = _kraft_cluster_id()
         result = subprocess.run(
             [java, "-cp", f"{libs}/*",
              f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
              "kafka.tools.StorageTool", "format", "--standalone",
-             "-t", cluster_id, "-c", str(self.home / "server.properties")],
+             "-t", cluster_id, "-c", str(self.home / "server.properties"),
+             *security.scram_format_argument()],
             capture_output=True, text=True, check=False, timeout=120,
         )  # fmt: skip
         if result.returncode != 0:
-            raise BrokerError(f"formatting Kafka storage failed: {result.stderr.strip()[-800:]}")
+            detail = result.stderr.strip()[-800:]
+            if security.secure:  # never echo the admin password the tool was given
+                detail = detail.replace(security.admin_password().get_secret_value(), "***")
+            raise BrokerError(f"formatting Kafka storage failed: {detail}")
 
     def _wait_until_answering(self, process: subprocess.Popen[bytes], report: Report) -> None:
         deadline = time.monotonic() + self.settings.broker_start_timeout_s
@@ -278,8 +315,8 @@ class Broker:
     def _topic_count(self, timeout: float = 5.0) -> int | None:
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
         try:
+            admin = AdminClient({**self.admin_client_config(), "log_level": 0})
             return len(admin.list_topics(timeout=timeout).topics)
         except Exception:  # noqa: BLE001 - any client failure here means "not answering"
             return None

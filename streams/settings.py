@@ -22,6 +22,7 @@ from streams.errors import ContactflowError
 
 ENV_PREFIX = "CONTACTFLOW_"
 TEST_ENV_PREFIX = "CONTACTFLOW_TEST_"  # reserved for the test suite, never a setting
+ACL_PASSWORD_ENV_PREFIX = "CONTACTFLOW_ACL_PASSWORD_"  # noqa: S105 - one per role
 KAFKA_CLIENT_LOGGER = "contactflow.kafka"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,6 +62,15 @@ class Settings(BaseSettings):
 
     kafka_username: str | None = None
     kafka_password: SecretStr | None = None
+    kafka_password_file: Path | None = None
+    kafka_ssl_ca_location: Path | None = None
+
+    broker_secure: bool = False
+    broker_tls: bool = False
+    broker_admin_password: SecretStr | None = None
+
+    acl_secrets_dir: Path | None = None
+    acl_passwords: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
 
     pseudonym_key: SecretStr | None = None
     master_key: SecretStr | None = None
@@ -115,28 +125,63 @@ class Settings(BaseSettings):
             "logger": logging.getLogger(KAFKA_CLIENT_LOGGER),
         }
         if self.kafka_username:
-            if self.kafka_password is None:
-                raise SettingsError(
-                    "CONTACTFLOW_KAFKA_USERNAME is set but CONTACTFLOW_KAFKA_PASSWORD is not"
-                )
             config |= {
-                "security.protocol": "SASL_PLAINTEXT",
+                "security.protocol": "SASL_SSL" if self.kafka_ssl_ca_location else "SASL_PLAINTEXT",
                 "sasl.mechanism": "SCRAM-SHA-512",
                 "sasl.username": self.kafka_username,
-                "sasl.password": self.kafka_password.get_secret_value(),
+                "sasl.password": self.resolved_kafka_password().get_secret_value(),
             }
+        elif self.kafka_ssl_ca_location:
+            config["security.protocol"] = "SSL"
+        if self.kafka_ssl_ca_location:
+            config["ssl.ca.location"] = str(self.kafka_ssl_ca_location)
         return config
+
+    def resolved_kafka_password(self) -> SecretStr:
+        """The client password: CONTACTFLOW_KAFKA_PASSWORD, else the first line of
+        CONTACTFLOW_KAFKA_PASSWORD_FILE (a secret file mounted for the worker)."""
+        if self.kafka_password is not None:
+            return self.kafka_password
+        if self.kafka_password_file is not None:
+            return read_secret_file(self.kafka_password_file, "CONTACTFLOW_KAFKA_PASSWORD_FILE")
+        raise SettingsError(
+            "CONTACTFLOW_KAFKA_USERNAME is set but neither CONTACTFLOW_KAFKA_PASSWORD "
+            "nor CONTACTFLOW_KAFKA_PASSWORD_FILE is"
+        )
+
+
+def read_secret_file(path: Path, setting: str) -> SecretStr:
+    """The first line of a secret file; the error names the file, never its content."""
+    try:
+        value = path.read_text().strip()
+    except OSError as exc:
+        raise SettingsError(f"{setting}: cannot read {path} ({exc.strerror})") from None
+    if not value:
+        raise SettingsError(f"{setting}: {path} is empty")
+    return SecretStr(value)
+
+
+def _acl_passwords(environ: Mapping[str, str]) -> dict[str, SecretStr]:
+    """Per-role passwords from `CONTACTFLOW_ACL_PASSWORD_<ROLE>`, keyed by the role name
+    as `infra/acl.yaml` spells it (lower case, `_` read as `-`)."""
+    found: dict[str, SecretStr] = {}
+    for key, value in environ.items():
+        upper = key.upper()
+        if upper.startswith(ACL_PASSWORD_ENV_PREFIX) and len(upper) > len(ACL_PASSWORD_ENV_PREFIX):
+            role = upper[len(ACL_PASSWORD_ENV_PREFIX) :].lower().replace("_", "-")
+            found[role] = SecretStr(value)
+    return found
 
 
 def _unknown_env_settings(environ: Mapping[str, str]) -> list[str]:
-    known = {name.upper() for name in Settings.model_fields}
+    known = {name.upper() for name in Settings.model_fields} - {"ACL_PASSWORDS"}
     problems = []
     for key in sorted(environ):
         upper = key.upper()
         if not upper.startswith(ENV_PREFIX) or upper.startswith(TEST_ENV_PREFIX):
             continue
         name = upper[len(ENV_PREFIX) :]
-        if name in known:
+        if name in known or upper.startswith(ACL_PASSWORD_ENV_PREFIX):
             continue
         hint = difflib.get_close_matches(name, sorted(known), n=1)
         suffix = f" (did you mean {ENV_PREFIX}{hint[0]}?)" if hint else ""
@@ -149,6 +194,7 @@ def load_settings(**overrides: Any) -> Settings:
     problems = _unknown_env_settings(os.environ)
     if problems:
         raise SettingsError("; ".join(problems))
+    overrides.setdefault("acl_passwords", _acl_passwords(os.environ))
     try:
         return Settings(**overrides)
     except ValidationError as exc:

@@ -6,6 +6,7 @@ import logging
 import sys
 
 from streams.cli import (  # noqa: F401 - each module registers its commands
+    acl,
     bench,
     broker,
     demo,

@@ -12,6 +12,7 @@ idempotent effects). The clock is injected.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
@@ -24,6 +25,7 @@ from streams.ledger import LedgerError
 from streams.privacy.catchup import INPUT_ERRORS, handlers
 from streams.privacy.service import PrivacyService
 from streams.retention.service import STANDARD, RetentionService
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 SIGNALS = "retention.signals.v1"
@@ -43,6 +45,7 @@ def create_control_app(
     app = faust.App(
         APP_ID,
         broker=f"kafka://{settings.bootstrap}",
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         web_enabled=False,
         topic_allow_declare=False,
@@ -136,6 +139,23 @@ class _Record:
 
     def value(self) -> bytes:
         return self._value
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """The same SCRAM user (and CA) as every confluent-kafka client of this process."""
+    if not settings.kafka_username:
+        if settings.kafka_ssl_ca_location:
+            return ssl.create_default_context(cafile=str(settings.kafka_ssl_ca_location))
+        return None
+    context = None
+    if settings.kafka_ssl_ca_location:
+        context = ssl.create_default_context(cafile=str(settings.kafka_ssl_ca_location))
+    return faust.SASLCredentials(
+        username=settings.kafka_username,
+        password=settings.resolved_kafka_password().get_secret_value(),
+        mechanism="SCRAM-SHA-512",
+        ssl_context=context,
+    )
 
 
 def _guarded(

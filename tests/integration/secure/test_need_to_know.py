@@ -1,0 +1,110 @@
+"""The promises of issue #6, one role at a time, on the secured real broker."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+
+import pytest
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from pydantic import SecretStr
+from secureclients import read_outcomes
+
+from schemas.examples import example_events
+from streams.acl.apply import authenticates
+from streams.producer import CHANNELS, DeliveryError
+
+pytestmark = pytest.mark.integration
+TAGGED = ("contact.ores.v1", "contact.comnexio.v1", "contact.restricted.v1")
+
+
+def _event(channel: str) -> dict:  # type: ignore[type-arg]
+    event = copy.deepcopy(example_events(channel)[0])
+    event["envelope"]["event_id"] = str(uuid.uuid4())
+    return event
+
+
+def _group_offsets_allowed(admin: AdminClient, group: str) -> bool:
+    request = [ConsumerGroupTopicPartitions(group)]
+    try:
+        admin.list_consumer_group_offsets(request, request_timeout=10)[group].result()
+    except KafkaException as exc:
+        code = exc.args[0].code()
+    else:
+        return True
+    assert code == KafkaError.GROUP_AUTHORIZATION_FAILED, code
+    return False
+
+
+def _all_topics(root) -> list[str]:  # type: ignore[no-untyped-def]
+    return [root.topics.name(spec.name) for spec in root.topics.specs]
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_a_channel_producer_reads_nothing_and_writes_only_its_own_topic(  # type: ignore[no-untyped-def]
+    as_role, channel: str
+) -> None:
+    root = as_role(f"producer-{channel}")
+    outcomes = read_outcomes(root.settings.kafka_client_config(), _all_topics(root))
+    assert {topic for topic, got in outcomes.items() if got is not None} == set()
+
+    producer = root.producer()
+    producer.send(channel, _event(channel))
+    assert producer.flush().delivered == 1, "its own raw topic takes its events"
+    other = next(c for c in CHANNELS if c != channel)
+    producer.send(other, _event(other))
+    with pytest.raises(DeliveryError, match="TOPIC_AUTHORIZATION_FAILED"):
+        producer.flush()
+
+
+def test_coaching_tool_reads_comnexio_but_never_ores_nor_restricted(as_role) -> None:  # type: ignore[no-untyped-def]
+    root = as_role("coaching-tool")
+    names = {t: root.topics.name(t) for t in TAGGED}
+    outcomes = read_outcomes(root.settings.kafka_client_config(), names.values())
+    assert outcomes[names["contact.comnexio.v1"]] is not None
+    assert outcomes[names["contact.ores.v1"]] is None
+    assert outcomes[names["contact.restricted.v1"]] is None, "restricted subjects never reach it"
+
+
+def test_wrong_password_and_unknown_user_are_refused(secure, as_role) -> None:  # type: ignore[no-untyped-def]
+    settings = as_role("router").settings
+    right = secure.passwords["router"]
+    assert authenticates(settings, "router", right, timeout=10)
+    assert not authenticates(settings, "router", SecretStr("not-" + right.get_secret_value()), 10)
+    assert not authenticates(settings, "nobody-of-ours", right, timeout=10)
+
+    errors: list[KafkaError] = []
+    producer = Producer(
+        {**settings.kafka_client_config(), "sasl.username": "nobody-of-ours",
+         "message.timeout.ms": 1500, "error_cb": errors.append}
+    )  # fmt: skip
+    delivered: list[KafkaError | None] = []
+    producer.produce(as_role("router").topics.name("contact.ores.v1"), b"x",
+                     on_delivery=lambda err, _m: delivered.append(err))  # fmt: skip
+    producer.flush(10)
+    assert any(e.code() == KafkaError._AUTHENTICATION for e in errors)
+    assert delivered, "the delivery was reported"
+    assert delivered[0] is not None, "nothing is written without a valid login"
+
+
+def test_data_engineer_sees_metadata_and_dead_letters_never_payloads(as_role) -> None:  # type: ignore[no-untyped-def]
+    root = as_role("data-engineer")
+    config = root.settings.kafka_client_config()
+    every = _all_topics(root)
+    outcomes = read_outcomes(config, every)
+    readable = {topic for topic, got in outcomes.items() if got is not None}
+    assert readable == {root.topics.name("contact.deadletter.v1")}
+    for topic in TAGGED + tuple(f"contact.raw.{c}.v1" for c in CHANNELS):
+        assert outcomes[root.topics.name(topic)] is None, topic
+
+    admin = AdminClient(config)
+    described = admin.list_topics(timeout=10).topics
+    assert set(every) <= set(described), "it describes every topic (operations, lag)"
+    assert _group_offsets_allowed(admin, "contactflow-router"), "it may watch a group's lag"
+    coaching = AdminClient(as_role("coaching-tool").settings.kafka_client_config())
+    assert not _group_offsets_allowed(coaching, "contactflow-router")
+    create = admin.create_topics([NewTopic(root.topics.name("contact.ores.v1") + "x", 1, 1)],
+                                 validate_only=True)  # fmt: skip
+    with pytest.raises(Exception, match="AUTHORIZATION_FAILED"):
+        next(iter(create.values())).result()
