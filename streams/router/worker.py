@@ -129,6 +129,7 @@ class RouterWorker:
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
                 "max.poll.interval.ms": 300_000,
+                "session.timeout.ms": int(settings.router_session_timeout_s * 1000),
                 "fetch.max.bytes": 64 * 1024 * 1024,
             }
         )

@@ -190,6 +190,8 @@ class RouterFleet:
             "CONTACTFLOW_TOPIC_PREFIX": settings.topic_prefix,
             "CONTACTFLOW_DATA_DIR": str(settings.data_dir),
             "CONTACTFLOW_LOG_LEVEL": "INFO",
+            # a SIGKILLed router's partitions move after this (45 s by default)
+            "CONTACTFLOW_ROUTER_SESSION_TIMEOUT_S": "10",
             "PYTHONUNBUFFERED": "1",
         }
         if settings.database_url is not None:

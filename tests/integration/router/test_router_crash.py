@@ -38,9 +38,9 @@ pytestmark = pytest.mark.integration
 FLOW_PER_SECOND = 20.0
 FLOW_MAX_EVENTS = 12_000  # the flow runs until the last restarted router has committed
 KILLS = 3
-# A SIGKILLed consumer stays a member of the group until its session times out (45 s,
-# librdkafka's default); the restarted router is assigned partitions only then, and first
-# re-reads the dedup window of every assigned partition before routing.
+# A SIGKILLed consumer stays a member of the group until its session times out (10 s for
+# the test routers, 45 s by default); the restarted router is assigned partitions only
+# then, and first re-reads the dedup window of every assigned partition before routing.
 FAILOVER_TIMEOUT_S = 150.0
 
 
