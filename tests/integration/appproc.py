@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,12 +40,19 @@ def wait_for(condition: Callable[[], Any], what: str, log: Path, timeout: float 
 
 @contextmanager
 def privacy_app(container: Container, log: Path, **extra: str) -> Iterator[subprocess.Popen[bytes]]:
-    """`contactflow run privacy` until the block ends."""
-    env = {**os.environ, **app_env(container, **extra)}
+    """`contactflow run privacy` on the test's broker and topics until the block ends."""
+    with running_privacy_app(app_env(container, **extra), log) as process:
+        yield process
+
+
+@contextmanager
+def running_privacy_app(env: Mapping[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`contactflow run privacy` with `env` over this process's environment, its output
+    in `log`, until the block ends."""
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "streams.cli.__main__", "run", "privacy"],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env},
         )  # fmt: skip
         try:
             yield process

@@ -6,15 +6,13 @@ command; ORES reads its events as ciphertext; the data engineer reads dead lette
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from appproc import running_privacy_app
 from confluent_kafka import Producer
 from secureclients import read_outcomes
 from typer.testing import CliRunner
@@ -77,18 +75,9 @@ def test_every_worker_runs_as_its_own_role(secure, tmp_path: Path) -> None:  # t
     assert stats.events_in >= 2
 
     log = tmp_path / "privacy-app.log"
-    env = {**os.environ, **secure.env("privacy-app", shared),
-           "CONTACTFLOW_RETENTION_SWEEP_INTERVAL_S": "3600"}  # fmt: skip
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli.__main__", "run", "privacy"],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
-        try:
-            registered = _wait_registered(router, recording_id, log)
-        finally:
-            process.terminate()
-            process.wait(30)
+    env = {**secure.env("privacy-app", shared), "CONTACTFLOW_RETENTION_SWEEP_INTERVAL_S": "3600"}
+    with running_privacy_app(env, log):
+        registered = _wait_registered(router, recording_id, log)
     assert registered.state == "standard"
     assert not any(s in log.read_text() for s in secure.all_secrets())
 
