@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -45,6 +45,7 @@ from streams.ledger import (
 from streams.outbox import Message, Outbox
 from streams.privacy import execution
 from streams.privacy.config import PrivacyConfig
+from streams.privacy.instruments import PrivacyInstruments
 from streams.privacy.intake import Intake
 from streams.privacy.messages import command_message, controller_message
 from streams.privacy.resolution import resolve_step
@@ -81,26 +82,14 @@ class PrivacyService:
         self._registry: ConsumerRegistry = config.registry
         self._actor = actor
         self._retention = config.retention_service(container, actor)
-        telemetry = container.telemetry
-        self._tracer = telemetry.tracer("contactflow.privacy")
-        meter = telemetry.meter("contactflow.privacy")
-        self._transitions = meter.create_counter(
-            "contactflow.privacy.transitions", description="request state changes by event"
-        )
-        self._escalations = meter.create_counter(
-            "contactflow.privacy.escalations", description="overdue requests and consumers"
-        )
-        meter.create_observable_gauge(
-            "contactflow.privacy.requests", callbacks=[self._observe_requests],
-            description="requests by status: open, overdue (open past their deadline)",
-        )  # fmt: skip
+        self._instruments = PrivacyInstruments(container.telemetry, self._sessions)
 
     # -- intake --------------------------------------------------------------------------
 
     def submit(self, intake: Intake, now: datetime) -> PrivacyRequest:
         """Store a new request (or return the stored one with that id) and move it on."""
         request_id, intake = intake.with_id()
-        with self._span("privacy.intake", request_id, intake.request_type):
+        with self._instruments.span("privacy.intake", request_id, intake.request_type):
             step = privacy.submit(
                 request_id, intake.request_type, intake.received_at, intake.submitted_by, now,
                 verified_by=intake.verified_by, purpose=intake.purpose,
@@ -123,18 +112,18 @@ class PrivacyService:
         return self.submit(from_message(record), now)
 
     def verify(self, request_id: str, by: str, now: datetime) -> PrivacyRequest:
-        with self._span("privacy.intake", request_id), self._unit() as unit:
+        with self._instruments.span("privacy.intake", request_id), self._unit() as unit:
             request = self._get(unit, request_id)
             self._apply(unit, privacy.verify(request, by, now), now)
         return self.advance(request_id, now)
 
     def reject(self, request_id: str, reason: str, by: str, now: datetime) -> PrivacyRequest:
-        with self._span("privacy.intake", request_id), self._unit() as unit:
+        with self._instruments.span("privacy.intake", request_id), self._unit() as unit:
             request = self._get(unit, request_id)
             return self._apply(unit, privacy.reject_unverified(request, reason, by, now), now)
 
     def extend(self, request_id: str, months: int, reason: str, now: datetime) -> PrivacyRequest:
-        with self._span("privacy.deadlines", request_id), self._unit() as unit:
+        with self._instruments.span("privacy.deadlines", request_id), self._unit() as unit:
             request = self._get(unit, request_id)
             step = privacy.extend(request, months, reason, now)
             return self._apply(unit, step, now, {"reason": reason})
@@ -144,7 +133,7 @@ class PrivacyService:
     def instruct(
         self, request_id: str, decision: str, reason: str | None, by: str, now: datetime
     ) -> PrivacyRequest:
-        with self._span("privacy.instruction", request_id), self._unit() as unit:
+        with self._instruments.span("privacy.instruction", request_id), self._unit() as unit:
             request = self._get(unit, request_id)
             step = privacy.instruct(request, decision, reason, by, now)
             extra = {} if reason is None else {"reason": reason}
@@ -161,7 +150,7 @@ class PrivacyService:
     def acknowledge(
         self, command_id: str, outcome: str, reason: str | None, now: datetime
     ) -> PrivacyRequest:
-        with self._span("privacy.ack", None) as span, self._unit() as unit:
+        with self._instruments.span("privacy.ack", None) as span, self._unit() as unit:
             before = unit.requests.get_command(command_id)
             if before is None:
                 raise UnknownCommandError(command_id)
@@ -205,7 +194,7 @@ class PrivacyService:
         """Re-send unanswered commands, escalate silent or failed consumers and overdue
         requests (once each): an audit event on privacy.audit.v1 and a metric."""
         result = TickResult()
-        with self._span("privacy.deadlines", None), self._unit() as unit:
+        with self._instruments.span("privacy.deadlines", None), self._unit() as unit:
             attention = unit.requests.commands_needing_attention(now)
             for command in commands_to_resend(attention, self._registry, now):
                 again = resend(command, self._registry, now)
@@ -217,12 +206,16 @@ class PrivacyService:
                 marked = escalate_command(command, now)
                 unit.requests.update_command(command, marked, "command_escalated", self._actor, now)
                 self._audit_command(unit, marked, "escalation.consumer", now)
-                self._escalations.add(1, {"kind": "consumer", "consumer": command.consumer})
+                self._instruments.escalations.add(
+                    1, {"kind": "consumer", "consumer": command.consumer}
+                )
                 result.escalated_commands += 1
             for request in unit.requests.overdue(now):
                 if request.escalated_at is None:
                     self._apply(unit, privacy.escalate(request, now), now)
-                    self._escalations.add(1, {"kind": "request", "type": request.request_type})
+                    self._instruments.escalations.add(
+                        1, {"kind": "request", "type": request.request_type}
+                    )
                     result.escalated_requests += 1
         return result
 
@@ -289,18 +282,8 @@ class PrivacyService:
                     "consumers_version": self._registry.version}  # fmt: skip
         self._apply(unit, resolve_step(unit.session, request, now, versions), now)
 
-    def _observe_requests(self, _options: Any) -> Iterator[Any]:
-        from opentelemetry.metrics import Observation
-
-        now = datetime.now(UTC)
-        with self._sessions() as session:
-            requests = PrivacyRequests(session)
-            open_count, overdue = len(requests.open_requests()), len(requests.overdue(now))
-        yield Observation(open_count, {"status": "open"})
-        yield Observation(overdue, {"status": "overdue"})
-
     def _execute(self, unit: _Unit, request: PrivacyRequest, now: datetime) -> PrivacyRequest:
-        with self._span("privacy.execute", request.request_id, request.request_type):
+        with self._instruments.span("privacy.execute", request.request_id, request.request_type):
             return self._execute_allowed(unit, request, now)
 
     def _execute_allowed(
@@ -375,7 +358,9 @@ class PrivacyService:
         message = self._outbox.audit(unit.session, self._actor, action, now,
                                      request_id=request.request_id, details=details)  # fmt: skip
         unit.messages.append(message)
-        self._transitions.add(1, {"type": request.request_type.value, "event": step.event})
+        self._instruments.transitions.add(
+            1, {"type": request.request_type.value, "event": step.event}
+        )
 
     def _audit_command(
         self, unit: _Unit, command: ConsumerCommand, action: str, now: datetime
@@ -402,14 +387,3 @@ class PrivacyService:
             unit = _Unit(session, PrivacyRequests(session))
             yield unit
             self._outbox.send(unit.messages, "privacy")
-
-    @contextmanager
-    def _span(
-        self, name: str, request_id: str | None, request_type: str | None = None
-    ) -> Iterator[Any]:
-        with self._tracer.start_as_current_span(name) as span:
-            if request_id is not None:
-                span.set_attribute("contactflow.request_id", request_id)
-            if request_type is not None:
-                span.set_attribute("contactflow.request_type", str(request_type))
-            yield span
