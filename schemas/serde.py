@@ -16,7 +16,7 @@ handles that value, so results, bytes and errors are fastavro's in every case.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from io import BytesIO
 from itertools import count
 from typing import Any, Final
@@ -34,6 +34,7 @@ from schemas.errors import (
     UnknownContract,
     UnknownFingerprint,
 )
+from schemas.varint import EPOCH, millis_since_epoch, read_varint_tail, zigzag_varint
 
 __all__ = [
     "HEADER_SIZE",
@@ -227,7 +228,6 @@ class _Declined(Exception):
 # What a generated codec raises on a value it declines (truncated data, bad UTF-8, a
 # missing field, a wrong type, an unknown symbol, an out-of-range number).
 _DECLINED: Final = (_Declined, LookupError, TypeError, AttributeError, ValueError, OverflowError)
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _PRIMITIVES: Final = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes",
                                 "string"})  # fmt: skip
 _MAX_BRANCHES: Final = 64  # union indexes and enum symbols that fit one varint byte
@@ -235,35 +235,11 @@ _MAX_BRANCHES: Final = 64  # union indexes and enum symbols that fit one varint 
 
 def _long_tail(data: bytes, position: int, first: int) -> tuple[int, int]:
     """(value, next position) of a zigzag varint whose first byte `first` had more to come."""
-    value = first & 0x7F
-    shift = 7
-    while True:
-        byte = data[position]
-        position += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            break
-        shift += 7
-        if shift > 63:
-            raise _Declined
-    if value >> 64:
-        raise _Declined
+    value, position = read_varint_tail(data, position, first)
     return (value >> 1) ^ -(value & 1), position
 
 
-def _varint(number: int) -> bytes:
-    """The Avro varint of a signed 64-bit `number`."""
-    if not -(1 << 63) <= number < (1 << 63):
-        raise _Declined
-    value = (number << 1) ^ (number >> 63)
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
+_varint: Final = zigzag_varint
 _SMALL_VARINTS: Final = tuple(_varint(n) for n in range(8192))  # lengths: two bytes at most
 
 
@@ -282,10 +258,7 @@ def _timestamp_millis(value: datetime) -> bytes:
     encoded = _MILLIS.get(value)
     if encoded is not None:
         return encoded
-    if not isinstance(value, datetime) or value.tzinfo is None:
-        raise _Declined
-    delta = value - _EPOCH
-    encoded = _varint((delta.days * 86400 + delta.seconds) * 1000 + int(delta.microseconds / 1000))
+    encoded = _varint(millis_since_epoch(value))
     if len(_MILLIS) >= _MILLIS_CACHED:  # events of a batch share instants; keep it small
         _MILLIS.clear()
     _MILLIS[value] = encoded
@@ -552,7 +525,7 @@ def _compile_decoder(schema: Any, named: Mapping[str, Any]) -> _Decoder | None:
     except _Declined:
         return None
     generator.emit(1, "return record, p")
-    builtins = {"Declined": _Declined, "long_tail": _long_tail, "EPOCH": _EPOCH,
+    builtins = {"Declined": _Declined, "long_tail": _long_tail, "EPOCH": EPOCH,
                 "timedelta": timedelta}  # fmt: skip
     decoder: _Decoder = generator.function("decode", "b, p", builtins)
     return decoder

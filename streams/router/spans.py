@@ -20,6 +20,7 @@ from itertools import count
 from typing import Any, Final
 
 from schemas.catalog import Contract
+from schemas.varint import VarintError, read_varint_tail
 
 Spans = list[tuple[int, int, int, str]]  # (start of the length, of the bytes, end, PII path)
 _Walker = Callable[[bytes, int], tuple[Spans, int]]
@@ -33,23 +34,11 @@ class _Unsure(Exception):
 
 
 def _varint(data: bytes, position: int, first: int) -> tuple[int, int]:
-    """(unsigned value, next position) of a varint whose first byte `first` continued."""
-    value = first & 0x7F
-    shift = 7
-    while True:
-        byte = data[position]
-        position += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            if byte == 0:  # a trailing zero group: not the minimal encoding
-                raise _Unsure
-            break
-        shift += 7
-        if shift > 63:
-            raise _Unsure
-    if value >> 64:
-        raise _Unsure
-    return value, position
+    """(unsigned value, next position) of a minimal varint whose first byte `first` continued."""
+    try:
+        return read_varint_tail(data, position, first, canonical=True)
+    except VarintError:
+        raise _Unsure from None
 
 
 class SpanFinder:

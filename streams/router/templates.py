@@ -28,22 +28,15 @@ from processors.policy import hold_signal_of as policy_hold_signal
 from processors.routing import RecordingRef, retain_until
 from schemas.catalog import SchemaCatalog
 from schemas.serde import AvroSerde
+from schemas.varint import millis_since_epoch, zigzag_varint
 
 Parts = tuple[bytes, ...]
 _MAX_DECISIONS: Final = 10_000
 _ATTEMPTS: Final = 3
 
 
-def avro_varint(number: int) -> bytes:
-    """The Avro (zigzag) varint of `number`, as a string's or bytes' length is written."""
-    value = (number << 1) ^ (number >> 63)
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
+avro_varint: Final = zigzag_varint
+"""The Avro varint of `number`, as a string's or bytes' length is written."""
 
 _LENGTHS: Final = tuple(avro_varint(n) for n in range(16_384))
 
@@ -271,17 +264,13 @@ def _tagged_record(
 
 def timestamp_millis(value: datetime) -> bytes:
     """How Avro (fastavro, AvroSerde) writes an aware datetime as timestamp-millis."""
-    if value.tzinfo is None:
-        raise ValueError("timestamp-millis needs an aware datetime")
-    delta = value - _EPOCH
-    return avro_varint((delta.days * 86400 + delta.seconds) * 1000 + int(delta.microseconds / 1000))
+    return zigzag_varint(millis_since_epoch(value))
 
 
 def _marker(name: str) -> str:
     return f"\x00{name}-{secrets.token_hex(16)}\x00"
 
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _SOME_TIME: Final = datetime(2001, 2, 3, 4, 5, 6, 789000, tzinfo=UTC)
 
 
