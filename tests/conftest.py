@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
+from streams.ledger import create_ledger_engine, session_factory, upgrade
 from streams.settings import ENV_PREFIX, TEST_ENV_PREFIX
 
 
@@ -18,6 +23,40 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
         if key.upper().startswith(ENV_PREFIX) and not key.upper().startswith(TEST_ENV_PREFIX):
             monkeypatch.delenv(key)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+
+
+@pytest.fixture
+def engine(ledger_url: str) -> Iterator[Engine]:
+    """A ledger migrated to head at `ledger_url` (each suite says which backends)."""
+    upgrade(ledger_url)
+    engine = create_ledger_engine(ledger_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return session_factory(engine)
+
+
+@pytest.fixture
+def digest() -> Callable[[str], str]:
+    """Fake identifier digests: hashes of labels, never of real identifiers."""
+
+    def make(label: str) -> str:
+        return hashlib.sha256(f"test-identifier:{label}".encode()).hexdigest()
+
+    return make
+
+
+@pytest.fixture
+def pseudonym_for() -> Callable[[str], str]:
+    """Stand-in for the keyed pseudonym function of processors/."""
+
+    def make(digest: str) -> str:
+        return "s-" + hashlib.sha256(f"test-pseudonym:{digest}".encode()).hexdigest()[:32]
+
+    return make
 
 
 def _skipped(config: pytest.Config) -> list[pytest.TestReport]:

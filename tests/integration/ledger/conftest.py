@@ -9,17 +9,13 @@ the URL's search_path. PostgreSQL sessions use a non-UTC time zone on purpose.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, make_url, text
-from sqlalchemy.orm import Session, sessionmaker
-
-from streams.ledger import create_ledger_engine, session_factory, upgrade
+from sqlalchemy import create_engine, make_url, text
 
 POSTGRES_URL_ENV = "CONTACTFLOW_TEST_POSTGRES_URL"
 SESSION_TIME_ZONE = "Europe/Brussels"
@@ -65,37 +61,3 @@ def _private_schema(base_url: str) -> Iterator[str]:
 @pytest.fixture
 def backend(ledger_url: str) -> str:
     return make_url(ledger_url).get_backend_name()
-
-
-@pytest.fixture
-def engine(ledger_url: str) -> Iterator[Engine]:
-    """A ledger migrated to head."""
-    upgrade(ledger_url)
-    engine = create_ledger_engine(ledger_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return session_factory(engine)
-
-
-@pytest.fixture
-def digest() -> Callable[[str], str]:
-    """Fake identifier digests: hashes of labels, never of real identifiers."""
-
-    def make(label: str) -> str:
-        return hashlib.sha256(f"test-identifier:{label}".encode()).hexdigest()
-
-    return make
-
-
-@pytest.fixture
-def pseudonym_for() -> Callable[[str], str]:
-    """Stand-in for the keyed pseudonym function of processors/."""
-
-    def make(digest: str) -> str:
-        return "s-" + hashlib.sha256(f"test-pseudonym:{digest}".encode()).hexdigest()[:32]
-
-    return make
