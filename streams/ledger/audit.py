@@ -94,24 +94,11 @@ class AuditLog:
             session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_APPEND_LOCK})
         head = session.scalar(select(AuditEntry.entry_hash).order_by(AuditEntry.id.desc()).limit(1))
         prev_hash = head if head is not None else GENESIS_HASH
-        row = AuditEntry(
-            at=now,
-            actor=actor,
-            action=action,
-            request_id=request_id,
-            subject_pseudonym=subject,
-            details=normalised,
-            prev_hash=prev_hash,
-            entry_hash=entry_hash(
-                at=now,
-                actor=actor,
-                action=action,
-                request_id=request_id,
-                subject_pseudonym=subject,
-                details=normalised,
-                prev_hash=prev_hash,
-            ),
-        )
+        content: dict[str, Any] = {
+            "at": now, "actor": actor, "action": action, "request_id": request_id,
+            "subject_pseudonym": subject, "details": normalised, "prev_hash": prev_hash,
+        }  # fmt: skip
+        row = AuditEntry(**content, entry_hash=entry_hash(**content))
         session.add(row)
         session.flush()
         return _record(row)
