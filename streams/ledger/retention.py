@@ -57,6 +57,7 @@ from streams.ledger.records import (
     require_valid_hold,
     require_valid_recording,
 )
+from streams.ledger.subjects import subject_family
 
 DUE_WINDOW = timedelta(days=7)
 """How far ahead `report` counts recordings as due soon."""
@@ -111,7 +112,7 @@ class RetentionLedger:
         elif scope == HoldScope.CONTACT:
             where = Recording.contact_id == target
         else:
-            where = Recording.subject_pseudonym.in_(self._same_subject(target))
+            where = Recording.subject_pseudonym.in_(subject_family(self._session, [target]))
         query = select(Recording).where(where)
         if not include_expired:
             query = query.where(Recording.state != EXPIRED)
@@ -327,15 +328,6 @@ class RetentionLedger:
         keys = (recording.recording_id, recording.contact_id, recording.subject_pseudonym)
         query = select(Hold).where(_active_hold_covers(*keys)).order_by(*_HOLD_ORDER)
         return list(self._session.scalars(query))
-
-    def _same_subject(self, pseudonym: str) -> set[str]:
-        """`pseudonym`, the subject it now resolves to, and every alias of that subject."""
-        alias = self._session.get(SubjectAlias, pseudonym)
-        canonical = pseudonym if alias is None else alias.canonical_pseudonym
-        query = select(SubjectAlias.alias_pseudonym).where(
-            SubjectAlias.canonical_pseudonym == canonical
-        )
-        return {pseudonym, canonical, *self._session.scalars(query)}
 
     def _log(
         self,

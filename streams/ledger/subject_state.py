@@ -18,12 +18,11 @@ from sqlalchemy.orm import Session
 from processors.routing import NO_RESTRICTIONS, SubjectStatus
 from streams.ledger.columns import require_aware
 from streams.ledger.models import (
-    SubjectAlias,
     SubjectFootprint,
     SubjectIdentifier,
     SubjectPrivacyState,
 )
-from streams.ledger.subjects import canonical_pseudonym
+from streams.ledger.subjects import subject_family
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,19 +37,9 @@ class SubjectStates:
     def __init__(self, session: Session) -> None:
         self._session = session
 
-    def family(self, pseudonym: str) -> set[str]:
-        """The subject's canonical pseudonym and every alias merged into it."""
-        canonical = canonical_pseudonym(self._session, pseudonym) or pseudonym
-        aliases = self._session.scalars(
-            select(SubjectAlias.alias_pseudonym).where(
-                SubjectAlias.canonical_pseudonym == canonical
-            )
-        )
-        return {canonical, *aliases}
-
     def footprints(self, pseudonyms: Collection[str]) -> list[Footprint]:
         """Where these subjects (and their aliases) have data, by controller and channel."""
-        family = set().union(*(self.family(p) for p in pseudonyms)) if pseudonyms else set()
+        family = subject_family(self._session, pseudonyms)
         query = select(SubjectFootprint).where(SubjectFootprint.subject_pseudonym.in_(family))
         query = query.order_by(SubjectFootprint.controller, SubjectFootprint.channel)
         return [
@@ -60,7 +49,7 @@ class SubjectStates:
 
     def forget_footprints(self, pseudonyms: Collection[str], controllers: Collection[str]) -> int:
         """Delete the footprints of erased data; returns how many rows went."""
-        family = set().union(*(self.family(p) for p in pseudonyms)) if pseudonyms else set()
+        family = subject_family(self._session, pseudonyms)
         result = self._session.execute(
             delete(SubjectFootprint).where(
                 SubjectFootprint.subject_pseudonym.in_(family),
@@ -72,7 +61,7 @@ class SubjectStates:
     def forget_identifiers(self, pseudonyms: Collection[str]) -> int:
         """Delete the identifier digests of erased subjects (the subject row stays as a
         tombstone): a person who comes back is then a new subject. Returns how many."""
-        family = set().union(*(self.family(p) for p in pseudonyms)) if pseudonyms else set()
+        family = subject_family(self._session, pseudonyms)
         result = self._session.execute(
             delete(SubjectIdentifier).where(SubjectIdentifier.subject_pseudonym.in_(family))
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -182,6 +182,22 @@ def canonical_pseudonym(session: Session, pseudonym: str) -> str | None:
         return pseudonym
     alias = session.get(SubjectAlias, pseudonym)
     return None if alias is None else alias.canonical_pseudonym
+
+
+def subject_family(session: Session, pseudonyms: Iterable[str]) -> set[str]:
+    """Each pseudonym, the subject it names now, and every alias merged into that subject:
+    every pseudonym under which the same person's data may be stored."""
+    family: set[str] = set()
+    for pseudonym in pseudonyms:
+        alias = session.get(SubjectAlias, pseudonym)
+        canonical = pseudonym if alias is None else alias.canonical_pseudonym
+        merged = session.scalars(
+            select(SubjectAlias.alias_pseudonym).where(
+                SubjectAlias.canonical_pseudonym == canonical
+            )
+        )
+        family |= {pseudonym, canonical, *merged}
+    return family
 
 
 def validated_digests(digests: Sequence[DigestPair]) -> dict[str, str]:

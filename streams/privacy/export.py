@@ -19,7 +19,7 @@ from processors.privacy import PrivacyRequest
 from streams.bootstrap import Container
 from streams.keys import load_keys
 from streams.ledger import RetentionLedger, session_factory
-from streams.ledger.subject_state import SubjectStates
+from streams.ledger.subjects import subject_family
 from streams.plaintext import open_event, vault_lookup
 from streams.readback import read_all
 
@@ -39,7 +39,7 @@ def export_subject_data(
     config = container.settings.kafka_client_config()
     records: list[dict[str, Any]] = []
     with session_factory(container.ledger_engine)() as session:
-        family = set().union(*(SubjectStates(session).family(s) for s in request.subjects))
+        family = subject_family(session, request.subjects)
         wanted = {s.encode() for s in family}
         keys = vault_lookup(session)
         for logical in TAGGED_TOPICS:
