@@ -20,6 +20,7 @@ def run_erasure(root: Container, say: Callable[[str], None]) -> dict[str, Any]:
     from streams.privacy.config import load_privacy_config
     from streams.privacy.evidence import request_report
     from streams.privacy.intake import Intake, identifiers
+    from streams.privacy.messages import send_ores_instruction
     from streams.privacy.service import PrivacyService
 
     config = load_privacy_config(root)
@@ -33,10 +34,7 @@ def run_erasure(root: Container, say: Callable[[str], None]) -> dict[str, Any]:
             f"(identity proven): {request.state}, {len(request.subjects)} subject(s), "
             f"data of {', '.join(sorted(request.controllers))}")  # fmt: skip
         outbox = Outbox(root.settings.kafka_client_config(), root.topics, root.schemas)
-        value = {"request_id": request.request_id, "decision": "execute", "reason": None,
-                 "decided_at": now, "controller": "ORES"}  # fmt: skip
-        outbox.send([("privacy.instructions.v1", request.request_id.encode(),
-                      outbox.encode("ControllerInstruction", value))], "instruction")  # fmt: skip
+        send_ores_instruction(outbox, request.request_id, "execute", None, now)
         apply_privacy_topics(root, service, datetime.now(UTC))
         say(f"privacy: ORES instructed execute; {service.get(request.request_id).state}")
         answered: list[str] = []

@@ -119,13 +119,11 @@ def instruct(
 ) -> None:
     """Stand in for ORES's system: publish its instruction on privacy.instructions.v1."""
     from streams.outbox import Outbox
+    from streams.privacy.messages import send_ores_instruction
 
     root = container()
     outbox = Outbox(root.settings.kafka_client_config(), root.topics, root.schemas)
-    value = {"request_id": request_id, "decision": decision.value, "reason": reason,
-             "decided_at": datetime.now(UTC), "controller": "ORES"}  # fmt: skip
-    encoded = outbox.encode("ControllerInstruction", value)
-    outbox.send([("privacy.instructions.v1", request_id.encode(), encoded)], "instruction")
+    send_ores_instruction(outbox, request_id, decision.value, reason, datetime.now(UTC))
     console.print(f"instruction {decision.value} for {request_id} sent on privacy.instructions.v1")
 
 

@@ -18,6 +18,7 @@ from streams.ledger import PrivacyRequests, RetentionLedger
 from streams.outbox import Message, Outbox
 
 CONTROLLER_ORES = "privacy.controller.ores.v1"
+INSTRUCTIONS = "privacy.instructions.v1"
 ERASURE, RESTRICTION = "privacy.erasure.v1", "privacy.restriction.v1"
 
 
@@ -58,3 +59,14 @@ def controller_message(outbox: Outbox, request: PrivacyRequest, now: datetime) -
     }  # fmt: skip
     encoded = outbox.encode("ControllerRequest", value)
     return CONTROLLER_ORES, request.request_id.encode(), encoded
+
+
+def send_ores_instruction(
+    outbox: Outbox, request_id: str, decision: str, reason: str | None, now: datetime
+) -> None:
+    """ORES's instruction on privacy.instructions.v1, as its system would send it (the CLI
+    and the demo stand in for that system)."""
+    value = {"request_id": request_id, "decision": decision, "reason": reason,
+             "decided_at": now, "controller": "ORES"}  # fmt: skip
+    encoded = outbox.encode("ControllerInstruction", value)
+    outbox.send([(INSTRUCTIONS, request_id.encode(), encoded)], "instruction")
