@@ -9,7 +9,6 @@ never be replayed as a pseudonym.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 from processors.identity import Identifier
@@ -37,7 +36,7 @@ class Pseudonymiser:
     def identifier_digest(self, identifier: Identifier) -> str:
         """Hex digest of `kind:value`; equal identifiers give equal digests."""
         message = f"id\x1f{identifier.kind.value}\x1f{identifier.value}".encode()
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+        return hmac.digest(self._key, message, "sha256").hex()
 
     def subject_pseudonym(self, first_digest: str, generation: int = 1) -> str:
         """The pseudonym of a subject first seen with the identifier of `first_digest`.
@@ -47,4 +46,4 @@ class Pseudonymiser:
         """
         suffix = "" if generation == 1 else f"\x1f{generation}"
         message = f"subject\x1f{first_digest}{suffix}".encode()
-        return "s-" + hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
+        return "s-" + hmac.digest(self._key, message, "sha256").hex()[:32]

@@ -38,6 +38,11 @@ def read_varint_tail(
     before `position`) said more bytes follow. IndexError when the data ends first;
     VarintError past 64 bits, or with `canonical` a trailing zero group (not minimal)."""
     value = first & 0x7F
+    byte = data[position]
+    if not byte & 0x80:  # two bytes in all: most lengths and small numbers
+        if canonical and byte == 0:
+            raise VarintError("not the minimal encoding")
+        return value | (byte << 7), position + 1
     shift = 7
     while True:
         byte = data[position]

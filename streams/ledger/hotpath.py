@@ -12,14 +12,13 @@ validate them.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from streams.ledger.columns import require_aware
@@ -31,7 +30,11 @@ from streams.ledger.models import (
     SubjectIdentifier,
     SubjectKey,
 )
-from streams.ledger.records import IdentifierKind, require_hex, require_pseudonym
+from streams.ledger.records import (
+    IdentifierKind,
+    require_all_hex,
+    require_all_pseudonyms,
+)
 from streams.ledger.subjects import validated_digests
 
 _CHUNK = 500
@@ -105,18 +108,16 @@ def _select_in(
 
 def add_subjects(
     session: Session,
-    subjects: Iterable[str],
+    subjects: Collection[str],
     identifiers: Sequence[tuple[str, str, str]],
     now: datetime,
 ) -> None:
     """Insert new subjects, then (digest, kind, subject) identifier rows."""
     now = require_aware(now)
-    subject_rows = [(require_pseudonym(s),) for s in subjects]
-    identifier_rows = [
-        (require_hex(digest, "identifier digest"), _kind(kind), subject)
-        for digest, kind, subject in identifiers
-    ]
-    _insert(session, _SUBJECTS, ("subject_pseudonym",), subject_rows,
+    require_all_pseudonyms(subjects)
+    require_all_hex((digest for digest, _, _ in identifiers), "identifier digest")
+    identifier_rows = [(digest, _kind(kind), subject) for digest, kind, subject in identifiers]
+    _insert(session, _SUBJECTS, ("subject_pseudonym",), [(s,) for s in subjects],
             {"created_at": now, "erased_at": None})  # fmt: skip
     _insert(session, _IDENTIFIERS, ("identifier_digest", "identifier_kind", "subject_pseudonym"),
             identifier_rows, {"first_seen_at": now, "last_seen_at": now})  # fmt: skip
@@ -127,17 +128,10 @@ def add_footprints(
 ) -> None:
     """Record (subject, controller, channel) rows not recorded yet; existing ones stay."""
     now = require_aware(now)
-    rows = [{"subject_pseudonym": require_pseudonym(subject), "controller": controller,
-             "channel": channel, "first_seen_at": now}
-            for subject, controller, channel in sorted(footprints)]  # fmt: skip
-    if not rows:
-        return
-    if session.connection().dialect.name == "postgresql":
-        statement: Any = postgresql_insert(_FOOTPRINTS).on_conflict_do_nothing()
-    else:
-        statement = sqlite_insert(_FOOTPRINTS).on_conflict_do_nothing()
-    for chunk in _chunks(rows):
-        session.execute(statement, chunk)
+    rows = sorted(footprints)
+    require_all_pseudonyms(subject for subject, _, _ in rows)
+    _insert(session, _FOOTPRINTS, ("subject_pseudonym", "controller", "channel"), rows,
+            {"first_seen_at": now}, keep_existing=True)  # fmt: skip
 
 
 def live_keys(session: Session, subjects: Collection[str]) -> dict[str, tuple[str, bytes]]:
@@ -183,8 +177,11 @@ def _insert(
     columns: tuple[str, ...],
     rows: Sequence[tuple[object, ...]],
     constants: dict[str, object],
+    *,
+    keep_existing: bool = False,
 ) -> None:
-    """INSERT `rows` (values of `columns`), every row with the same `constants`.
+    """INSERT `rows` (values of `columns`), every row with the same `constants`;
+    `keep_existing`: a row whose key exists already is skipped, not an error.
 
     On SQLite the constants are converted by their column types once and the rows go to
     the driver's executemany as they are: most of a batch's ledger time was SQLAlchemy
@@ -195,20 +192,26 @@ def _insert(
     connection = session.connection()
     dialect = connection.dialect
     if dialect.name != "sqlite":
-        session.execute(
-            insert(table), [{**dict(zip(columns, row, strict=True)), **constants} for row in rows]
-        )
+        statement: Any = insert(table)
+        if keep_existing and dialect.name == "postgresql":
+            statement = postgresql_insert(table).on_conflict_do_nothing()
+        for chunk in _chunks(rows):
+            session.execute(
+                statement,
+                [{**dict(zip(columns, row, strict=True)), **constants} for row in chunk],
+            )
         return
     names = (*columns, *constants)
     bound = []
     for name, value in constants.items():
         processor = table.c[name].type._cached_bind_processor(dialect)
         bound.append(value if processor is None or value is None else processor(value))
-    statement = "INSERT INTO {} ({}) VALUES ({})".format(  # noqa: S608 - names from the model
-        table.name, ", ".join(names), ", ".join("?" * len(names))
+    verb = "INSERT OR IGNORE" if keep_existing else "INSERT"
+    statement_text = "{} INTO {} ({}) VALUES ({})".format(  # names: the model's
+        verb, table.name, ", ".join(names), ", ".join("?" * len(names))
     )
     tail = tuple(bound)
-    connection.exec_driver_sql(statement, [(*row, *tail) for row in rows])
+    connection.exec_driver_sql(statement_text, [(*row, *tail) for row in rows])
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -26,6 +26,9 @@ _E = TypeVar("_E", bound=StrEnum)
 _D = TypeVar("_D")
 _HEX = re.compile(r"[0-9a-f]{32,128}")
 _PSEUDONYM = re.compile(r"(?:[a-z]{1,8}-)?[0-9a-f]{32,120}")
+# The same forms, one a line: a batch of thousands is checked by one regex pass.
+_HEX_LINES = re.compile(r"(?:[0-9a-f]{32,128}\n)*")
+_PSEUDONYM_LINES = re.compile(r"(?:(?:[a-z]{1,8}-)?[0-9a-f]{32,120}\n)*")
 
 
 def require_hex(value: str, what: str) -> str:
@@ -47,6 +50,29 @@ def require_pseudonym(value: str) -> str:
             "pseudonym must be lowercase hex (32-120 chars), optionally prefixed like 's-'"
         )
     return value
+
+
+def require_all_hex(values: Iterable[str], what: str) -> None:
+    """`require_hex` for many values at once (the router's batches)."""
+    if not _all_match(_HEX_LINES, values):
+        raise InvalidIdentifierError(f"{what} must be lowercase hex of 32-128 characters")
+
+
+def require_all_pseudonyms(values: Iterable[str]) -> None:
+    """`require_pseudonym` for many values at once (the router's batches)."""
+    if not _all_match(_PSEUDONYM_LINES, values):
+        require_pseudonym("")  # raises with the one message
+
+
+def _all_match(lines: re.Pattern[str], values: Iterable[str]) -> bool:
+    items = list(values)
+    try:
+        joined = "\n".join(items)
+    except TypeError:  # a value that is not a string
+        return False
+    if joined.count("\n") != len(items) - 1:  # a value holding a line break of its own
+        return not items
+    return not items or lines.fullmatch(joined + "\n") is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,12 +101,12 @@ class _Rules(NamedTuple):
     bounds: dict[str, list[tuple[str, int | float | None, int | float | None]]]
 
 
-def seal(decoded: Decoded, encrypt: Callable[[str, str], str]) -> bytes:
-    """The event's bytes with each PII value replaced by `encrypt(value, path)`."""
+def seal(decoded: Decoded, encrypt: Callable[[Sequence[tuple[str, str]]], list[bytes]]) -> bytes:
+    """The event's bytes with its PII values replaced by `encrypt(pii)`: one token (bytes)
+    per (path, value), in order (`FieldCipher.encrypt_fields`)."""
     if not decoded.pii:
         return decoded.chunks[0]
-    tokens = [encrypt(value, path).encode() for path, value in decoded.pii]
-    return fill(decoded.chunks, tokens)
+    return fill(decoded.chunks, encrypt(decoded.pii))
 
 
 class EventDecoder:

@@ -1,7 +1,8 @@
 """Subjects and their data keys for the hot path: in-memory caches over the ledger.
 
-One ledger transaction per batch at most, and none when every identifier and key of the
-batch is already cached (repeat callers). Pseudonyms are deterministic (derived from the
+One ledger transaction per batch at most (`batch`: subjects, keys and footprints commit
+together, one fsync), and none when every identifier, key and footprint of the batch is
+already cached (repeat callers). Pseudonyms are deterministic (derived from the
 first digest of a subject), and the ledger transaction commits before the Kafka
 transaction, so a batch replayed after a crash finds the same subjects and keys.
 """
@@ -11,13 +12,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from processors.crypto import FieldCipher, new_data_key, unwrap_key, wrap_key
+from processors.crypto import FieldCipher, KeyWrapper, new_data_key
 from processors.identity import Identifier
 from processors.pseudonym import Pseudonymiser
 from streams.ledger import SubjectErasedError, SubjectIndex
@@ -51,11 +53,13 @@ class SubjectDirectory:
     ) -> None:
         self._sessions = sessions
         self._pseudonymiser = pseudonymiser
-        self._master_key = master_key
+        self._wrapper = KeyWrapper(master_key)
         self._subject_of: dict[str, str] = {}
         self._ciphers: dict[str, FieldCipher] = {}
         self._survivor: dict[str, str] = {}
         self._footprints: set[tuple[str, str, str]] = set()
+        self._in_batch = False
+        self._open: Session | None = None  # the batch's transaction, once something needs it
         self.ledger_round_trips = 0
 
     @property
@@ -64,6 +68,41 @@ class SubjectDirectory:
 
     def digests(self, identifiers: Sequence[Identifier]) -> Digests:
         return tuple((i.kind.value, self._pseudonymiser.identifier_digest(i)) for i in identifiers)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run a batch's ledger work in one transaction, committed when the block ends
+        (before the worker's Kafka commit); opened only if the caches miss something."""
+        if self._in_batch:
+            raise RuntimeError("a batch's ledger transaction is already open")
+        self._in_batch = True
+        try:
+            yield
+            if self._open is not None:
+                self._open.commit()
+        except BaseException:
+            if self._open is not None:
+                self._open.rollback()
+            raise
+        finally:
+            if self._open is not None:
+                self._open.close()
+            self._open, self._in_batch = None, False
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        """A transaction of its own, or a savepoint in the batch's (undone on error)."""
+        if not self._in_batch:
+            with self._sessions.begin() as session:
+                self.ledger_round_trips += 1
+                yield session
+            return
+        if self._open is None:
+            self._open = self._sessions()
+            self._open.begin()
+            self.ledger_round_trips += 1
+        with self._open.begin_nested():
+            yield self._open
 
     def cached_subject(self, digests: Digests) -> str | None:
         """The subject if every digest is cached and they agree; None means ask the ledger."""
@@ -103,8 +142,7 @@ class SubjectDirectory:
     def ensure_ciphers(self, subjects: set[str], now: datetime) -> None:
         """Load or create the data keys of subjects that have no cached cipher."""
         if subjects - self._ciphers.keys():
-            with self._sessions.begin() as session:
-                self.ledger_round_trips += 1
+            with self._transaction() as session:
                 self._load_ciphers(session, subjects, now)
 
     def record_footprints(self, footprints: set[tuple[str, str, str]], now: datetime) -> None:
@@ -113,8 +151,7 @@ class SubjectDirectory:
         new = footprints - self._footprints
         if not new:
             return
-        with self._sessions.begin() as session:
-            self.ledger_round_trips += 1
+        with self._transaction() as session:
             add_footprints(session, new, now)
         if len(self._footprints) > _MAX_CACHED_FOOTPRINTS:
             self._footprints.clear()
@@ -127,8 +164,7 @@ class SubjectDirectory:
             del self._subject_of[digest]
 
     def _resolve_once(self, pending: Sequence[Digests], now: datetime) -> list[str | None]:
-        with self._sessions.begin() as session:
-            self.ledger_round_trips += 1
+        with self._transaction() as session:
             every = {digest for digests in pending for _, digest in digests}
             owner = owners_of(session, every)
             plan = _Plan(owner, self._pseudonymiser.subject_pseudonym)
@@ -211,14 +247,12 @@ class SubjectDirectory:
         if not missing:
             return
         for subject, (key_id, wrapped) in live_keys(session, missing).items():
-            self._ciphers[subject] = FieldCipher(
-                key_id, unwrap_key(self._master_key, key_id, wrapped)
-            )
+            self._ciphers[subject] = FieldCipher(key_id, self._wrapper.unwrap(key_id, wrapped))
         created = []
         for subject in sorted(missing - self._ciphers.keys()):
             key_id = f"k-{uuid.uuid4().hex}"
             data_key = new_data_key()
-            created.append((key_id, subject, wrap_key(self._master_key, key_id, data_key)))
+            created.append((key_id, subject, self._wrapper.wrap(key_id, data_key)))
             self._ciphers[subject] = FieldCipher(key_id, data_key)
         add_keys(session, created, KEY_ALGORITHM, now)
 

@@ -169,16 +169,18 @@ class RouterPipeline:
         outcome = BatchOutcome()
         with self._tracer.start_as_current_span("de-duplicate"):
             events = self._admit(messages, decoded, now, outcome)
-        with self._tracer.start_as_current_span("resolve subjects") as span:
-            round_trips = self._directory.ledger_round_trips
-            self._resolve_subjects(events, now)
-            span.set_attribute("contactflow.ledger.round_trips",
-                               self._directory.ledger_round_trips - round_trips)  # fmt: skip
-        with self._tracer.start_as_current_span("tag, encrypt and route"):
-            for event in events:
-                self._route(event, now, outcome)
-        with self._tracer.start_as_current_span("record footprints"):
-            self._directory.record_footprints(outcome.footprints, now)  # before the commit
+        round_trips = self._directory.ledger_round_trips
+        with self._directory.batch():  # one ledger transaction, committed before Kafka's
+            with self._tracer.start_as_current_span("resolve subjects"):
+                self._resolve_subjects(events, now)
+            with self._tracer.start_as_current_span("tag, encrypt and route"):
+                for event in events:
+                    self._route(event, now, outcome)
+            with self._tracer.start_as_current_span("record footprints"):
+                self._directory.record_footprints(outcome.footprints, now)
+        trace.get_current_span().set_attribute(
+            "contactflow.ledger.round_trips", self._directory.ledger_round_trips - round_trips
+        )
         return outcome
 
     def _admit(
@@ -245,7 +247,7 @@ class RouterPipeline:
             outcome.counts["suppressed", decoded.purpose] += 1
             return
         cipher = self._directory.cipher(subject)
-        sealed = seal(decoded, cipher.encrypt)
+        sealed = seal(decoded, cipher.encrypt_fields)
         headers = [h for h in message.headers() or () if h[0] == TRACE_HEADER]
         if headers:
             outcome.traceparents.extend(v for _, v in headers)

@@ -94,6 +94,9 @@ class TemplateEncoder:
         self._subject = ""
         self._mark = b""
         self._new_marker()
+        # Retention records cut at their per-event fields, per shape (channel, kind, media
+        # reference or none, attribution); None where a shape cannot be cut cleanly.
+        self._retention_skeletons: dict[tuple[Any, ...], tuple[Parts, bytes] | None] = {}
 
     def templates(self, facts: dict[str, Any], recording: RecordingRef | None) -> Templates | None:
         """`facts`: event_id, contact_id, channel, kind, occurred_at, client, service, purpose.
@@ -125,6 +128,21 @@ class TemplateEncoder:
         until = retain_until(recording.ended_at, period)
         if until is None:
             return None
+        recording_id = recording.recording_id.encode()
+        key = (facts["channel"], recording.recording_kind, recording.media_ref is None,
+               attribution)  # fmt: skip
+        if key not in self._retention_skeletons:
+            if len(self._retention_skeletons) >= _MAX_DECISIONS:
+                self._retention_skeletons.clear()
+            self._retention_skeletons[key] = self._retention_skeleton(facts, attribution, recording)
+        skeleton = self._retention_skeletons[key]
+        if skeleton is not None and recording.ended_at.tzinfo is not None:
+            head, tail = skeleton
+            values = [recording_id, facts["contact_id"].encode()]
+            if recording.media_ref is not None:
+                values.append(recording.media_ref.encode())
+            times = timestamp_millis(recording.ended_at) + timestamp_millis(until)
+            return recording_id, (fill(head, values), times + tail)
         value = {
             "recording_id": recording.recording_id,
             "contact_id": facts["contact_id"],
@@ -142,6 +160,39 @@ class TemplateEncoder:
         }
         parts = _cut(self._serde.serialize(value, self._retention), (self._mark,))
         return recording.recording_id.encode(), parts
+
+    def _retention_skeleton(
+        self, facts: dict[str, Any], attribution: Attribution, recording: RecordingRef
+    ) -> tuple[Parts, bytes] | None:
+        """(parts around the recording id, contact id and media reference, bytes after the
+        two instants) of the retention records of this shape; None if it does not cut."""
+        names = ("recording_id", "contact_id", "media_ref")
+        markers = {name: _marker(name) for name in names}
+        has_media = recording.media_ref is not None
+        value = {
+            "recording_id": markers["recording_id"],
+            "contact_id": markers["contact_id"],
+            "channel": facts["channel"],
+            "recording_kind": recording.recording_kind,
+            "media_ref": markers["media_ref"] if has_media else None,
+            "controller": attribution.controller,
+            "purpose": attribution.purpose,
+            "subject_pseudonym": self._subject,
+            "ended_at": _SOME_TIME,
+            "retain_until": _OTHER_TIME,
+            "state": "standard",
+            "hold_reasons": [],
+            "policy_version": attribution.policy_version,
+        }
+        marks = [length_prefixed(markers[name].encode()) for name in names[: 3 if has_media else 2]]
+        try:
+            parts = _cut(self._serde.serialize(value, self._retention), (*marks, self._mark))
+        except _Clash:
+            return None
+        times = timestamp_millis(_SOME_TIME) + timestamp_millis(_OTHER_TIME)
+        if not parts[-1].startswith(times):  # the instants follow the subject in the schema
+            return None
+        return parts[:-1], parts[-1][len(times) :]
 
     def _signal_parts(self, facts: dict[str, Any], reason: str) -> Parts:
         signal = {
@@ -272,6 +323,7 @@ def _marker(name: str) -> str:
 
 
 _SOME_TIME: Final = datetime(2001, 2, 3, 4, 5, 6, 789000, tzinfo=UTC)
+_OTHER_TIME: Final = datetime(2002, 3, 4, 5, 6, 7, 891000, tzinfo=UTC)
 
 
 class _Clash(Exception):

@@ -5,6 +5,7 @@ import pytest
 from processors.crypto import (
     DecryptionFailed,
     FieldCipher,
+    KeyWrapper,
     is_token,
     new_data_key,
     unwrap_key,
@@ -58,3 +59,29 @@ def test_wrapped_key_opens_only_with_master_and_id() -> None:
         unwrap_key(master, "key-2", wrapped)
     with pytest.raises(DecryptionFailed):
         unwrap_key(new_data_key(), "key-1", wrapped)
+
+
+def test_fields_encrypted_together_decrypt_one_by_one_with_fresh_nonces() -> None:
+    cipher = FieldCipher("key-1", new_data_key())
+    fields = [("payload.body", "Bonjour"), ("payload.body", "Bonjour"), ("envelope.a", "x")]
+    tokens = [token.decode("ascii") for token in cipher.encrypt_fields(fields)]
+    assert all(is_token(token) for token in tokens)
+    assert len({token[4:20] for token in tokens}) == 3  # the nonces all differ
+    assert [cipher.decrypt(t, path) for t, (path, _) in zip(tokens, fields, strict=True)] == [
+        "Bonjour", "Bonjour", "x",
+    ]  # fmt: skip
+    with pytest.raises(DecryptionFailed):
+        cipher.decrypt(tokens[2], "payload.body")  # bound to its own path
+    assert cipher.encrypt_fields([]) == []
+
+
+def test_key_wrapper_matches_the_functions_and_hides_the_master_key() -> None:
+    master, data_key = new_data_key(), new_data_key()
+    wrapper = KeyWrapper(master)
+    assert unwrap_key(master, "key-1", wrapper.wrap("key-1", data_key)) == data_key
+    assert wrapper.unwrap("key-1", wrap_key(master, "key-1", data_key)) == data_key
+    with pytest.raises(DecryptionFailed):
+        wrapper.unwrap("key-2", wrapper.wrap("key-1", data_key))
+    assert master.hex() not in repr(wrapper)
+    with pytest.raises(ValueError, match="master key"):
+        KeyWrapper(b"short")
