@@ -265,6 +265,7 @@ class RouterPipeline:
         restricted = route is Route.RESTRICTED
         topic = RESTRICTED_TOPIC if restricted else CONTROLLER_TOPICS[attribution.controller]
         tagged = self._tagged_writer.write(
+            head=templates.tagged_head,
             event_id=decoded.event_id,
             contact_id=decoded.contact_id,
             channel=event.channel,

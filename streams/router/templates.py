@@ -6,11 +6,12 @@ its length and bytes wherever it sits. So a record encoded once with a marker in
 those fields, cut at the markers (`Parts`), gives the exact bytes of any record of the same
 shape once `fill` writes the real values into the gaps.
 
-- `TaggedWriter` (main process) keeps one such skeleton of the tagged event per
-  attribution, channel and route, and fills in the event's ids, kind, time, subject, key
-  id, sealed event and trace parent;
+- `TaggedWriter` keeps one such skeleton of the tagged event per attribution, channel
+  and route: the decode stage writes the event's head (ids, kind, time, attribution),
+  the main process adds the subject, key id, sealed event and trace parent;
 - `TemplateEncoder` (decode stage, helper process) encodes the retention input and hold
-  signal of an event whole but for the subject, which the main process fills in.
+  signal of an event whole but for the subject, which the main process fills in, and
+  the tagged event's head.
 
 Each skeleton is checked when made (every marker once, in field order, the time where it
 belongs); a record whose shape it cannot vouch for is encoded whole, as before.
@@ -59,6 +60,7 @@ def fill(parts: Parts, values: Sequence[bytes]) -> bytes:
 class Templates(NamedTuple):
     retention: tuple[bytes, Parts] | None  # (recording id, parts); gap: subject pseudonym
     signal: Parts | None  # gap: subject pseudonym
+    tagged_head: bytes | None  # the tagged event up to its subject (`TaggedWriter.head`)
 
 
 class Decisions:
@@ -89,6 +91,7 @@ class TemplateEncoder:
     def __init__(self, schemas: SchemaCatalog, serde: AvroSerde, decisions: Decisions) -> None:
         self._serde = serde
         self._decisions = decisions
+        self._tagged = TaggedWriter(schemas, serde)
         self._retention = schemas.latest("RecordingRetention")
         self._signal = schemas.latest("HoldSignal")
         self._subject = ""
@@ -114,7 +117,11 @@ class TemplateEncoder:
                 signal = None
                 if hold_reason is not None:
                     signal = self._signal_parts(facts, hold_reason)
-                return Templates(retention, signal)
+                head = self._tagged.head(
+                    facts["event_id"], facts["contact_id"], facts["channel"], facts["kind"],
+                    facts["occurred_at"], attribution,
+                )  # fmt: skip
+                return Templates(retention, signal, head)
             except _Clash:  # a field's text contains the marker: pick another one
                 self._new_marker()
         raise RuntimeError("no template marker absent from the event's fields")
@@ -213,16 +220,44 @@ class TemplateEncoder:
 
 
 class TaggedWriter:
-    """Writes tagged events from skeletons, one per attribution, channel and route."""
+    """Writes tagged events from skeletons, one per attribution, channel and route.
+
+    In two steps where the router splits its work: `head` (decode stage) writes the bytes
+    up to the subject pseudonym, which depend on the event and its attribution only;
+    `write` (main process) adds the subject, the route, the key id, the sealed event and
+    the trace parent.
+    """
 
     def __init__(self, schemas: SchemaCatalog, serde: AvroSerde) -> None:
         self._serde = serde
         self._tagged = schemas.latest("TaggedContactEvent")
         self._skeletons: dict[tuple[Any, ...], Parts | None] = {}
 
+    def head(
+        self,
+        event_id: str,
+        contact_id: str,
+        channel: str,
+        kind: str,
+        occurred_at: datetime,
+        attribution: Attribution,
+    ) -> bytes | None:
+        """The tagged event's bytes before its subject pseudonym; None if no skeleton.
+
+        Neither the route (restricted or not) nor the trace parent changes them: both are
+        written after the subject."""
+        parts = self._parts(attribution, channel, False, False)
+        if parts is None or occurred_at.tzinfo is None:
+            return None
+        return b"".join((parts[0], length_prefixed(event_id.encode()), parts[1],
+                         length_prefixed(contact_id.encode()), parts[2],
+                         length_prefixed(kind.encode()), timestamp_millis(occurred_at),
+                         parts[3]))  # fmt: skip
+
     def write(
         self,
         *,
+        head: bytes | None,
         event_id: str,
         contact_id: str,
         channel: str,
@@ -236,44 +271,50 @@ class TaggedWriter:
         sealed: bytes,
         traceparent: str | None,
     ) -> bytes:
-        key = (attribution, channel, restricted, traceparent is not None)
-        if key not in self._skeletons:
-            if len(self._skeletons) >= _MAX_DECISIONS:
-                self._skeletons.clear()
-            self._skeletons[key] = self._skeleton(attribution, channel, restricted, traceparent)
-        parts = self._skeletons[key]
-        if parts is not None and occurred_at.tzinfo is not None:
-            values = [event_id.encode(), contact_id.encode(), kind.encode()]
-            head = b"".join((parts[0], length_prefixed(values[0]), parts[1],
-                             length_prefixed(values[1]), parts[2], length_prefixed(values[2]),
-                             timestamp_millis(occurred_at)))  # fmt: skip
-            tail: tuple[bytes, ...] = (
-                subject.encode(), key_id.encode(), source_fingerprint.encode(), sealed,
-            )  # fmt: skip
+        """The tagged event; from `head` (this event's `head`) when there is one."""
+        parts = self._parts(attribution, channel, restricted, traceparent is not None)
+        if head is None and parts is not None:
+            head = self.head(event_id, contact_id, channel, kind, occurred_at, attribution)
+        if parts is not None and head is not None:
+            pieces = [head, length_prefixed(subject.encode()), parts[4],
+                      length_prefixed(key_id.encode()), parts[5],
+                      length_prefixed(source_fingerprint.encode()), parts[6],
+                      length_prefixed(sealed), parts[7]]  # fmt: skip
             if traceparent is not None:
-                tail = (*tail, traceparent.encode())
-            return head + fill(parts[3:], tail)
+                pieces += (length_prefixed(traceparent.encode()), parts[8])
+            return b"".join(pieces)
         record = _tagged_record(
             event_id, contact_id, channel, kind, occurred_at, attribution, restricted, subject,
             key_id, source_fingerprint, sealed, traceparent,
         )  # fmt: skip
         return self._serde.serialize(record, self._tagged)
 
-    def _skeleton(
-        self, attribution: Attribution, channel: str, restricted: bool, traceparent: str | None
+    def _parts(
+        self, attribution: Attribution, channel: str, restricted: bool, traced: bool
     ) -> Parts | None:
-        """The tagged event cut at its per-event fields; None if it cannot be cut cleanly."""
+        key = (attribution, channel, restricted, traced)
+        if key not in self._skeletons:
+            if len(self._skeletons) >= _MAX_DECISIONS:
+                self._skeletons.clear()
+            self._skeletons[key] = self._skeleton(attribution, channel, restricted, traced)
+        return self._skeletons[key]
+
+    def _skeleton(
+        self, attribution: Attribution, channel: str, restricted: bool, traced: bool
+    ) -> Parts | None:
+        """The tagged event cut at its per-event fields, the time taken out of the part
+        after the kind; None if it cannot be cut cleanly."""
         names = ("event_id", "contact_id", "kind", "subject", "key_id", "fingerprint")
         markers = {name: _marker(name) for name in names}
         event, trace = _marker("event").encode(), _marker("traceparent")
         record = _tagged_record(
             markers["event_id"], markers["contact_id"], channel, markers["kind"], _SOME_TIME,
             attribution, restricted, markers["subject"], markers["key_id"],
-            markers["fingerprint"], event, None if traceparent is None else trace,
+            markers["fingerprint"], event, trace if traced else None,
         )  # fmt: skip
         marks = [length_prefixed(markers[name].encode()) for name in names]
         marks.append(length_prefixed(event))
-        if traceparent is not None:
+        if traced:
             marks.append(length_prefixed(trace.encode()))
         try:
             parts = _cut(self._serde.serialize(record, self._tagged), marks)

@@ -172,13 +172,16 @@ def test_templates_filled_in_equal_the_records_encoded_whole(
             "key_id": key_id, "source_fingerprint": contract.fingerprint_hex,
             "event": event_bytes, "traceparent": trace,
         }  # fmt: skip
-        written = writer.write(
+        fields = dict(
             event_id=envelope["event_id"], contact_id=envelope["contact_id"], channel=channel,
             kind=record["kind"], occurred_at=envelope["occurred_at"], attribution=attribution,
             restricted=restricted, subject=subject, key_id=key_id,
             source_fingerprint=contract.fingerprint_hex, sealed=event_bytes, traceparent=trace,
         )  # fmt: skip
-        assert written == serde.serialize(tagged, tagged_contract)
+        expected_tagged = serde.serialize(tagged, tagged_contract)
+        assert decoded.templates.tagged_head is not None  # written by the decode stage
+        assert writer.write(head=decoded.templates.tagged_head, **fields) == expected_tagged
+        assert writer.write(head=None, **fields) == expected_tagged
         counted["tagged"] += 1
         recording = recording_of(record["kind"], record["payload"], envelope["occurred_at"])
         period = policy.retention_classes[attribution.retention_class].recording_period_days
@@ -234,7 +237,8 @@ def test_tagged_writer_timestamps_are_written_as_avro_writes_them(catalog: Schem
                                  "retention_class": attribution.retention_class},
                   "key_id": "k-1", "source_fingerprint": "f", "event": b"x",
                   "traceparent": None}  # fmt: skip
-        assert writer.write(**fields) == serde.serialize(record, contract), moment
+        head = writer.head("e", "c", "phone", "k", moment, attribution)
+        assert writer.write(head=head, **fields) == serde.serialize(record, contract), moment
 
 
 def _policy() -> Policy:
