@@ -20,6 +20,7 @@ as an exception type only.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pickle
 import re
@@ -56,6 +57,7 @@ from streams.router.templates import (
 Digests = tuple[tuple[str, str], ...]  # ((kind, digest), ...) of one event, in order
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _MAX_CACHED_SUBJECTS: Final = 100_000
+_PIPE_BYTES: Final = 4 * 1024 * 1024
 
 
 class Rejection(NamedTuple):
@@ -365,6 +367,8 @@ class DecodeHelper:
         assert self._process.stdout is not None
         self._requests: IO[bytes] = self._process.stdin
         self._replies: IO[bytes] = self._process.stdout
+        for pipe in (self._requests, self._replies):
+            _widen(pipe)
         self._unread: deque[Pending] = deque()
         self._send(config)
         if self._receive() != _READY:
@@ -412,6 +416,17 @@ class DecodeHelper:
             return pickle.load(self._replies)  # noqa: S301 - our own child, over its pipe
         except (EOFError, OSError, pickle.UnpicklingError):
             raise HelperFailed("the helper process is gone") from None
+
+
+def _widen(pipe: IO[bytes]) -> None:
+    """Let a pipe hold up to the system's limit for unprivileged users (1 MiB on Linux):
+    most of a batch's reply is written while the main process is still routing the batch
+    before it, instead of the helper blocking on a full 64 KiB pipe."""
+    try:
+        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, min(limit, _PIPE_BYTES))
+    except (OSError, ValueError, AttributeError):  # not Linux, or refused: keep the default
+        pass
 
 
 class Pending:
