@@ -23,11 +23,13 @@ from __future__ import annotations
 import fcntl
 import os
 import pickle
+import queue
 import re
 import secrets
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -346,11 +348,13 @@ class HelperFailed(RuntimeError):
 class DecodeHelper:
     """A second process running an EventDecoder, so decoding overlaps the main process.
 
-    Runs `serve()` in a new interpreter; requests and replies are pickles over its
-    stdin and stdout, strictly alternating: `submit` writes a request only once the reply
-    to the one before has been read (`Pending.result`), so neither side blocks the other on
-    a full pipe. The main process keeps the Kafka clients, the ledger and the data keys;
-    the helper gets the raw bytes (which the router reads anyway) and the pseudonym key.
+    Runs `serve()` in a new interpreter; requests and replies are pickles over its stdin
+    and stdout, replies in the order of the requests. Several requests may be
+    outstanding: the helper reads requests and writes replies in threads of its own, so
+    the main process never blocks on a full pipe while the helper decodes, and the helper
+    goes on to the next batch while the main process has not read a reply yet. The main
+    process keeps the Kafka clients, the ledger and the data keys; the helper gets the raw
+    bytes (which the router reads anyway) and the pseudonym key.
     """
 
     def __init__(self, config: DecoderConfig) -> None:
@@ -375,9 +379,7 @@ class DecodeHelper:
             raise HelperFailed("unexpected greeting")
 
     def submit(self, records: list[Request], now: datetime) -> Pending:
-        """Start decoding a batch; replies not read yet (to dropped batches) are read first."""
-        while self._unread:
-            self._read_reply()
+        """Queue a batch for decoding; its outcomes come with `Pending.result`."""
         pending = Pending(self)
         self._send((records, now))
         self._unread.append(pending)
@@ -468,7 +470,11 @@ _READY: Final = "ready"
 
 
 def serve() -> None:
-    """The helper process: a config, then (records, now) requests until None or EOF."""
+    """The helper process: a config, then (records, now) requests until None or EOF.
+
+    A thread reads requests as they come and another writes replies, so the pipes never
+    hold either process up; this thread decodes, one request after the other.
+    """
     # Its life is the router's: it ends when the router closes the pipe (or dies), not on
     # the Ctrl-C or SIGTERM sent to the whole process group, which the router handles.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -487,16 +493,37 @@ def serve() -> None:
     )
     pickle.dump(_READY, replies)
     replies.flush()
-    while True:
-        try:
-            request = pickle.load(requests)  # noqa: S301 - from our parent
-        except EOFError:
-            return
-        if request is None:
-            return
+    inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    reader = threading.Thread(target=_read_requests, args=(requests, inbox), daemon=True)
+    writer = threading.Thread(target=_write_replies, args=(replies, outbox))
+    reader.start()
+    writer.start()
+    while (request := inbox.get()) is not None:
         try:
             reply: object = [_to_wire(outcome) for outcome in decoder.decode_batch(*request)]
         except Exception as exc:  # noqa: BLE001 - reported by type only: no data crosses
             reply = type(exc).__name__
-        pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
-        replies.flush()
+        outbox.put(reply)
+    outbox.put(None)
+    writer.join()
+
+
+def _read_requests(requests: IO[bytes], inbox: queue.SimpleQueue[Any]) -> None:
+    """Move requests from the pipe to `inbox`; None there when the router is done."""
+    try:
+        while (request := pickle.load(requests)) is not None:  # noqa: S301 - from our parent
+            inbox.put(request)
+    except (EOFError, OSError, pickle.UnpicklingError):
+        pass  # the router closed the pipe or died: stop, as after its None
+    inbox.put(None)
+
+
+def _write_replies(replies: IO[bytes], outbox: queue.SimpleQueue[Any]) -> None:
+    """Write `outbox`'s replies to the pipe, in order, until None."""
+    try:
+        while (reply := outbox.get()) is not None:
+            pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
+            replies.flush()
+    except OSError:
+        pass  # the router is gone; nobody reads the replies any more

@@ -6,11 +6,11 @@ and the next owner of the partitions reads it again; the stable `transactional.i
 instance fences a zombie and aborts its open transaction at restart. Scales out with more
 instances in the `contactflow-router` consumer group, each with its own instance id.
 
-On a machine with two cores or more, a helper process decodes batch N+1
-(`streams.router.decode`) while this process routes and commits batch N, so one router
-instance uses two cores. Batches are still routed and committed one at a time, in order;
-a batch in the helper when batch N aborts, or when partitions are revoked, is dropped
-and read again from the committed offsets.
+On a machine with two cores or more, a helper process decodes the next batches
+(`streams.router.decode`, up to `_DECODE_AHEAD` of them) while this process routes and
+commits batch N, so one router instance uses two cores. Batches are still routed and
+committed one at a time, in order; the batches in the helper when batch N aborts, or
+when partitions are revoked, are dropped and read again from the committed offsets.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import resource
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,6 +46,9 @@ from streams.router.state import SubjectStateTable
 
 log = logging.getLogger(__name__)
 GROUP_ID = "contactflow-router"
+# Batches handed to the decode helper before the oldest is routed: with two, the helper
+# always has the next one queued and never waits for this process between batches.
+_DECODE_AHEAD = 2
 Clock = Callable[[], datetime]
 
 
@@ -149,7 +153,7 @@ class RouterWorker:
         self._use_helper = (os.cpu_count() or 1) >= 2 if helper is None else helper
         self._pseudonym_key = keys.pseudonym_key
         self._helper: DecodeHelper | None = None
-        self._in_flight: _Batch | None = None
+        self._in_flight: deque[_Batch] = deque()  # consumed, not committed yet, in order
         self._rewind_needed = False
         self._tracer = container.telemetry.tracer("contactflow.router")
         self._metrics = _RouterMetrics(container, self)
@@ -213,26 +217,25 @@ class RouterWorker:
 
     def _run_batch(self, messages: list[Message]) -> None:
         """Hand a consumed batch to the pipeline: start decoding it, then route and commit
-        the batch handed over before it (the helper decodes this one meanwhile)."""
+        the oldest batches while more than `_DECODE_AHEAD` full batches are in flight (all
+        of them after a short batch: the input is caught up, latency matters more)."""
         now = self._clock()
+        batch = _Batch(messages, now)
         request = decode_request(messages)  # type: ignore[arg-type]
-        batch, previous = _Batch(messages, now), self._in_flight
-        if previous is not None:
-            previous.outcomes()  # its reply first: the helper takes one request at a time
         if self._helper is not None:
             batch.pending = self._helper.submit(request, now)
         else:
             batch.decoded = self.pipeline.decoder.decode_batch(request, now)
-        self._in_flight = batch
-        if previous is not None:
-            self._complete(previous)
-        if self._helper is None:
-            self._finish_in_flight()
+        self._in_flight.append(batch)
+        # A short batch means the input is caught up: finish now rather than wait for more.
+        busy = self._helper is not None and len(messages) >= self._batch_size
+        ahead = _DECODE_AHEAD if busy else 0
+        while len(self._in_flight) > ahead:
+            self._complete(self._in_flight.popleft())
 
     def _finish_in_flight(self) -> None:
-        batch, self._in_flight = self._in_flight, None
-        if batch is not None:
-            self._complete(batch)
+        while self._in_flight:
+            self._complete(self._in_flight.popleft())
 
     def _complete(self, batch: _Batch) -> None:
         """Route and commit one batch; an abort drops the batch in flight after it too."""
@@ -262,7 +265,7 @@ class RouterWorker:
         else:
             self._dedup.discard()
             self.stats.aborted += 1
-            self._in_flight = None  # read again from the committed offsets, after this one
+            self._in_flight.clear()  # read again from the committed offsets, after this one
 
     def _commit(self, messages: list[Message], outcome: BatchOutcome) -> bool:
         producer = self._producer
@@ -314,8 +317,8 @@ class RouterWorker:
         self._idle_since = time.monotonic()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if self._in_flight is not None:  # not committed: its partitions' next owner reads it
-            self._in_flight = None
+        if self._in_flight:  # not committed: their partitions' next owner reads them
+            self._in_flight.clear()
             self._rewind_needed = True
         for tp in partitions:
             self._dedup.drop_partition((tp.topic, tp.partition))

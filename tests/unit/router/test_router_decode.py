@@ -279,8 +279,15 @@ def test_the_helper_process_decodes_like_this_process(
     helper = DecodeHelper(DecoderConfig(b"p" * 32, policy, TOPICS, EXPECTED, 512 * 1024))
     try:
         first = helper.submit(request[:200], NOW)
-        second = helper.submit(request[200:], NOW)  # reads the first reply before writing
+        second = helper.submit(request[200:], NOW)
         assert first.result() + second.result() == decoder.decode_batch(request, NOW)
+        # Several batches outstanding, each more than a pipe holds, read newest first:
+        # neither process waits for the other to read (the helper's I/O has threads).
+        big: list[tuple[str, bytes | None]] = list(raw_events) * 3
+        batches = [helper.submit(big, NOW) for _ in range(3)]
+        expected = decoder.decode_batch(big, NOW)
+        assert [b.result() == expected for b in reversed(batches)] == [True] * 3
+        helper.submit(request, NOW)  # left unread: close() still ends the helper
         failing = helper.submit([("raw.phone", 123)], NOW)  # type: ignore[list-item]
         with pytest.raises(HelperFailed) as failure:
             failing.result()
