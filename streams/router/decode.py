@@ -13,29 +13,18 @@ subject's identifiers, and prepares what the main process will write:
 
 Everything here is a function of the record's topic and bytes (and the clock and the
 policy), with no key but the pseudonym key: it runs in the router's helper process
-(`DecodeHelper`) while the main process keeps to Kafka, the ledger and the data keys. A
-rejection names the stage and problem, never a value; a failure of the helper crosses over
-as an exception type only.
+(`streams.router.helper`) while the main process keeps to Kafka, the ledger and the data
+keys. A rejection names the stage and problem, never a value.
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
-import pickle
-import queue
 import re
 import secrets
-import signal
-import subprocess
-import sys
-import threading
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from pathlib import Path
-from typing import IO, Any, Final, NamedTuple, cast
+from typing import Any, Final, NamedTuple
 
 from processors.identity import Identifier, IdentifierKind, InvalidIdentifier
 from processors.pii import PiiPath, compile_paths, rewrite_pii
@@ -59,7 +48,6 @@ from streams.router.templates import (
 Digests = tuple[tuple[str, str], ...]  # ((kind, digest), ...) of one event, in order
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _MAX_CACHED_SUBJECTS: Final = 100_000
-_PIPE_BYTES: Final = 4 * 1024 * 1024
 
 
 class Rejection(NamedTuple):
@@ -326,204 +314,3 @@ def _is_uuid(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-# -- the helper process ------------------------------------------------------------------------
-
-
-class DecoderConfig(NamedTuple):
-    """What a helper process needs to build its EventDecoder (sent once, at start)."""
-
-    pseudonym_key: bytes
-    policy: Policy
-    channel_of: dict[str, str]
-    expected: dict[str, str]
-    max_event_bytes: int
-
-
-class HelperFailed(RuntimeError):
-    """The helper process failed; only the exception's type crosses over (no data)."""
-
-
-class DecodeHelper:
-    """A second process running an EventDecoder, so decoding overlaps the main process.
-
-    Runs `serve()` in a new interpreter; requests and replies are pickles over its stdin
-    and stdout, replies in the order of the requests. Several requests may be
-    outstanding: the helper reads requests and writes replies in threads of its own, so
-    the main process never blocks on a full pipe while the helper decodes, and the helper
-    goes on to the next batch while the main process has not read a reply yet. The main
-    process keeps the Kafka clients, the ledger and the data keys; the helper gets the raw
-    bytes (which the router reads anyway) and the pseudonym key.
-    """
-
-    def __init__(self, config: DecoderConfig) -> None:
-        source_root = str(Path(__file__).resolve().parents[2])
-        path = os.environ.get("PYTHONPATH")
-        env = {**os.environ, "PYTHONPATH": source_root + (os.pathsep + path if path else "")}
-        self._process = subprocess.Popen(
-            [sys.executable, "-c", "from streams.router.decode import serve; serve()"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
-        assert self._process.stdin is not None
-        assert self._process.stdout is not None
-        self._requests: IO[bytes] = self._process.stdin
-        self._replies: IO[bytes] = self._process.stdout
-        for pipe in (self._requests, self._replies):
-            _widen(pipe)
-        self._unread: deque[Pending] = deque()
-        self._send(config)
-        if self._receive() != _READY:
-            raise HelperFailed("unexpected greeting")
-
-    def submit(self, records: list[Request], now: datetime) -> Pending:
-        """Queue a batch for decoding; its outcomes come with `Pending.result`."""
-        pending = Pending(self)
-        self._send((records, now))
-        self._unread.append(pending)
-        return pending
-
-    def close(self) -> None:
-        try:
-            while self._unread:
-                self._read_reply()
-            self._send(None)
-        except HelperFailed:
-            pass  # it is gone already; wait() below reaps it
-        finally:
-            self._requests.close()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._replies.close()
-
-    def _read_reply(self) -> None:
-        """Read the next reply, for the oldest unread request."""
-        reply = self._receive()
-        self._unread.popleft().settle(reply)
-
-    def _send(self, message: object) -> None:
-        try:
-            pickle.dump(message, self._requests, protocol=pickle.HIGHEST_PROTOCOL)
-            self._requests.flush()
-        except OSError:
-            raise HelperFailed("the helper process is gone") from None
-
-    def _receive(self) -> object:
-        try:
-            return pickle.load(self._replies)  # noqa: S301 - our own child, over its pipe
-        except (EOFError, OSError, pickle.UnpicklingError):
-            raise HelperFailed("the helper process is gone") from None
-
-
-def _widen(pipe: IO[bytes]) -> None:
-    """Let a pipe hold up to the system's limit for unprivileged users (1 MiB on Linux):
-    most of a batch's reply is written while the main process is still routing the batch
-    before it, instead of the helper blocking on a full 64 KiB pipe."""
-    try:
-        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
-        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, min(limit, _PIPE_BYTES))
-    except (OSError, ValueError, AttributeError):  # not Linux, or refused: keep the default
-        pass
-
-
-class Pending:
-    """A batch submitted to the helper; `result()` waits for its outcomes."""
-
-    def __init__(self, helper: DecodeHelper) -> None:
-        self._helper = helper
-        self._reply: object = None
-        self._settled = False
-
-    def settle(self, reply: object) -> None:
-        self._reply, self._settled = reply, True
-
-    def result(self) -> list[Outcome]:
-        while not self._settled:
-            self._helper._read_reply()
-        if isinstance(self._reply, str):  # the helper failed: the exception's type
-            raise HelperFailed(self._reply)
-        return [_from_wire(item) for item in cast(list[tuple[Any, ...]], self._reply)]
-
-
-# On the pipe, outcomes are plain tuples: unpickling named tuples costs three times more.
-def _to_wire(outcome: Outcome) -> tuple[Any, ...]:
-    if isinstance(outcome, Decoded) and outcome.templates is not None:
-        return (*outcome[:-1], tuple(outcome.templates))
-    return tuple(outcome)
-
-
-def _from_wire(item: tuple[Any, ...]) -> Outcome:
-    if len(item) == len(Rejection._fields):
-        return Rejection._make(item)
-    templates = item[-1]
-    if templates is not None:
-        return Decoded._make((*item[:-1], Templates._make(templates)))
-    return Decoded._make(item)
-
-
-_READY: Final = "ready"
-
-
-def serve() -> None:
-    """The helper process: a config, then (records, now) requests until None or EOF.
-
-    A thread reads requests as they come and another writes replies, so the pipes never
-    hold either process up; this thread decodes, one request after the other.
-    """
-    # Its life is the router's: it ends when the router closes the pipe (or dies), not on
-    # the Ctrl-C or SIGTERM sent to the whole process group, which the router handles.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    replies = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # anything printed goes to stderr, never into the reply stream
-    requests = sys.stdin.buffer
-    config: DecoderConfig = pickle.load(requests)  # noqa: S301 - from our parent
-    decoder = EventDecoder(
-        SchemaCatalog.load(),
-        Pseudonymiser(config.pseudonym_key),
-        config.policy,
-        config.channel_of,
-        config.expected,
-        config.max_event_bytes,
-    )
-    pickle.dump(_READY, replies)
-    replies.flush()
-    inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    reader = threading.Thread(target=_read_requests, args=(requests, inbox), daemon=True)
-    writer = threading.Thread(target=_write_replies, args=(replies, outbox))
-    reader.start()
-    writer.start()
-    while (request := inbox.get()) is not None:
-        try:
-            reply: object = [_to_wire(outcome) for outcome in decoder.decode_batch(*request)]
-        except Exception as exc:  # noqa: BLE001 - reported by type only: no data crosses
-            reply = type(exc).__name__
-        outbox.put(reply)
-    outbox.put(None)
-    writer.join()
-
-
-def _read_requests(requests: IO[bytes], inbox: queue.SimpleQueue[Any]) -> None:
-    """Move requests from the pipe to `inbox`; None there when the router is done."""
-    try:
-        while (request := pickle.load(requests)) is not None:  # noqa: S301 - from our parent
-            inbox.put(request)
-    except (EOFError, OSError, pickle.UnpicklingError):
-        pass  # the router closed the pipe or died: stop, as after its None
-    inbox.put(None)
-
-
-def _write_replies(replies: IO[bytes], outbox: queue.SimpleQueue[Any]) -> None:
-    """Write `outbox`'s replies to the pipe, in order, until None."""
-    try:
-        while (reply := outbox.get()) is not None:
-            pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
-            replies.flush()
-    except OSError:
-        pass  # the router is gone; nobody reads the replies any more

@@ -41,7 +41,6 @@ from schemas.serde import AvroSerde
 from streams.producer import CHANNELS, raw_topic
 from streams.router.decode import (
     Decoded,
-    DecoderConfig,
     EventDecoder,
     Outcome,
     Rejection,
@@ -50,6 +49,7 @@ from streams.router.decode import (
 )
 from streams.router.dedup import DedupWindow, Seen
 from streams.router.directory import SubjectDirectory
+from streams.router.helper import DecoderConfig
 from streams.router.templates import Decisions, TaggedWriter, fill
 from streams.topics import TopicCatalog
 

@@ -7,7 +7,7 @@ instance fences a zombie and aborts its open transaction at restart. Scales out 
 instances in the `contactflow-router` consumer group, each with its own instance id.
 
 On a machine with two cores or more, a helper process decodes the next batches
-(`streams.router.decode`, up to `_DECODE_AHEAD` of them) while this process routes and
+(`streams.router.helper`, up to `_DECODE_AHEAD` of them) while this process routes and
 commits batch N, so one router instance uses two cores. Batches are still routed and
 committed one at a time, in order; the batches in the helper when batch N aborts, or
 when partitions are revoked, are dropped and read again from the committed offsets.
@@ -38,9 +38,10 @@ from streams.errors import ContactflowError
 from streams.infra_files import load_infra_file
 from streams.keys import load_keys
 from streams.ledger import current_revision, head_revision, session_factory
-from streams.router.decode import Decoded, DecodeHelper, HelperFailed, Outcome, Pending
+from streams.router.decode import Decoded, Outcome
 from streams.router.dedup import DedupWindow
 from streams.router.directory import SubjectDirectory
+from streams.router.helper import DecodeHelper, HelperFailed, Pending
 from streams.router.pipeline import BatchOutcome, RouterPipeline, decode_request
 from streams.router.state import SubjectStateTable
 
