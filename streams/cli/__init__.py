@@ -9,6 +9,7 @@ from streams.cli import (  # noqa: F401 - each module registers its commands
     acl,
     bench,
     broker,
+    deadletters,
     demo,
     downstream,
     dsr,

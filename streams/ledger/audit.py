@@ -104,10 +104,15 @@ class AuditLog:
         return _record(row)
 
     def entries(
-        self, request_id: str | None = None, subject: str | None = None
+        self,
+        request_id: str | None = None,
+        subject: str | None = None,
+        action: str | None = None,
     ) -> list[AuditRecord]:
-        """Entries in chain order, optionally only those of one request and/or subject."""
+        """Entries in chain order, optionally only those of one request, subject, action."""
         query = select(AuditEntry).order_by(AuditEntry.id)
+        if action is not None:
+            query = query.where(AuditEntry.action == action)
         if request_id is not None:
             query = query.where(AuditEntry.request_id == request_id)
         if subject is not None:

@@ -1,0 +1,223 @@
+"""Dead letters for operators: what failed and why, and replaying what can now pass.
+
+`contact.deadletter.v1` holds each record the router or the privacy app could not
+process, with the reason and the record's original bytes. `summarise` counts them by
+source topic, stage and reason code; `replay` sends the original key, value and headers
+of the chosen ones back to the topic they came from (after the contract, the policy or
+the producer was fixed), each once: the hash-chained audit log records every replay
+with the dead letters' positions, and a dead letter already replayed is skipped. Nothing
+here shows or logs the original bytes: they may hold personal data in clear.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from confluent_kafka import Producer
+
+from schemas.serde import AvroSerde
+from streams.bootstrap import Container
+from streams.errors import ContactflowError
+from streams.ledger import AuditLog, session_factory
+from streams.readback import read_all
+
+DEADLETTER_TOPIC = "contact.deadletter.v1"
+REPLAYED_ACTION = "deadletter.replayed"
+REPLAY_HEADER = "contactflow-replayed-from"
+_AUDIT_CHUNK = 500  # positions per audit entry
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One dead letter, by its position on the dead-letter topic; no original bytes."""
+
+    partition: int
+    offset: int
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    stage: str
+    reason_code: str
+    failed_at: datetime
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return self.partition, self.offset
+
+
+@dataclass
+class Summary:
+    """Dead letters counted by (source topic, stage, reason code)."""
+
+    counts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    oldest: datetime | None = None
+    newest: datetime | None = None
+    replayed: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def as_json(self) -> str:
+        rows = [
+            {"source_topic": t, "stage": s, "reason_code": r, "count": n}
+            for (t, s, r), n in sorted(self.counts.items())
+        ]
+        return json.dumps(
+            {
+                "total": self.total,
+                "already_replayed": self.replayed,
+                "oldest": self.oldest.isoformat() if self.oldest else None,
+                "newest": self.newest.isoformat() if self.newest else None,
+                "by_reason": rows,
+            },
+            indent=2,
+        )
+
+
+@dataclass(frozen=True)
+class ReplayOutcome:
+    matched: int  # dead letters with the chosen reason (and source topic)
+    skipped: int  # replayed before
+    sent: int  # sent back now (0 on a dry run)
+    by_topic: dict[str, int]
+
+
+class DeadLetters:
+    """Reads the dead-letter topic; replays chosen dead letters to their source topics."""
+
+    def __init__(self, container: Container, *, actor: str = "cli") -> None:
+        self._container = container
+        self._actor = actor
+        self._topic = container.topics.name(DEADLETTER_TOPIC)
+        self._contract = container.schemas.latest("DeadLetter")
+        self._declared = {container.topics.name(spec.name) for spec in container.topics.specs}
+
+    def summarise(self, say: Callable[[str], None] = lambda _: None) -> Summary:
+        letters = [letter for letter, _ in self._read(say)]
+        replayed = self._replayed()
+        summary = Summary(replayed=sum(1 for letter in letters if letter.position in replayed))
+        for letter in letters:
+            summary.counts[letter.source_topic, letter.stage, letter.reason_code] += 1
+        times = [letter.failed_at for letter in letters]
+        summary.oldest, summary.newest = (min(times), max(times)) if times else (None, None)
+        return summary
+
+    def replay(
+        self,
+        reason_code: str,
+        now: datetime,
+        *,
+        source_topic: str | None = None,
+        dry_run: bool = False,
+        say: Callable[[str], None] = lambda _: None,
+    ) -> ReplayOutcome:
+        """Send the dead letters with `reason_code` back where they came from, once each."""
+        chosen = [
+            (letter, record)
+            for letter, record in self._read(say)
+            if letter.reason_code == reason_code
+            and (source_topic is None or letter.source_topic == source_topic)
+        ]
+        replayed = self._replayed()
+        fresh = [(letter, record) for letter, record in chosen if letter.position not in replayed]
+        unknown = sorted({letter.source_topic for letter, _ in fresh} - self._declared)
+        if unknown:
+            raise ContactflowError(
+                f"{len(unknown)} source topic(s) of these dead letters are not declared in "
+                f"infra/topics.yaml (first: {unknown[0]}); nothing was replayed"
+            )
+        by_topic = dict(Counter(letter.source_topic for letter, _ in fresh))
+        if dry_run or not fresh:
+            return ReplayOutcome(len(chosen), len(chosen) - len(fresh), 0, by_topic)
+        say(f"replaying {len(fresh):,} dead letter(s)")
+        self._send(fresh)
+        self._record([letter for letter, _ in fresh], reason_code, now)
+        return ReplayOutcome(len(chosen), len(chosen) - len(fresh), len(fresh), by_topic)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _read(self, say: Callable[[str], None]) -> list[tuple[DeadLetter, dict[str, Any]]]:
+        say(f"reading {self._topic}")
+        serde = AvroSerde(self._container.schemas)
+        letters = []
+        for message in read_all(self._container.settings.kafka_client_config(), self._topic):
+            value = message.value()
+            if value is None:
+                continue
+            _, record = serde.deserialize(value, reader=self._contract)
+            letter = DeadLetter(
+                partition=message.partition() or 0,
+                offset=message.offset() or 0,
+                source_topic=record["source_topic"],
+                source_partition=record["source_partition"],
+                source_offset=record["source_offset"],
+                stage=record["stage"],
+                reason_code=record["reason_code"],
+                failed_at=record["failed_at"],
+            )
+            letters.append((letter, record))
+        say(f"read {len(letters):,} dead letter(s)")
+        return letters
+
+    def _replayed(self) -> set[tuple[int, int]]:
+        """Positions on this dead-letter topic replayed before (from the audit log)."""
+        with session_factory(self._container.ledger_engine)() as session:
+            entries = AuditLog(session).entries(action=REPLAYED_ACTION)
+        positions: set[tuple[int, int]] = set()
+        for entry in entries:
+            if entry.details.get("topic") == self._topic:
+                positions.update((int(p), int(o)) for p, o in entry.details.get("positions", ()))
+        return positions
+
+    # -- replaying -------------------------------------------------------------------------
+
+    def _send(self, letters: Sequence[tuple[DeadLetter, dict[str, Any]]]) -> None:
+        failures: list[str] = []
+
+        def delivered(error: Any, _message: Any) -> None:
+            if error is not None:
+                failures.append(error.name())
+
+        config = self._container.settings.kafka_client_config()
+        producer = Producer({**config, "enable.idempotence": True, "acks": "all"})
+        for letter, record in letters:
+            headers = [(k, v) for k, v in (record["original_headers"] or {}).items()]
+            origin = f"{self._topic}:{letter.partition}:{letter.offset}".encode()
+            headers.append((REPLAY_HEADER, origin))
+            while True:
+                try:
+                    producer.produce(
+                        letter.source_topic,
+                        record["original_value"],
+                        record["original_key"],
+                        headers=headers,
+                        on_delivery=delivered,
+                    )
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+        remaining = producer.flush(60)
+        if remaining or failures:
+            raise ContactflowError(
+                f"replay incomplete: {remaining} record(s) undelivered, {len(failures)} "
+                f"refused ({', '.join(sorted(set(failures))) or 'timeout'}); the audit log "
+                "records no replay, so a retry sends them again"
+            )
+
+    def _record(self, letters: Iterable[DeadLetter], reason_code: str, now: datetime) -> None:
+        positions = sorted(letter.position for letter in letters)
+        with session_factory(self._container.ledger_engine).begin() as session:
+            audit = AuditLog(session)
+            for start in range(0, len(positions), _AUDIT_CHUNK):
+                chunk = positions[start : start + _AUDIT_CHUNK]
+                audit.append(
+                    self._actor, REPLAYED_ACTION, now,
+                    details={"topic": self._topic, "reason_code": reason_code,
+                             "count": len(chunk), "positions": [list(p) for p in chunk]},
+                )  # fmt: skip
