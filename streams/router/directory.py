@@ -10,9 +10,9 @@ transaction, so a batch replayed after a crash finds the same subjects and keys.
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -190,7 +190,10 @@ class SubjectDirectory:
                     continue
                 self._remember(digests, subject)
                 results.append(subject)
-            self._load_ciphers(session, {s for s in results if s is not None}, now)
+            subjects = {s for s in results if s is not None}
+            # Subjects made here have no key yet, unless a merge moved one to them.
+            created = () if plan.merges else plan.new_subjects.keys()
+            self._load_ciphers(session, subjects, now, created=created)
         return results
 
     def _readmit_erased(self, session: Session, plan: _Plan) -> dict[str, bool]:
@@ -242,19 +245,27 @@ class SubjectDirectory:
         self._retire(survivor_of)
         return after
 
-    def _load_ciphers(self, session: Session, subjects: set[str], now: datetime) -> None:
+    def _load_ciphers(
+        self,
+        session: Session,
+        subjects: set[str],
+        now: datetime,
+        created: Collection[str] = (),
+    ) -> None:
+        """Cache the live key of each subject, making one where there is none; `created`:
+        subjects inserted by this transaction, which cannot have a key yet."""
         missing = subjects - self._ciphers.keys()
         if not missing:
             return
-        for subject, (key_id, wrapped) in live_keys(session, missing).items():
+        for subject, (key_id, wrapped) in live_keys(session, missing - set(created)).items():
             self._ciphers[subject] = FieldCipher(key_id, self._wrapper.unwrap(key_id, wrapped))
-        created = []
+        made = []
         for subject in sorted(missing - self._ciphers.keys()):
-            key_id = f"k-{uuid.uuid4().hex}"
+            key_id = f"k-{os.urandom(16).hex()}"  # never reused: 128 random bits
             data_key = new_data_key()
-            created.append((key_id, subject, self._wrapper.wrap(key_id, data_key)))
+            made.append((key_id, subject, self._wrapper.wrap(key_id, data_key)))
             self._ciphers[subject] = FieldCipher(key_id, data_key)
-        add_keys(session, created, KEY_ALGORITHM, now)
+        add_keys(session, made, KEY_ALGORITHM, now)
 
     def _retire(self, survivors: dict[str, str]) -> None:
         """Subjects merged away in the ledger: cached digests follow them to the survivor.
