@@ -206,9 +206,11 @@ def _insert(
     for name, value in constants.items():
         processor = table.c[name].type._cached_bind_processor(dialect)
         bound.append(value if processor is None or value is None else processor(value))
-    verb = "INSERT OR IGNORE" if keep_existing else "INSERT"
-    statement_text = "{} INTO {} ({}) VALUES ({})".format(  # names: the model's
-        verb, table.name, ", ".join(names), ", ".join("?" * len(names))
+    # ON CONFLICT DO NOTHING skips a row whose key exists; INSERT OR IGNORE would also
+    # skip, silently, a row that breaks a CHECK or NOT NULL constraint.
+    on_conflict = " ON CONFLICT DO NOTHING" if keep_existing else ""
+    statement_text = "INSERT INTO {} ({}) VALUES ({}){}".format(  # names: the model's
+        table.name, ", ".join(names), ", ".join("?" * len(names)), on_conflict
     )
     tail = tuple(bound)
     connection.exec_driver_sql(statement_text, [(*row, *tail) for row in rows])

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any, Final
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -60,6 +61,7 @@ class SubjectDirectory:
         self._footprints: set[tuple[str, str, str]] = set()
         self._in_batch = False
         self._open: Session | None = None  # the batch's transaction, once something needs it
+        self._journal: _Journal | None = None  # while `resolve` tries
         self.ledger_round_trips = 0
 
     @property
@@ -125,14 +127,23 @@ class SubjectDirectory:
         One ledger transaction for the whole list, retried when a concurrent worker won a
         race on the same new identifiers. None marks an event of an erased subject.
         """
+        if len(self._subject_of) > _MAX_CACHED:
+            self._subject_of.clear()
         for attempt in range(1, _RETRIES + 1):
+            self._journal = _Journal()  # the caches follow the attempt's fate
             try:
                 return self._resolve_once(pending, now)
             except (IntegrityError, OperationalError) as exc:
+                self._journal.undo()
                 if attempt == _RETRIES:
                     raise
                 log.warning("subject ledger conflict (%s), retry %d", type(exc).__name__, attempt)
                 time.sleep(0.05 * attempt)
+            except BaseException:
+                self._journal.undo()
+                raise
+            finally:
+                self._journal = None
         raise AssertionError("unreachable")
 
     def cipher(self, subject: str) -> FieldCipher:
@@ -258,13 +269,14 @@ class SubjectDirectory:
         if not missing:
             return
         for subject, (key_id, wrapped) in live_keys(session, missing - set(created)).items():
-            self._ciphers[subject] = FieldCipher(key_id, self._wrapper.unwrap(key_id, wrapped))
+            self._put(self._ciphers, subject,
+                      FieldCipher(key_id, self._wrapper.unwrap(key_id, wrapped)))  # fmt: skip
         made = []
         for subject in sorted(missing - self._ciphers.keys()):
             key_id = f"k-{os.urandom(16).hex()}"  # never reused: 128 random bits
             data_key = new_data_key()
             made.append((key_id, subject, self._wrapper.wrap(key_id, data_key)))
-            self._ciphers[subject] = FieldCipher(key_id, data_key)
+            self._put(self._ciphers, subject, FieldCipher(key_id, data_key))
         add_keys(session, made, KEY_ALGORITHM, now)
 
     def _retire(self, survivors: dict[str, str]) -> None:
@@ -274,8 +286,8 @@ class SubjectDirectory:
         `_survivor` (`current`), so a merge costs nothing per cached digest.
         """
         for retired, survivor in survivors.items():
-            self._ciphers.pop(retired, None)
-            self._survivor[retired] = survivor
+            self._drop(self._ciphers, retired)
+            self._put(self._survivor, retired, survivor)
 
     def current(self, subject: str) -> str:
         """The subject a pseudonym names now (the survivor, if it was merged away)."""
@@ -284,16 +296,49 @@ class SubjectDirectory:
         return subject
 
     def _remember(self, digests: Digests, subject: str) -> None:
-        if len(self._subject_of) > _MAX_CACHED:
-            self._subject_of.clear()
-        self._survivor.pop(subject, None)  # the ledger says it owns digests: it is live
+        self._drop(self._survivor, subject)  # the ledger says it owns digests: it is live
         cached = (self._subject_of.get(d) for _, d in digests)
         stale = {self.current(owner) for owner in cached if owner is not None} - {subject}
         for retired in stale:  # merged into `subject` (by another router, or earlier)
-            self._ciphers.pop(retired, None)
-            self._survivor[retired] = subject
+            self._drop(self._ciphers, retired)
+            self._put(self._survivor, retired, subject)
         for _, digest in digests:
-            self._subject_of[digest] = subject
+            self._put(self._subject_of, digest, subject)
+
+    # Cache changes made while resolving go through these, so a rolled-back attempt
+    # (`_journal`) leaves the caches as they were: never a cached subject or key that
+    # the ledger does not hold.
+    def _put(self, cache: dict[str, Any], key: str, value: Any) -> None:
+        if self._journal is not None:
+            self._journal.before(cache, key)
+        cache[key] = value
+
+    def _drop(self, cache: dict[str, Any], key: str) -> None:
+        if key in cache:
+            if self._journal is not None:
+                self._journal.before(cache, key)
+            del cache[key]
+
+
+_ABSENT: Final = object()
+
+
+class _Journal:
+    """What cache entries held before an attempt changed them, to put back on rollback."""
+
+    def __init__(self) -> None:
+        self._before: list[tuple[dict[str, Any], str, Any]] = []
+
+    def before(self, cache: dict[str, Any], key: str) -> None:
+        self._before.append((cache, key, cache.get(key, _ABSENT)))
+
+    def undo(self) -> None:
+        for cache, key, value in reversed(self._before):
+            if value is _ABSENT:
+                cache.pop(key, None)
+            else:
+                cache[key] = value
+        self._before.clear()
 
 
 class _Plan:

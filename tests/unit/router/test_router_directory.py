@@ -11,13 +11,20 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from processors.crypto import FieldCipher, unwrap_key
 from processors.pseudonym import Pseudonymiser
 from streams.ledger import SubjectErasedError, SubjectIndex
-from streams.ledger.hotpath import add_subjects, merge_subjects
-from streams.ledger.models import Subject, SubjectAlias, SubjectIdentifier, SubjectKey
+from streams.ledger.hotpath import add_footprints, add_subjects, merge_subjects
+from streams.ledger.models import (
+    Subject,
+    SubjectAlias,
+    SubjectFootprint,
+    SubjectIdentifier,
+    SubjectKey,
+)
 from streams.ledger.subject_state import SubjectStates
 from streams.router.directory import SubjectDirectory
 
@@ -255,3 +262,43 @@ def test_resolving_in_batches_gives_the_subjects_of_one_at_a_time(
         for event in events:  # the final owner of each event's first identifier
             expected.append(index.lookup(event[0][1]))
     assert got == expected
+
+
+def test_a_retried_resolve_leaves_no_cached_key_the_ledger_lacks(
+    directory: SubjectDirectory,
+    sessions: sessionmaker[Session],
+    pseudonymiser: Pseudonymiser,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A conflict after the attempt cached its subjects and keys (another router merged a
+    subject meanwhile, a lock timed out): the retry must write the keys it caches."""
+    import streams.router.directory as module
+
+    real_add_keys, calls = module.add_keys, []
+
+    def add_keys_failing_once(*args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise IntegrityError("INSERT INTO subject_keys", {}, Exception("conflict"))
+        real_add_keys(*args, **kwargs)
+
+    monkeypatch.setattr(module, "add_keys", add_keys_failing_once)
+    with directory.batch():
+        (subject,) = directory.resolve([(("phone", d("retried")),)], T0)
+    assert subject == pseudonymiser.subject_pseudonym(d("retried"))
+    assert len(calls) == 2
+    with sessions() as session:
+        (key,) = session.scalars(select(SubjectKey).where(SubjectKey.subject_pseudonym == subject))
+    assert key.key_id == directory.cipher(subject).key_id  # the cached key is the stored one
+
+
+def test_footprints_skip_known_rows_but_refuse_a_bad_one(sessions: sessionmaker[Session]) -> None:
+    subject = "s-" + "ab" * 16
+    with sessions.begin() as session:
+        add_subjects(session, [subject], [(d("fp"), "phone", subject)], T0)
+        add_footprints(session, {(subject, "ORES", "phone")}, T0)
+        add_footprints(session, {(subject, "ORES", "phone"), (subject, "ORES", "chat")}, T0)
+    with sessions() as session:
+        assert _table(session, SubjectFootprint.channel) == [("chat",), ("phone",)]
+    with pytest.raises(IntegrityError), sessions.begin() as session:
+        add_footprints(session, {(subject, "NOBODY", "phone")}, T0)  # not a controller
