@@ -209,7 +209,7 @@ def _insert(
     # ON CONFLICT DO NOTHING skips a row whose key exists; INSERT OR IGNORE would also
     # skip, silently, a row that breaks a CHECK or NOT NULL constraint.
     on_conflict = " ON CONFLICT DO NOTHING" if keep_existing else ""
-    statement_text = "INSERT INTO {} ({}) VALUES ({}){}".format(  # names: the model's
+    statement_text = "INSERT INTO {} ({}) VALUES ({}){}".format(  # noqa: S608 - names from the model
         table.name, ", ".join(names), ", ".join("?" * len(names)), on_conflict
     )
     tail = tuple(bound)
