@@ -24,6 +24,7 @@ from schemas.serde import AvroSerde
 from streams.bootstrap import Container
 from streams.errors import ContactflowError
 from streams.ledger import AuditLog, session_factory
+from streams.outbox import deliver_all
 from streams.readback import read_all
 
 DEADLETTER_TOPIC = "contact.deadletter.v1"
@@ -178,36 +179,23 @@ class DeadLetters:
     # -- replaying -------------------------------------------------------------------------
 
     def _send(self, letters: Sequence[tuple[DeadLetter, dict[str, Any]]]) -> None:
-        failures: list[str] = []
-
-        def delivered(error: Any, _message: Any) -> None:
-            if error is not None:
-                failures.append(error.name())
-
         config = self._container.settings.kafka_client_config()
         producer = Producer({**config, "enable.idempotence": True, "acks": "all"})
+        records = []
         for letter, record in letters:
-            headers = [(k, v) for k, v in (record["original_headers"] or {}).items()]
+            headers: list[tuple[str, str | bytes | None]] = list(
+                (record["original_headers"] or {}).items()
+            )
             origin = f"{self._topic}:{letter.partition}:{letter.offset}".encode()
             headers.append((REPLAY_HEADER, origin))
-            while True:
-                try:
-                    producer.produce(
-                        letter.source_topic,
-                        record["original_value"],
-                        record["original_key"],
-                        headers=headers,
-                        on_delivery=delivered,
-                    )
-                    break
-                except BufferError:
-                    producer.poll(0.1)
-        remaining = producer.flush(60)
-        if remaining or failures:
+            records.append(
+                (letter.source_topic, record["original_key"], record["original_value"], headers)
+            )
+        delivery = deliver_all(producer, records)
+        if not delivery.complete:
             raise ContactflowError(
-                f"replay incomplete: {remaining} record(s) undelivered, {len(failures)} "
-                f"refused ({', '.join(sorted(set(failures))) or 'timeout'}); the audit log "
-                "records no replay, so a retry sends them again"
+                f"replay incomplete: {delivery.describe()}; the audit log records no replay, "
+                "so a retry sends them again"
             )
 
     def _record(self, letters: Iterable[DeadLetter], reason_code: str, now: datetime) -> None:

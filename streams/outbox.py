@@ -9,7 +9,8 @@ every consumer treats a repeated message as the same one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +26,47 @@ from streams.topics import TopicCatalog
 AUDIT_TOPIC = "privacy.audit.v1"
 Message = tuple[str, bytes, bytes | None]
 """(logical topic, key, value or None for a tombstone)."""
+Record = tuple[str, bytes | None, bytes | None, list[tuple[str, str | bytes | None]] | None]
+"""(topic, key, value, headers) as produced."""
+
+
+@dataclass
+class Delivery:
+    """What the broker made of records sent with `deliver_all`."""
+
+    delivered: int = 0
+    undelivered: int = 0  # still queued when the flush timed out
+    refusals: list[str] = field(default_factory=list)  # error names, one per refused record
+
+    @property
+    def complete(self) -> bool:
+        return not self.undelivered and not self.refusals
+
+    def describe(self) -> str:
+        names = ", ".join(sorted(set(self.refusals))) or "none"
+        return f"{self.undelivered} unacknowledged, {len(self.refusals)} refused ({names})"
+
+
+def deliver_all(producer: Producer, records: Iterable[Record], timeout: float = 60.0) -> Delivery:
+    """Produce every record, waiting while the local queue is full, then flush."""
+    delivery = Delivery()
+
+    def on_delivery(error: Any, _message: Any) -> None:
+        if error is None:
+            delivery.delivered += 1
+        else:
+            delivery.refusals.append(error.name())
+
+    for topic, key, value, headers in records:
+        while True:
+            try:
+                producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+                break
+            except BufferError:  # local queue full: serve delivery reports, then retry
+                producer.poll(0.05)
+        producer.poll(0)
+    delivery.undelivered = producer.flush(timeout)
+    return delivery
 
 
 class Outbox:
@@ -46,19 +88,14 @@ class Outbox:
 
     def send(self, messages: Sequence[Message], what: str) -> None:
         """Produce and flush; ContactflowError (nothing committed) if Kafka refuses any."""
-        failures: list[str] = []
-
-        def on_delivery(error: Any, _message: Any) -> None:
-            if error is not None:
-                failures.append(error.name())
-
-        for logical, key, value in messages:
-            self._producer.produce(self._topics.name(logical), value, key, on_delivery=on_delivery)
-        remaining = self._producer.flush(30)
-        if remaining or failures:
+        records = (
+            (self._topics.name(logical), key, value, None) for logical, key, value in messages
+        )
+        delivery = deliver_all(self._producer, records, 30)
+        if not delivery.complete:
             raise ContactflowError(
-                f"Kafka did not take the {what} messages ({remaining} pending, "
-                f"{len(failures)} refused: {sorted(set(failures))}); nothing was committed"
+                f"Kafka did not take the {what} messages ({delivery.describe()}); "
+                "nothing was committed"
             )
 
     def audit(

@@ -16,7 +16,7 @@ bytes with a plain confluent-kafka producer (no per-event validation or tracing)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from confluent_kafka import Producer
@@ -26,6 +26,7 @@ from schemas.serde import AvroSerde
 from schemas.validation import from_json
 from streams.bench.contacts import ContactStream, RawEvent
 from streams.errors import ContactflowError
+from streams.outbox import Record, deliver_all
 from streams.producer import SCHEMA_HEADER
 
 __all__ = [
@@ -85,35 +86,18 @@ def produce_workload(
             "compression.type": "none",
         }
     )
-    failures: list[str] = []
-    delivered = 0
-
-    def on_delivery(error: Any, _message: Any) -> None:
-        nonlocal delivered
-        if error is None:
-            delivered += 1
-        else:
-            failures.append(error.name())
-
     catalog = SchemaCatalog.load()
-    for channel, records in encoded.items():
-        contract = catalog.latest(CHANNEL_CONTRACTS[channel])
-        headers: list[tuple[str, str | bytes | None]] = [
-            (SCHEMA_HEADER, f"{contract.name}.v{contract.version}".encode())
-        ]
-        topic = topics[channel]
-        for key, value in records:
-            while True:
-                try:
-                    producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-            producer.poll(0)
-    remaining = producer.flush(60)
-    if remaining or failures:
-        raise ContactflowError(
-            f"loading the workload failed: {remaining} unacknowledged, "
-            f"{len(failures)} refused ({', '.join(sorted(set(failures)))})"
-        )
-    return delivered
+
+    def records() -> Iterator[Record]:
+        for channel, items in encoded.items():
+            contract = catalog.latest(CHANNEL_CONTRACTS[channel])
+            headers: list[tuple[str, str | bytes | None]] = [
+                (SCHEMA_HEADER, f"{contract.name}.v{contract.version}".encode())
+            ]
+            for key, value in items:
+                yield topics[channel], key, value, headers
+
+    delivery = deliver_all(producer, records())
+    if not delivery.complete:
+        raise ContactflowError(f"loading the workload failed: {delivery.describe()}")
+    return delivery.delivered
