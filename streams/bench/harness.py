@@ -5,7 +5,9 @@ outside every `POLL_S`. Throughput is `expected / (done - first input consumed)`
 consumed" is the instant the process reports (`spec.FirstConsumed`), "done" the first poll
 that sees `expected`. Start-up and shutdown are outside the window. Peak RSS is the
 process's `VmHWM` (Linux) read just before it is stopped with SIGTERM (SIGKILL after
-`STOP_GRACE_S`).
+`STOP_GRACE_S`). CPU is the process tree's (the router's helper included) user and system
+time over the same window, sampled at each poll: a figure the machine's noise moves less
+than events/s, and one that shows how much work each system does per event.
 
 Progress is counted by a `Progress`: `OutputCounter` sums the high watermarks of fresh,
 non-transactional output topics (the peers); `GroupProgress` sums a consumer group's
@@ -45,13 +47,19 @@ class BenchError(ContactflowError):
 
 @dataclass(frozen=True)
 class SystemRun:
-    """One measured system: throughput over `events` inputs, its outputs and peak RSS."""
+    """One measured system: throughput over `events` inputs, its outputs, peak RSS, and
+    the CPU seconds its processes spent in the measured window (0.0: not measured)."""
 
     name: str
     events: int
     events_per_s: float
     outputs: int
     peak_rss_bytes: int
+    cpu_s: float = 0.0
+
+    @property
+    def cpu_us_per_event(self) -> float:
+        return 1e6 * self.cpu_s / self.events if self.events else 0.0
 
 
 def plain_client_config(settings: Settings) -> dict[str, str]:
@@ -119,6 +127,23 @@ class GroupProgress:
         return sum(max(tp.offset, 0) for tp in result.topic_partitions)
 
 
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its live descendants (Linux), 0.0 if
+    /proc cannot tell."""
+    total, pending = 0.0, [pid]
+    tick = os.sysconf("SC_CLK_TCK")
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile, or no /proc: count what was read
+    return total
+
+
 def peak_rss_bytes(pid: int) -> int:
     """The process's resident-set high-water mark (VmHWM), 0 where /proc is unavailable."""
     try:
@@ -170,8 +195,8 @@ def run_peer(
             assert process.stdin is not None
             process.stdin.write(spec.to_json().encode())
             process.stdin.close()
-            started_at, done_at = _await_progress(
-                launch.name, process, counter, expected, timeout_s, log_path
+            started_at, done_at, cpu_s = _await_progress(
+                launch.name, process, counter, expected, timeout_s, log_path, spec.report_path
             )
             rss = peak_rss_bytes(process.pid)
         finally:
@@ -180,7 +205,8 @@ def run_peer(
     outputs = counter.count()
     if outputs < expected or (exact and outputs != expected):
         raise BenchError(f"{launch.name} wrote {outputs} outputs for {expected} input events")
-    return SystemRun(launch.name, expected, expected / max(done_at - first, 1e-9), outputs, rss)
+    rate = expected / max(done_at - first, 1e-9)
+    return SystemRun(launch.name, expected, rate, outputs, rss, cpu_s)
 
 
 def _await_progress(
@@ -190,16 +216,23 @@ def _await_progress(
     expected: int,
     timeout_s: float,
     log_path: Path,
-) -> tuple[float, float]:
-    """(first poll seeing progress, first poll seeing `expected`), as epoch seconds."""
+    report_path: str,
+) -> tuple[float, float, float]:
+    """(first poll seeing progress, first poll seeing `expected`, as epoch seconds; CPU
+    seconds of the process tree from the first poll after its first-consumed report, or
+    after progress, to the last)."""
     deadline = time.monotonic() + timeout_s
     started_at = 0.0
+    cpu_start: float | None = None
     while time.monotonic() < deadline:
+        cpu = tree_cpu_s(process.pid)
         done = counter.count()
+        if cpu_start is None and (done or Path(report_path).exists()):
+            cpu_start = cpu
         if done and not started_at:
             started_at = time.time()
         if done >= expected:
-            return started_at, time.time()
+            return started_at, time.time(), tree_cpu_s(process.pid) - (cpu_start or cpu)
         if process.poll() is not None:
             raise BenchError(
                 f"{name} exited with code {process.returncode} before reaching {expected} "

@@ -61,6 +61,7 @@ class RouterRun:
 
     events_per_s: float
     peak_rss_bytes: int
+    cpu_s: float = 0.0  # the router's processes (main and helper) over the same window
 
 
 class RouterRunner(Protocol):
@@ -113,9 +114,11 @@ class BenchResult:
         lines = []
         for run in (self.limit, self.quix, self.faust, self.router):
             capped = f" (capped at {run.events:,})" if run.events < self.events else ""
+            cpu = f", CPU {run.cpu_us_per_event:,.0f} µs/event" if run.cpu_s else ""
             lines.append(
                 f"{labels[run.name]}: {run.events_per_s:,.0f} events/s over "
                 f"{run.events:,} events{capped}, peak RSS {run.peak_rss_bytes / 2**20:,.0f} MiB"
+                f"{cpu}"
             )
         return [*lines, self.summary_line()]
 
@@ -151,8 +154,9 @@ def run_router_bench(
             say(f"running router on {events:,} events")
             measured = router(bench_root, inputs, events)
             run = SystemRun(
-                "router", events, measured.events_per_s, events, measured.peak_rss_bytes
-            )
+                "router", events, measured.events_per_s, events, measured.peak_rss_bytes,
+                measured.cpu_s,
+            )  # fmt: skip
             say(f"router done: {run.events_per_s:,.0f} events/s")
         finally:
             say("deleting bench topics and consumer groups")

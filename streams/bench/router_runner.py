@@ -41,4 +41,4 @@ def run_real_router(root: Container, input_topics: Sequence[str], events: int) -
         )
         progress = GroupProgress(root.admin(), GROUP_ID, input_topics)
         run = run_peer(launch, spec, progress, events)
-    return RouterRun(run.events_per_s, run.peak_rss_bytes)
+    return RouterRun(run.events_per_s, run.peak_rss_bytes, run.cpu_s)

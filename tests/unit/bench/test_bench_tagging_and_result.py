@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from processors.pseudonym import Pseudonymiser
 from schemas.catalog import SchemaCatalog
 from schemas.serde import AvroSerde
-from streams.bench.harness import SystemRun
+from streams.bench.harness import SystemRun, tree_cpu_s
 from streams.bench.router_bench import BenchResult
 from streams.bench.spec import COMNEXIO, ORES, QUARANTINE, PeerSpec
 from streams.bench.tagging import UNENCRYPTED_KEY_ID, BareTagger, load_policy
@@ -63,7 +69,7 @@ def test_peer_spec_round_trips_and_hides_the_key() -> None:
 
 
 def _run(name: str, rate: float, events: int = 1000) -> SystemRun:
-    return SystemRun(name, events, rate, events, 50 * 2**20)
+    return SystemRun(name, events, rate, events, 50 * 2**20, cpu_s=events / rate)
 
 
 def test_summary_line_gives_three_ratios_with_two_decimals() -> None:
@@ -82,4 +88,31 @@ def test_summary_line_gives_three_ratios_with_two_decimals() -> None:
     assert len(lines) == 5
     assert "(capped at 500)" in lines[2]
     assert re.search(r"router \(transactions on\): 9,000 events/s", lines[3])
+    assert lines[3].endswith("CPU 111 µs/event")  # one process busy all the window
     assert result.router_peak_rss_bytes == 50 * 2**20
+
+
+def test_tree_cpu_counts_the_children_of_a_process() -> None:
+    """The router's helper is a child process: its CPU belongs to the router's figure."""
+    burner = "x = 0\nwhile True: x += 1"
+    parent = subprocess.Popen(
+        [sys.executable, "-c",
+         f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {burner!r}]); "
+         "time.sleep(60)"]
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while tree_cpu_s(parent.pid) < 0.3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        own = _own_cpu_s(parent.pid)
+        assert tree_cpu_s(parent.pid) - own >= 0.3  # the busy child, not the sleeping parent
+    finally:
+        for child in Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split():
+            os.kill(int(child), signal.SIGKILL)
+        parent.kill()
+        parent.wait()
+
+
+def _own_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
