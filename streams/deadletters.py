@@ -179,8 +179,11 @@ class DeadLetters:
     # -- replaying -------------------------------------------------------------------------
 
     def _send(self, letters: Sequence[tuple[DeadLetter, dict[str, Any]]]) -> None:
+        # Not idempotent: an idempotent producer needs a PID, and a role that may write
+        # nowhere gets a fatal CLUSTER_AUTHORIZATION_FAILED instead of a clear refusal per
+        # record. A retry's duplicate is a retry to the worker (same id and bytes): dropped.
         config = self._container.settings.kafka_client_config()
-        producer = Producer({**config, "enable.idempotence": True, "acks": "all"})
+        producer = Producer({**config, "acks": "all", "enable.idempotence": False})
         records = []
         for letter, record in letters:
             headers: list[tuple[str, str | bytes | None]] = list(

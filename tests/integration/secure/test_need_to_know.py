@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, Producer
@@ -12,8 +13,13 @@ from pydantic import SecretStr
 from secureclients import read_outcomes
 
 from schemas.examples import example_events
+from schemas.serde import AvroSerde
 from streams.acl.apply import authenticates
+from streams.deadletters import REPLAY_HEADER, DeadLetters
+from streams.errors import ContactflowError
+from streams.ledger import upgrade
 from streams.producer import CHANNELS, DeliveryError
+from streams.readback import read_all
 
 pytestmark = pytest.mark.integration
 TAGGED = ("contact.ores.v1", "contact.comnexio.v1", "contact.restricted.v1")
@@ -108,3 +114,35 @@ def test_data_engineer_sees_metadata_and_dead_letters_never_payloads(as_role) ->
                                  validate_only=True)  # fmt: skip
     with pytest.raises(Exception, match="AUTHORIZATION_FAILED"):
         next(iter(create.values())).result()
+
+
+def test_only_the_replayer_sends_dead_letters_back(as_role) -> None:  # type: ignore[no-untyped-def]
+    """The data engineer reads dead letters but writes nowhere; `deadletters replay` runs
+    as `deadletter-replayer`, which may write back to the topics they came from."""
+    router = as_role("router")
+    code = f"test-{uuid.uuid4().hex[:8]}"  # this test's dead letter among the session's
+    source = router.topics.name("contact.raw.phone.v1")
+    letter = {
+        "source_topic": source, "source_partition": 0, "source_offset": 3, "stage": "decode",
+        "reason_code": code, "reason": "not Avro", "original_key": b"contact-9",
+        "original_value": b"\x00\x01", "original_headers": {},
+        "failed_at": datetime.now(UTC),
+    }  # fmt: skip
+    producer = Producer(router.settings.kafka_client_config())
+    value = AvroSerde(router.schemas).serialize(letter, router.schemas.latest("DeadLetter"))
+    producer.produce(router.topics.name("contact.deadletter.v1"), value)
+    assert producer.flush(30) == 0
+
+    engineer = as_role("data-engineer")
+    upgrade(engineer.settings.resolved_database_url())
+    with pytest.raises(ContactflowError, match="TOPIC_AUTHORIZATION_FAILED"):
+        DeadLetters(engineer).replay(code, datetime.now(UTC))
+
+    replayer = as_role("deadletter-replayer")
+    upgrade(replayer.settings.resolved_database_url())
+    outcome = DeadLetters(replayer).replay(code, datetime.now(UTC))
+    assert (outcome.sent, outcome.by_topic) == (1, {source: 1})
+    landed = read_all(router.settings.kafka_client_config(), source)
+    assert [m.value() for m in landed if dict(m.headers() or []).get(REPLAY_HEADER)].count(
+        b"\x00\x01"
+    ) == 1
