@@ -280,7 +280,7 @@ class Broker:
             [java, "-cp", f"{libs}/*",
              f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
              "kafka.tools.StorageTool", "format", "--standalone",
-             "-t", cluster_id, "-c", str(self.home / "server.properties"),
+             f"--cluster-id={cluster_id}", "-c", str(self.home / "server.properties"),
              *security.scram_format_argument()],
             capture_output=True, text=True, check=False, timeout=120,
         )  # fmt: skip
@@ -323,10 +323,15 @@ class Broker:
 
 
 def _kraft_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding, never starting
+    with `-` (the storage tool would read it as an option: one format in 64 failed so).
+    Kafka's own `Uuid.randomUuid` draws again for the same reason."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _sha256(path: Path) -> str:

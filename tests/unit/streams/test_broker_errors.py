@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import socket
 from pathlib import Path
 
@@ -40,3 +41,16 @@ def test_stale_pid_file_is_ignored(tmp_path: Path) -> None:
     broker.pid_file.write_text("999999999")
     assert broker.pid() is None
     assert not broker.pid_file.exists()
+
+
+def test_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The storage tool reads an id starting with `-` as an option: such a draw is redone."""
+    import uuid as uuid_module
+
+    from streams import broker
+
+    draws = iter([uuid_module.UUID(bytes=b"\xf8" + b"\x00" * 15), uuid_module.UUID(int=7)])
+    monkeypatch.setattr(broker.uuid, "uuid4", lambda: next(draws))
+    cluster_id = broker._kraft_cluster_id()
+    assert cluster_id == base64.urlsafe_b64encode(uuid_module.UUID(int=7).bytes).decode()[:22]
+    assert base64.urlsafe_b64encode(b"\xf8" + b"\x00" * 15).startswith(b"-")  # the first draw
