@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
 import signal
 import threading
 import time
@@ -25,10 +24,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from opentelemetry.trace import Link, SpanContext, TraceFlags
 
 from processors.policy import Policy, parse_policy
 from processors.pseudonym import Pseudonymiser
@@ -44,6 +41,7 @@ from streams.router.directory import SubjectDirectory
 from streams.router.helper import DecodeHelper, HelperFailed, Pending
 from streams.router.pipeline import BatchOutcome, RouterPipeline, decode_request
 from streams.router.state import SubjectStateTable
+from streams.router.telemetry import RouterMetrics, batch_links
 
 log = logging.getLogger(__name__)
 GROUP_ID = "contactflow-router"
@@ -157,7 +155,7 @@ class RouterWorker:
         self._in_flight: deque[_Batch] = deque()  # consumed, not committed yet, in order
         self._rewind_needed = False
         self._tracer = container.telemetry.tracer("contactflow.router")
-        self._metrics = _RouterMetrics(container, self)
+        self._metrics = RouterMetrics(container, self._consumer)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -244,7 +242,7 @@ class RouterWorker:
         messages = batch.messages
         with self._tracer.start_as_current_span(
             "router batch",
-            links=_links(messages),
+            links=batch_links(messages),
             attributes={"contactflow.batch.size": len(messages)},
         ) as span:
             with self._tracer.start_as_current_span("route events"):
@@ -422,84 +420,3 @@ def _next_offsets(messages: list[Message]) -> list[TopicPartition]:
         key = (message.topic() or "", message.partition() or 0)
         highest[key] = max(highest.get(key, -1), message.offset() or 0)
     return [TopicPartition(t, p, o + 1) for (t, p), o in highest.items()]
-
-
-def _links(messages: list[Message], limit: int = 32) -> list[Link]:
-    links = []
-    for message in messages:
-        headers: list[tuple[str, bytes]] = message.headers() or []  # type: ignore[assignment]
-        for key, value in headers:
-            if key == "traceparent" and isinstance(value, bytes):
-                parts = value.decode("ascii", "replace").split("-")
-                if len(parts) == 4:
-                    try:
-                        context = SpanContext(int(parts[1], 16), int(parts[2], 16), True,
-                                              TraceFlags(int(parts[3], 16)))  # fmt: skip
-                    except ValueError:
-                        continue
-                    links.append(Link(context))
-        if len(links) >= limit:
-            break
-    return links
-
-
-class _RouterMetrics:
-    """Counters and histograms of the router; attributes are channels, topics, codes."""
-
-    def __init__(self, container: Container, worker: RouterWorker) -> None:
-        meter = container.telemetry.meter("contactflow.router")
-        self._in = meter.create_counter("contactflow.router.events_in", unit="{event}")
-        self._out = meter.create_counter("contactflow.router.events_out", unit="{event}")
-        self._dead = meter.create_counter("contactflow.router.dead_letters", unit="{event}")
-        self._quarantined = meter.create_counter("contactflow.router.quarantined", unit="{event}")
-        self._dropped = meter.create_counter("contactflow.router.dropped", unit="{event}")
-        self._signals = meter.create_counter("contactflow.router.hold_signals", unit="{event}")
-        self._latency = meter.create_histogram("contactflow.router.batch_latency", unit="s")
-        self._worker = worker
-        meter.create_observable_gauge(
-            "contactflow.router.lag", callbacks=[self._observe_lag], unit="{event}"
-        )
-        meter.create_observable_gauge(
-            "contactflow.router.peak_rss", callbacks=[_observe_rss], unit="By"
-        )
-
-    def record(self, outcome: BatchOutcome, seconds: float) -> None:
-        self._latency.record(seconds)
-        for key, count in outcome.counts.items():
-            kind, *labels = key
-            if kind == "in":
-                self._in.add(count, {"channel": labels[0]})
-            elif kind == "out":
-                self._out.add(count, {"topic": labels[0], "controller": labels[1]})
-            elif kind == "dead_letter":
-                self._dead.add(count, {"reason": labels[0]})
-            elif kind == "quarantined":
-                self._quarantined.add(count, {"channel": labels[0]})
-            elif kind == "hold_signal":
-                self._signals.add(count, {"reason": labels[0]})
-            else:
-                self._dropped.add(count, {"reason": kind})
-
-    def _observe_lag(self, _options: Any) -> list[Any]:
-        from opentelemetry.metrics import Observation
-
-        consumer = self._worker._consumer
-        observations = []
-        try:
-            for tp in consumer.position(consumer.assignment()):
-                _, high = consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
-                if tp.offset >= 0:
-                    observations.append(
-                        Observation(
-                            max(high - tp.offset, 0), {"topic": tp.topic, "partition": tp.partition}
-                        )
-                    )
-        except KafkaException:
-            return []
-        return observations
-
-
-def _observe_rss(_options: Any) -> list[Any]:
-    from opentelemetry.metrics import Observation
-
-    return [Observation(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)]
