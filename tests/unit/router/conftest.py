@@ -25,15 +25,9 @@ def _engine(path: Path) -> Engine:
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = _engine(tmp_path / "ledger.db")
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return session_factory(engine)
+def ledger_url(tmp_path: Path) -> str:
+    """The ledger of the shared `engine` / `sessions` fixtures (tests/conftest.py): SQLite."""
+    return f"sqlite:///{tmp_path / 'ledger.db'}"
 
 
 @pytest.fixture
