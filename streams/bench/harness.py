@@ -127,16 +127,20 @@ class GroupProgress:
         return sum(max(tp.offset, 0) for tp in result.topic_partitions)
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process (Linux /proc); OSError if it is gone."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def tree_cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process and its live descendants (Linux), 0.0 if
     /proc cannot tell."""
     total, pending = 0.0, [pid]
-    tick = os.sysconf("SC_CLK_TCK")
     while pending:
         current = pending.pop()
         try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
+            total += process_cpu_s(current)
             for task in Path(f"/proc/{current}/task").iterdir():
                 pending += [int(child) for child in (task / "children").read_text().split()]
         except (OSError, IndexError, ValueError):

@@ -15,7 +15,7 @@ import pytest
 from processors.pseudonym import Pseudonymiser
 from schemas.catalog import SchemaCatalog
 from schemas.serde import AvroSerde
-from streams.bench.harness import SystemRun, tree_cpu_s
+from streams.bench.harness import SystemRun, process_cpu_s, tree_cpu_s
 from streams.bench.router_bench import BenchResult
 from streams.bench.spec import COMNEXIO, ORES, QUARANTINE, PeerSpec
 from streams.bench.tagging import UNENCRYPTED_KEY_ID, BareTagger, load_policy
@@ -104,15 +104,10 @@ def test_tree_cpu_counts_the_children_of_a_process() -> None:
         deadline = time.monotonic() + 30
         while tree_cpu_s(parent.pid) < 0.3 and time.monotonic() < deadline:
             time.sleep(0.05)
-        own = _own_cpu_s(parent.pid)
+        own = process_cpu_s(parent.pid)
         assert tree_cpu_s(parent.pid) - own >= 0.3  # the busy child, not the sleeping parent
     finally:
         for child in Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split():
             os.kill(int(child), signal.SIGKILL)
         parent.kill()
         parent.wait()
-
-
-def _own_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
