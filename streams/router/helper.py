@@ -8,7 +8,6 @@ requests. A failure of the helper crosses over as an exception type only: no dat
 
 from __future__ import annotations
 
-import fcntl
 import os
 import pickle
 import queue
@@ -26,8 +25,6 @@ from processors.pseudonym import Pseudonymiser
 from schemas.catalog import SchemaCatalog
 from streams.router.decode import Decoded, EventDecoder, Outcome, Rejection, Request
 from streams.router.templates import Templates
-
-_PIPE_BYTES: Final = 4 * 1024 * 1024
 
 
 class DecoderConfig(NamedTuple):
@@ -70,8 +67,6 @@ class DecodeHelper:
         assert self._process.stdout is not None
         self._requests: IO[bytes] = self._process.stdin
         self._replies: IO[bytes] = self._process.stdout
-        for pipe in (self._requests, self._replies):
-            _widen(pipe)
         self._unread: deque[Pending] = deque()
         self._send(config)
         if self._receive() != _READY:
@@ -117,17 +112,6 @@ class DecodeHelper:
             return pickle.load(self._replies)  # noqa: S301 - our own child, over its pipe
         except (EOFError, OSError, pickle.UnpicklingError):
             raise HelperFailed("the helper process is gone") from None
-
-
-def _widen(pipe: IO[bytes]) -> None:
-    """Let a pipe hold up to the system's limit for unprivileged users (1 MiB on Linux):
-    most of a batch's reply is written while the main process is still routing the batch
-    before it, instead of the helper blocking on a full 64 KiB pipe."""
-    try:
-        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
-        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, min(limit, _PIPE_BYTES))
-    except (OSError, ValueError, AttributeError):  # not Linux, or refused: keep the default
-        pass
 
 
 class Pending:
