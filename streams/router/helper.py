@@ -23,6 +23,7 @@ from typing import IO, Any, Final, NamedTuple, cast
 from processors.policy import Policy
 from processors.pseudonym import Pseudonymiser
 from schemas.catalog import SchemaCatalog
+from streams.heap import freeze_startup_heap
 from streams.router.decode import Decoded, EventDecoder, Outcome, Rejection, Request
 from streams.router.templates import Templates
 
@@ -174,6 +175,7 @@ def serve() -> None:
         config.expected,
         config.max_event_bytes,
     )
+    freeze_startup_heap()
     pickle.dump(_READY, replies)
     replies.flush()
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()

@@ -32,6 +32,7 @@ from processors.pseudonym import Pseudonymiser
 from schemas.serde import AvroSerde
 from streams.bootstrap import Container
 from streams.errors import ContactflowError
+from streams.heap import freeze_startup_heap
 from streams.infra_files import load_infra_file
 from streams.keys import load_keys
 from streams.ledger import current_revision, head_revision, session_factory
@@ -179,6 +180,7 @@ class RouterWorker:
         )
         if ready is not None:
             ready()
+        log.debug("start-up heap frozen (%d objects)", freeze_startup_heap())
         self._idle_since = time.monotonic()
         try:
             while not self._stop.is_set():

@@ -1,0 +1,43 @@
+"""The start-up heap freeze takes what exists out of the collector, and only that."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from streams.heap import freeze_startup_heap
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.other: _Node | None = None
+
+
+@pytest.fixture
+def unfreeze_after() -> Iterator[None]:
+    yield
+    gc.unfreeze()
+
+
+@pytest.mark.usefixtures("unfreeze_after")
+def test_objects_alive_at_start_up_are_no_longer_walked_by_the_collector() -> None:
+    started_with = _Node()
+    frozen = freeze_startup_heap()
+    assert frozen > 1000  # the interpreter's and the test suite's objects at least
+    assert not any(o is started_with for o in gc.get_objects())
+    created_later = _Node()
+    assert any(o is created_later for o in gc.get_objects())
+
+
+@pytest.mark.usefixtures("unfreeze_after")
+def test_a_cycle_made_after_the_freeze_is_still_collected() -> None:
+    freeze_startup_heap()
+    first, second = _Node(), _Node()
+    first.other, second.other = second, first
+    gone = weakref.ref(first)
+    del first, second
+    gc.collect()
+    assert gone() is None
