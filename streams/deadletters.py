@@ -7,18 +7,25 @@ of the chosen ones back to the topic they came from (after the contract, the pol
 the producer was fixed), each once: the hash-chained audit log records every replay
 with the dead letters' positions, and a dead letter already replayed is skipped. Nothing
 here shows or logs the original bytes: they may hold personal data in clear.
+
+Those bytes stay on the topic until its retention (14 days) deletes them, out of reach of
+an erasure, which only knows the subject by pseudonym. `purge` deletes them sooner: every
+dead letter that failed before a cut-off, partition by partition (Kafka's DeleteRecords,
+so the records go at once for every reader, and from disk when their segment is
+deleted), with an audit entry. It is how an erasure reaches them, and how a deployment
+keeps them for days rather than weeks without changing the topic's retention.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer, TopicPartition
 
 from schemas.serde import AvroSerde
 from streams.bootstrap import Container
@@ -30,6 +37,7 @@ from streams.readback import read_all
 DEADLETTER_TOPIC = "contact.deadletter.v1"
 REPLAYED_ACTION = "deadletter.replayed"
 REPLAY_HEADER = "contactflow-replayed-from"
+PURGED_ACTION = "deadletter.purged"
 _AUDIT_CHUNK = 500  # positions per audit entry
 
 
@@ -89,6 +97,15 @@ class ReplayOutcome:
     by_topic: dict[str, int]
 
 
+@dataclass(frozen=True)
+class PurgeOutcome:
+    purged: int  # dead letters deleted (on a dry run: that would be)
+    never_replayed: int  # of those, the ones no replay sent back
+    kept: int  # dead letters left on the topic
+    kept_older: int  # of those, failed before the cut-off but behind a younger one
+    cuts: dict[int, int]  # partition -> its first offset kept
+
+
 class DeadLetters:
     """Reads the dead-letter topic; replays chosen dead letters to their source topics."""
 
@@ -140,6 +157,81 @@ class DeadLetters:
         self._send(fresh)
         self._record([letter for letter, _ in fresh], reason_code, now)
         return ReplayOutcome(len(chosen), len(chosen) - len(fresh), len(fresh), by_topic)
+
+    def purge(
+        self,
+        before: datetime,
+        now: datetime,
+        *,
+        dry_run: bool = False,
+        say: Callable[[str], None] = lambda _: None,
+    ) -> PurgeOutcome:
+        """Delete the dead letters that failed before `before`, replayed or not.
+
+        Kafka deletes a partition's records below an offset, so each partition is cut at
+        its first dead letter that failed at `before` or later (routers' clocks may differ
+        a little): one failed earlier but behind it is kept, and counted in `kept_older`.
+        Only dead letters read here are ever cut, never a transaction still open.
+        """
+        if before > now:
+            raise ContactflowError("the cut-off is in the future; nothing was purged")
+        letters = [letter for letter, _ in self._read(say)]
+        by_partition: dict[int, list[DeadLetter]] = defaultdict(list)
+        for letter in letters:
+            by_partition[letter.partition].append(letter)
+        cuts: dict[int, int] = {}
+        for partition, in_partition in by_partition.items():
+            in_partition.sort(key=lambda letter: letter.offset)
+            cut = next(
+                (letter.offset for letter in in_partition if letter.failed_at >= before),
+                in_partition[-1].offset + 1,
+            )
+            if cut > in_partition[0].offset:
+                cuts[partition] = cut
+        purged = [letter for letter in letters if letter.offset < cuts.get(letter.partition, -1)]
+        replayed = self._replayed()
+        kept = len(letters) - len(purged)
+        outcome = PurgeOutcome(
+            purged=len(purged),
+            never_replayed=sum(1 for letter in purged if letter.position not in replayed),
+            kept=kept,
+            kept_older=sum(1 for letter in letters if letter.failed_at < before) - len(purged),
+            cuts=cuts,
+        )
+        if dry_run or not cuts:
+            return outcome
+        say(f"deleting {len(purged):,} dead letter(s)")
+        self._delete(cuts)
+        with session_factory(self._container.ledger_engine).begin() as session:
+            AuditLog(session).append(
+                self._actor, PURGED_ACTION, now,
+                details={"topic": self._topic, "before": before.isoformat(),
+                         "count": outcome.purged, "never_replayed": outcome.never_replayed,
+                         "cuts": [[p, o] for p, o in sorted(cuts.items())]},
+            )  # fmt: skip
+        return outcome
+
+    def _delete(self, cuts: dict[int, int]) -> None:
+        admin = self._container.admin()
+        futures = admin.delete_records(
+            [TopicPartition(self._topic, p, o) for p, o in sorted(cuts.items())],
+            request_timeout=60,
+            operation_timeout=60,
+        )
+        failed = []
+        for tp, future in futures.items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                failed.append(f"partition {tp.partition}: {exc.args[0].name()}")
+        if failed:
+            done = len(futures) - len(failed)
+            raise ContactflowError(
+                f"purge incomplete ({done} of {len(futures)} partition(s) cut; "
+                f"{'; '.join(failed)}); the audit log records no purge, a retry cuts again. "
+                "On a secured broker DeleteRecords needs the topic's DELETE permission: "
+                "run it as the admin principal"
+            )
 
     # -- reading ---------------------------------------------------------------------------
 

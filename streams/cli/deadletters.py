@@ -1,7 +1,9 @@
-"""`contactflow deadletters summary | replay`: the dead-letter topic, for operators."""
+"""`contactflow deadletters summary | replay | purge`: the dead-letter topic, for operators."""
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -68,3 +70,51 @@ def deadletters_replay(
         f"{outcome.matched:,} dead letter(s) with reason {reason!r}; {outcome.skipped:,} "
         f"replayed before; {verb} {count:,}" + (f" ({targets})" if targets else "")
     )
+
+
+@deadletters_app.command("purge")
+def deadletters_purge(
+    older_than: Annotated[
+        str,
+        typer.Option(help="Delete those that failed longer ago than this: 3d, 12h, 30m, 0."),
+    ],
+    dry_run: Annotated[bool, typer.Option(help="Count what would go; delete nothing.")] = False,
+    by: Annotated[str, typer.Option(help="Who purges (for the audit log).")] = "operator",
+    now: Annotated[str | None, typer.Option(help="Clock override, ISO-8601.")] = None,
+) -> None:
+    """Delete dead letters older than a cut-off, replayed or not, before their retention.
+
+    They hold the original bytes, personal data in clear, which an erasure cannot reach
+    otherwise: `--older-than 0` once fixable ones are replayed. Recorded in the audit log.
+    """
+    from streams.deadletters import DeadLetters
+
+    moment = parse_now(now)
+    cut_off = moment - parse_age(older_than)
+    with progress("reading dead letters") as say:
+        outcome = DeadLetters(container(), actor=by).purge(
+            cut_off, moment, dry_run=dry_run, say=say
+        )
+    verb = "would delete" if dry_run else "deleted"
+    console.print(
+        f"{verb} {outcome.purged:,} dead letter(s) failed before {cut_off:%Y-%m-%d %H:%M} UTC "
+        f"({outcome.never_replayed:,} never replayed); {outcome.kept:,} kept"
+        + (
+            f", of which {outcome.kept_older:,} older but behind a younger one in its partition"
+            if outcome.kept_older
+            else ""
+        )
+    )
+
+
+_AGE = re.compile(r"^(\d+(?:\.\d+)?)([dhm]?)$")
+_UNIT = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
+
+
+def parse_age(value: str) -> timedelta:
+    """`3d`, `12h`, `30m` or `0` as a duration (a bare number is days)."""
+    match = _AGE.match(value.strip())
+    if match is None:
+        raise typer.BadParameter("expected a duration such as 3d, 12h, 30m or 0")
+    number, unit = match.groups()
+    return float(number) * _UNIT[unit or "d"]

@@ -4,7 +4,7 @@ the real router: counted without their bytes, replayed to their source topic onc
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from appproc import app_env
@@ -114,3 +114,70 @@ def test_replay_refuses_a_source_topic_not_declared(container) -> None:  # type:
     assert result.exit_code == 1
     assert isinstance(result.exception, ContactflowError)  # `contactflow` prints it, exit 1
     assert "not declared in infra/topics.yaml" in str(result.exception)
+
+
+def test_purge_deletes_dead_letters_older_than_the_cut_off_partition_by_partition(container) -> None:  # type: ignore[no-untyped-def]
+    from confluent_kafka import Consumer, TopicPartition
+
+    from schemas.serde import AvroSerde
+    from streams.deadletters import PURGED_ACTION
+
+    upgrade(container.settings.resolved_database_url())
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    serde, contract = AvroSerde(container.schemas), container.schemas.latest("DeadLetter")
+    topic = container.topics.name("contact.deadletter.v1")
+    ages = {0: [10, 0.04, 9], 1: [5, 4], 2: [0.08]}  # days, in offset order per partition
+    producer = Producer(container.settings.kafka_client_config())
+    for partition, in_partition in ages.items():
+        for offset, age in enumerate(in_partition):
+            letter = {
+                "source_topic": container.topics.name(raw_topic("phone")),
+                "source_partition": 0, "source_offset": 10 * partition + offset,
+                "stage": "decode", "reason_code": "malformed", "reason": "not Avro",
+                "original_key": None, "original_value": b"+32 471 12 34 56",
+                "original_headers": {}, "failed_at": now - timedelta(days=age),
+            }  # fmt: skip
+            producer.produce(topic, serde.serialize(letter, contract), partition=partition)
+    producer.flush(30)
+    with session_factory(container.ledger_engine).begin() as session:  # one replayed before
+        AuditLog(session).append("cli", REPLAYED_ACTION, now - timedelta(days=3),
+                                 details={"topic": topic, "positions": [[1, 0]]})  # fmt: skip
+    runner, env = CliRunner(), app_env(container)
+    purge = ["deadletters", "purge", "--older-than", "3d", "--now", now.isoformat()]
+
+    dry = runner.invoke(app, [*purge, "--dry-run"], env=env)
+    assert dry.exit_code == 0, dry.output
+    assert "would delete 3 dead letter(s)" in dry.output
+    assert "(2 never replayed); 3 kept, of which 1 older" in dry.output
+    assert len(read_all(container.settings.kafka_client_config(), topic)) == 6
+
+    done = runner.invoke(app, [*purge, "--by", "privacy-office"], env=env)
+    assert done.exit_code == 0, done.output
+    assert "deleted 3 dead letter(s)" in done.output
+    assert "471" not in dry.output + done.output
+    left = read_all(container.settings.kafka_client_config(), topic)
+    assert sorted((m.partition(), m.offset()) for m in left) == [(0, 1), (0, 2), (2, 0)]
+    reader = Consumer({**container.settings.kafka_client_config(), "group.id": "purge-check"})
+    try:  # gone for every reader, not only for ours
+        lows = [reader.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[0]
+                for p in range(3)]  # fmt: skip
+    finally:
+        reader.close()
+    assert lows == [1, 2, 0]
+    with session_factory(container.ledger_engine)() as session:
+        (entry,) = AuditLog(session).entries(action=PURGED_ACTION)
+    assert entry.actor == "privacy-office"
+    assert entry.details == {
+        "topic": topic, "before": (now - timedelta(days=3)).isoformat(), "count": 3,
+        "never_replayed": 2, "cuts": [[0, 1], [1, 2]],
+    }  # fmt: skip
+
+    again = runner.invoke(app, purge, env=env)
+    assert again.exit_code == 0, again.output
+    assert "deleted 0 dead letter(s)" in again.output
+    with session_factory(container.ledger_engine)() as session:
+        assert len(AuditLog(session).entries(action=PURGED_ACTION)) == 1  # nothing to record
+
+    wrong = runner.invoke(app, ["deadletters", "purge", "--older-than", "soon"], env=env)
+    assert wrong.exit_code == 2
+    assert "expected a duration" in wrong.output
