@@ -116,7 +116,7 @@ def test_replay_refuses_a_source_topic_not_declared(container) -> None:  # type:
     assert "not declared in infra/topics.yaml" in str(result.exception)
 
 
-def test_purge_deletes_dead_letters_older_than_the_cut_off_partition_by_partition(container) -> None:  # type: ignore[no-untyped-def]
+def test_purge_deletes_dead_letters_older_than_the_cut_off_per_partition(container) -> None:  # type: ignore[no-untyped-def]
     from confluent_kafka import Consumer, TopicPartition
 
     from schemas.serde import AvroSerde
