@@ -39,6 +39,8 @@ class DemoResult:
     subjects: int = 0
     router_events: int = 0
     erasure: dict[str, Any] = field(default_factory=dict)
+    dead_letters: dict[str, int] = field(default_factory=dict)  # reason code -> count
+    dead_letters_purged: int = 0
 
 
 def run_demo(root: Container, say: Say, *, rounds: int = 5) -> DemoResult:
@@ -55,6 +57,7 @@ def run_demo(root: Container, say: Say, *, rounds: int = 5) -> DemoResult:
     route(root, say, result)
     show_retention(root, say, result)
     show_erasure(root, say, result)
+    purge_dead_letters(root, say, result)
     return result
 
 
@@ -256,6 +259,19 @@ def show_erasure(root: Container, say: Say, result: DemoResult) -> None:
     from streams.demo_erasure import run_erasure
 
     result.erasure = run_erasure(root, say)
+
+
+def purge_dead_letters(root: Container, say: Say, result: DemoResult) -> None:
+    """The dead letters counted (never shown), then purged: their original bytes are
+    personal data in clear, which the erasure could not reach by pseudonym."""
+    from streams.deadletters import DeadLetters
+
+    letters = DeadLetters(root, actor="demo")
+    for (_, _, code), count in letters.summarise().counts.items():
+        result.dead_letters[code] = result.dead_letters.get(code, 0) + count
+    now = datetime.now(UTC)
+    result.dead_letters_purged = letters.purge(now, now).purged
+    say(f"dead letters: {result.dead_letters_purged} purged (deadletters purge --older-than 0)")
 
 
 def note(result: DemoResult, say: Say, line: str) -> None:
