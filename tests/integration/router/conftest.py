@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from routerproc import GroupProbe, RouterFleet
+from routercheck import GroupProbe
+from routerproc import RouterFleet
 
 from streams.bootstrap import Container
 from streams.keys import load_keys

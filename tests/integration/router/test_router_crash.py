@@ -14,20 +14,15 @@ import random
 import time
 
 import pytest
-from routerproc import (
+from routercheck import (
     TAGGED_TOPICS,
     GroupProbe,
-    RawEvent,
-    RouterFleet,
-    RouterProcess,
-    encode_events,
     exactly_once_problems,
     expected_routes,
-    fresh_events,
-    produce,
     read_outputs,
-    wait_for,
 )
+from routerflow import RawEvent, encode_events, fresh_events, produce
+from routerproc import RouterFleet, RouterProcess, wait_for
 
 from processors.routing import QUARANTINE_TOPIC
 from streams.bootstrap import Container

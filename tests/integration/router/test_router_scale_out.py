@@ -12,15 +12,9 @@ import random
 import time
 
 import pytest
-from routerproc import (
-    GroupProbe,
-    RouterFleet,
-    exactly_once_problems,
-    expected_routes,
-    fresh_events,
-    read_outputs,
-    wait_for,
-)
+from routercheck import GroupProbe, exactly_once_problems, expected_routes, read_outputs
+from routerflow import fresh_events
+from routerproc import RouterFleet, wait_for
 
 from streams.bootstrap import Container
 
