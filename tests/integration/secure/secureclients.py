@@ -6,13 +6,19 @@ verify command has its own, side-effect-free probes.
 
 from __future__ import annotations
 
+import copy
 import socket
 import time
 import uuid
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+
+from schemas.examples import example_events
+from streams.ledger import RetentionLedger, session_factory
 
 
 def free_port() -> int:
@@ -73,3 +79,29 @@ def read_outcomes(
     finally:
         consumer.close()
     return result
+
+
+def recording_call(recording_id: str) -> dict:  # type: ignore[type-arg]
+    """A phone `recording_available` event of two days ago, for recording `recording_id`."""
+    now = datetime.now(UTC)
+    call = copy.deepcopy(
+        next(e for e in example_events("phone") if e["kind"] == "recording_available")
+    )
+    call["envelope"] |= {"event_id": str(uuid.uuid4()), "purpose": "contact_handling",
+                         "occurred_at": (now - timedelta(days=2)).isoformat()}  # fmt: skip
+    call["payload"] |= {"recording_id": recording_id,
+                        "started_at": (now - timedelta(days=2, minutes=5)).isoformat(),
+                        "ended_at": (now - timedelta(days=2)).isoformat()}  # fmt: skip
+    return call
+
+
+def wait_registered(shared, recording_id: str, log: Path, timeout: float = 90.0):  # type: ignore[no-untyped-def]
+    """The recording's retention entry once the privacy app has registered it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with session_factory(shared.ledger_engine)() as session:
+            found = RetentionLedger(session).get(recording_id)
+        if found is not None:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"the privacy app did not register it; log:\n{log.read_text()[-3000:]}")

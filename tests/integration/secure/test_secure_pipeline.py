@@ -5,8 +5,6 @@ command; ORES reads its events as ciphertext; the data engineer reads dead lette
 
 from __future__ import annotations
 
-import copy
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,44 +12,19 @@ from pathlib import Path
 import pytest
 from appproc import running_privacy_app
 from confluent_kafka import Producer
-from secureclients import read_outcomes
+from secureclients import read_outcomes, recording_call, wait_registered
 from typer.testing import CliRunner
 
-from schemas.examples import example_events
 from schemas.serde import AvroSerde
 from streams.bootstrap import bootstrap
 from streams.cli import app
 from streams.keys import load_keys
-from streams.ledger import RetentionLedger, session_factory, upgrade
+from streams.ledger import session_factory, upgrade
 from streams.plaintext import open_event, vault_lookup
 from streams.router.worker import RouterWorker
 from streams.telemetry import Telemetry
 
 pytestmark = pytest.mark.integration
-
-
-def _recording_call(recording_id: str) -> dict:  # type: ignore[type-arg]
-    now = datetime.now(UTC)
-    call = copy.deepcopy(
-        next(e for e in example_events("phone") if e["kind"] == "recording_available")
-    )
-    call["envelope"] |= {"event_id": str(uuid.uuid4()), "purpose": "contact_handling",
-                         "occurred_at": (now - timedelta(days=2)).isoformat()}  # fmt: skip
-    call["payload"] |= {"recording_id": recording_id,
-                        "started_at": (now - timedelta(days=2, minutes=5)).isoformat(),
-                        "ended_at": (now - timedelta(days=2)).isoformat()}  # fmt: skip
-    return call
-
-
-def _wait_registered(shared, recording_id: str, log: Path, timeout: float = 90.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with session_factory(shared.ledger_engine)() as session:
-            found = RetentionLedger(session).get(recording_id)
-        if found is not None:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"the privacy app did not register it; log:\n{log.read_text()[-3000:]}")
 
 
 def test_every_worker_runs_as_its_own_role(secure, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -64,7 +37,7 @@ def test_every_worker_runs_as_its_own_role(secure, tmp_path: Path) -> None:  # t
     upgrade(router.settings.resolved_database_url())
     load_keys(router.settings)
     recording_id = f"rec-{uuid.uuid4().hex[:10]}"
-    call = _recording_call(recording_id)
+    call = recording_call(recording_id)
     phone = as_role("producer-phone").producer()
     phone.send("phone", call)
     phone.flush()
@@ -77,7 +50,7 @@ def test_every_worker_runs_as_its_own_role(secure, tmp_path: Path) -> None:  # t
     log = tmp_path / "privacy-app.log"
     env = {**secure.env("privacy-app", shared), "CONTACTFLOW_RETENTION_SWEEP_INTERVAL_S": "3600"}
     with running_privacy_app(env, log):
-        registered = _wait_registered(router, recording_id, log)
+        registered = wait_registered(router, recording_id, log)
     assert registered.state == "standard"
     assert not any(s in log.read_text() for s in secure.all_secrets())
 

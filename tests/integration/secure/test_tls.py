@@ -1,19 +1,28 @@
-"""`broker up --secure --tls`: SCRAM over TLS with the locally generated CA."""
+"""`broker up --secure --tls`: SCRAM over TLS with the locally generated CA, for a bare
+client, the router and the faust privacy app."""
 
 from __future__ import annotations
 
 import stat
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from appproc import running_privacy_app
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
-from secureclients import free_port
+from secureclients import free_port, recording_call, wait_registered
 
 from streams.acl.apply import authenticates
+from streams.bootstrap import bootstrap
 from streams.broker import Broker
+from streams.keys import load_keys
+from streams.ledger import upgrade
+from streams.router.worker import RouterWorker
 from streams.settings import Settings
+from streams.telemetry import Telemetry
+from streams.topics import apply_plan, plan
 
 pytestmark = pytest.mark.integration
 
@@ -54,3 +63,42 @@ def test_a_scram_client_connects_over_tls_and_nothing_else_does(tls_broker: Brok
     untrusted = {**config, "ssl.ca.location": str(Path("/etc/ssl/certs")), "log_level": 0}
     with pytest.raises(KafkaException):
         AdminClient(untrusted).list_topics(timeout=3)
+
+
+def test_router_and_faust_privacy_app_work_over_tls(tls_broker: Broker, tmp_path: Path) -> None:
+    """The router (confluent-kafka) and the privacy app (faust, aiokafka with an SSL
+    context) on the TLS listener: a routed recording call gets registered."""
+    security = tls_broker.security
+    env = {
+        "CONTACTFLOW_BOOTSTRAP_SERVERS": tls_broker.bootstrap,
+        "CONTACTFLOW_TOPIC_PREFIX": f"tls{uuid.uuid4().hex[:6]}.",
+        "CONTACTFLOW_DATA_DIR": str(tmp_path / "data"),
+        "CONTACTFLOW_KAFKA_USERNAME": "admin",
+        "CONTACTFLOW_KAFKA_PASSWORD_FILE": str(security.admin_password_file),
+        "CONTACTFLOW_KAFKA_SSL_CA_LOCATION": str(security.ca_file),
+        "CONTACTFLOW_RETENTION_SWEEP_INTERVAL_S": "3600",
+    }
+    root = bootstrap(
+        Settings(
+            bootstrap_servers=tls_broker.bootstrap, topic_prefix=env["CONTACTFLOW_TOPIC_PREFIX"],
+            data_dir=tmp_path / "data", kafka_username="admin",
+            kafka_password_file=security.admin_password_file,
+            kafka_ssl_ca_location=security.ca_file,
+        ),
+        telemetry=Telemetry.in_memory(),
+    )  # fmt: skip
+    admin = root.admin()
+    apply_plan(admin, plan(admin, root.topics).changes)
+    upgrade(root.settings.resolved_database_url())
+    load_keys(root.settings)
+    recording_id = f"rec-{uuid.uuid4().hex[:10]}"
+    producer = root.producer()
+    producer.send("phone", recording_call(recording_id))
+    assert producer.flush().delivered == 1
+    assert RouterWorker(root).run(max_idle_s=1.5).events_in == 1
+
+    log = tmp_path / "privacy-app.log"
+    with running_privacy_app(env, log):
+        registered = wait_registered(root, recording_id, log)
+    assert registered.state == "standard"
+    assert security.admin_password().get_secret_value() not in log.read_text()
