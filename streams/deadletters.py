@@ -201,37 +201,42 @@ class DeadLetters:
         if dry_run or not cuts:
             return outcome
         say(f"deleting {len(purged):,} dead letter(s)")
-        self._delete(cuts)
-        with session_factory(self._container.ledger_engine).begin() as session:
-            AuditLog(session).append(
-                self._actor, PURGED_ACTION, now,
-                details={"topic": self._topic, "before": before.isoformat(),
-                         "count": outcome.purged, "never_replayed": outcome.never_replayed,
-                         "cuts": [[p, o] for p, o in sorted(cuts.items())]},
-            )  # fmt: skip
+        failed = self._delete(cuts)
+        done = {p: o for p, o in cuts.items() if p not in failed}
+        if done:  # what was deleted is recorded, even when another partition refused
+            gone = [letter for letter in purged if letter.partition in done]
+            with session_factory(self._container.ledger_engine).begin() as session:
+                AuditLog(session).append(
+                    self._actor, PURGED_ACTION, now,
+                    details={"topic": self._topic, "before": before.isoformat(),
+                             "count": len(gone),
+                             "never_replayed": sum(1 for g in gone if g.position not in replayed),
+                             "cuts": [[p, o] for p, o in sorted(done.items())]},
+                )  # fmt: skip
+        if failed:
+            raise ContactflowError(
+                f"purge incomplete: {len(done)} of {len(cuts)} partition(s) cut and recorded "
+                f"in the audit log; {'; '.join(f'partition {p}: {e}' for p, e in failed.items())}"
+                ". A retry cuts the rest. On a secured broker DeleteRecords needs the topic's "
+                "DELETE permission: run it as the admin principal"
+            )
         return outcome
 
-    def _delete(self, cuts: dict[int, int]) -> None:
+    def _delete(self, cuts: dict[int, int]) -> dict[int, str]:
+        """Delete each partition's records below its cut; the refused ones, with why."""
         admin = self._container.admin()
         futures = admin.delete_records(
             [TopicPartition(self._topic, p, o) for p, o in sorted(cuts.items())],
             request_timeout=60,
             operation_timeout=60,
         )
-        failed = []
+        failed: dict[int, str] = {}
         for tp, future in futures.items():
             try:
                 future.result()
             except KafkaException as exc:
-                failed.append(f"partition {tp.partition}: {exc.args[0].name()}")
-        if failed:
-            done = len(futures) - len(failed)
-            raise ContactflowError(
-                f"purge incomplete ({done} of {len(futures)} partition(s) cut; "
-                f"{'; '.join(failed)}); the audit log records no purge, a retry cuts again. "
-                "On a secured broker DeleteRecords needs the topic's DELETE permission: "
-                "run it as the admin principal"
-            )
+                failed[tp.partition] = exc.args[0].name()
+        return failed
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -15,9 +15,9 @@ from secureclients import read_outcomes
 from schemas.examples import example_events
 from schemas.serde import AvroSerde
 from streams.acl.apply import authenticates
-from streams.deadletters import REPLAY_HEADER, DeadLetters
+from streams.deadletters import PURGED_ACTION, REPLAY_HEADER, DeadLetters
 from streams.errors import ContactflowError
-from streams.ledger import upgrade
+from streams.ledger import AuditLog, session_factory, upgrade
 from streams.producer import CHANNELS, DeliveryError
 from streams.readback import read_all
 
@@ -146,3 +146,32 @@ def test_only_the_replayer_sends_dead_letters_back(as_role) -> None:  # type: ig
     assert [m.value() for m in landed if dict(m.headers() or []).get(REPLAY_HEADER)].count(
         b"\x00\x01"
     ) == 1
+
+
+def test_no_role_may_purge_dead_letters(as_role) -> None:  # type: ignore[no-untyped-def]
+    """DeleteRecords needs the topic's DELETE permission, which no role has (it would let
+    the role delete the whole topic): a purge by the data engineer cuts and records nothing."""
+    router = as_role("router")
+    topic = router.topics.name("contact.deadletter.v1")
+    letter = {
+        "source_topic": router.topics.name("contact.raw.chat.v1"), "source_partition": 0,
+        "source_offset": 5, "stage": "decode", "reason_code": "malformed", "reason": "not Avro",
+        "original_key": None, "original_value": b"\x00", "original_headers": {},
+        "failed_at": datetime.now(UTC),
+    }  # fmt: skip
+    producer = Producer(router.settings.kafka_client_config())
+    producer.produce(topic, AvroSerde(router.schemas).serialize(
+        letter, router.schemas.latest("DeadLetter")))  # fmt: skip
+    assert producer.flush(30) == 0
+    before = len(read_all(router.settings.kafka_client_config(), topic))
+
+    engineer = as_role("data-engineer")
+    upgrade(engineer.settings.resolved_database_url())
+    now = datetime.now(UTC)
+    with pytest.raises(ContactflowError, match="TOPIC_AUTHORIZATION_FAILED") as refused:
+        DeadLetters(engineer).purge(now, now)
+    assert "purge incomplete: 0 of" in str(refused.value)
+    assert "run it as the admin principal" in str(refused.value)
+    assert len(read_all(router.settings.kafka_client_config(), topic)) == before
+    with session_factory(engineer.ledger_engine)() as session:
+        assert AuditLog(session).entries(action=PURGED_ACTION) == []
