@@ -163,15 +163,15 @@ def test_no_role_may_purge_dead_letters(as_role) -> None:  # type: ignore[no-unt
     producer.produce(topic, AvroSerde(router.schemas).serialize(
         letter, router.schemas.latest("DeadLetter")))  # fmt: skip
     assert producer.flush(30) == 0
-    before = len(read_all(router.settings.kafka_client_config(), topic))
-
-    engineer = as_role("data-engineer")
+    engineer = as_role("data-engineer")  # reads dead letters: the purge gets to DeleteRecords
     upgrade(engineer.settings.resolved_database_url())
+    before = len(read_all(engineer.settings.kafka_client_config(), topic))
+
     now = datetime.now(UTC)
     with pytest.raises(ContactflowError, match="TOPIC_AUTHORIZATION_FAILED") as refused:
         DeadLetters(engineer).purge(now, now)
     assert "purge incomplete: 0 of" in str(refused.value)
     assert "run it as the admin principal" in str(refused.value)
-    assert len(read_all(router.settings.kafka_client_config(), topic)) == before
+    assert len(read_all(engineer.settings.kafka_client_config(), topic)) == before
     with session_factory(engineer.ledger_engine)() as session:
         assert AuditLog(session).entries(action=PURGED_ACTION) == []
