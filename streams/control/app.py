@@ -42,6 +42,8 @@ def create_control_app(
     deadline_interval_s: float = 60.0,
 ) -> faust.App:
     settings = container.settings
+    datadir = settings.data_dir / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level itself
     app = faust.App(
         APP_ID,
         broker=f"kafka://{settings.bootstrap}",
@@ -51,7 +53,7 @@ def create_control_app(
         topic_allow_declare=False,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
-        datadir=str(settings.data_dir / "faust"),
+        datadir=str(datadir),
     )
 
     def raw_topic(logical: str) -> Any:
