@@ -190,11 +190,14 @@ class DeadLetters:
                 cuts[partition] = cut
         purged = [letter for letter in letters if letter.offset < cuts.get(letter.partition, -1)]
         replayed = self._replayed()
-        kept = len(letters) - len(purged)
+
+        def never_replayed(chosen: list[DeadLetter]) -> int:
+            return sum(1 for letter in chosen if letter.position not in replayed)
+
         outcome = PurgeOutcome(
             purged=len(purged),
-            never_replayed=sum(1 for letter in purged if letter.position not in replayed),
-            kept=kept,
+            never_replayed=never_replayed(purged),
+            kept=len(letters) - len(purged),
             kept_older=sum(1 for letter in letters if letter.failed_at < before) - len(purged),
             cuts=cuts,
         )
@@ -210,7 +213,7 @@ class DeadLetters:
                     self._actor, PURGED_ACTION, now,
                     details={"topic": self._topic, "before": before.isoformat(),
                              "count": len(gone),
-                             "never_replayed": sum(1 for g in gone if g.position not in replayed),
+                             "never_replayed": never_replayed(gone),
                              "cuts": [[p, o] for p, o in sorted(done.items())]},
                 )  # fmt: skip
         if failed:

@@ -45,10 +45,9 @@ def demo(
     render_report(erasure["report"], console.print)
     console.print(f"erasure {erasure['request_id']}: {erasure['state']}; the caller's events "
                   f"still readable in any topic: {erasure['readable']}")  # fmt: skip
-    reasons = ", ".join(f"{code} {n}" for code, n in sorted(result.dead_letters.items()))
     console.print(
-        f"dead letters ({reasons or 'none'}): {result.dead_letters_purged} purged after the "
-        "erasure, as their original bytes are out of its reach"
+        f"dead letters: {result.dead_letters_purged} purged after the erasure (their reasons "
+        "are in the router's table above), as their original bytes are out of its reach"
     )
     if landed != sent or not verified:
         raise typer.Exit(1)
