@@ -4,7 +4,8 @@ The classpath is resolved by Maven from `infra/kafka/pom.xml` into a cache outsi
 tree, and every jar is checked against `infra/kafka/jars.sha256` before it is used: a jar
 that is missing, extra or different stops the install. The broker then runs with `java`
 as a detached process whose pid, configuration, data and log live under the data
-directory, so `up`, `down` and `status` work across CLI invocations.
+directory, so `up`, `down` and `status` work across CLI invocations. `up(nodes=3)` runs a
+three-node KRaft cluster instead (layout and port rule: `streams.cluster`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from streams.broker_security import (
     load_security,
     prepare_secrets,
 )
+from streams.cluster import BrokerNode, ClusterLayout, current_layout, layout_for_up
 from streams.errors import BrokerError
 from streams.settings import Settings
 
@@ -38,6 +40,18 @@ Report = Callable[[str], None]
 
 def _quiet(_: str) -> None:
     return None
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """One node of a cluster as `broker status` shows it."""
+
+    node_id: int
+    pid: int | None
+    port: int
+    controller_port: int
+    answering: bool
+    log_file: Path
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,7 @@ class BrokerStatus:
     log_file: Path
     topics: int | None = None
     security: str = "plain"
+    nodes: tuple[NodeStatus, ...] = ()  # one per node of a cluster; empty for one node
 
 
 class KafkaDistribution:
@@ -133,16 +148,42 @@ class KafkaDistribution:
 
 
 class Broker:
-    """One local KRaft broker+controller described by the settings."""
+    """The local KRaft broker: one broker+controller process, or a cluster of 3 to 5.
+
+    One node is the default. `up(nodes=3)` (or CONTACTFLOW_BROKER_NODES=3) formats a new
+    storage as a cluster instead; the layout is then remembered in the data directory
+    (see `streams.cluster`), and the `*_node` methods let a fault test stop and restart
+    single nodes.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.distribution = KafkaDistribution(settings)
         self.home = settings.broker_dir
-        self.data = self.home / "data"
-        self.pid_file = self.home / "broker.pid"
-        self.log_file = self.home / "logs" / "server.log"
-        self.bootstrap = f"127.0.0.1:{settings.broker_port}"
+        self._nodes_asked: int | None = None
+        self._processes: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def layout(self) -> ClusterLayout:
+        """The nodes of this broker: the stored cluster, or what the next `up` creates."""
+        return current_layout(self.home, self.settings, self._nodes_asked)
+
+    @property
+    def bootstrap(self) -> str:
+        """Every node's client listener, comma-separated (one address for one node)."""
+        return self.layout.bootstrap
+
+    @property
+    def data(self) -> Path:
+        return self.layout.nodes[0].data
+
+    @property
+    def pid_file(self) -> Path:
+        return self.layout.nodes[0].pid_file
+
+    @property
+    def log_file(self) -> Path:
+        return self.layout.nodes[0].log_file
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -156,13 +197,24 @@ class Broker:
         return self.security.admin_client_config(self.bootstrap)
 
     def up(
-        self, report: Report = _quiet, *, secure: bool | None = None, tls: bool | None = None
+        self,
+        report: Report = _quiet,
+        *,
+        secure: bool | None = None,
+        tls: bool | None = None,
+        nodes: int | None = None,
     ) -> BrokerStatus:
         """Start the broker unless it already runs; return once it answers clients.
 
-        `secure`/`tls` choose the mode of a new storage (default: the settings); an
-        existing storage keeps the mode it was formatted with.
+        `secure`/`tls` choose the mode of a new storage (default: the settings), `nodes`
+        its node count (default CONTACTFLOW_BROKER_NODES); an existing storage keeps the
+        mode and the nodes it was formatted with, and `up` restarts whichever of its
+        nodes are not running. A cluster is plain: `secure`/`tls` are refused for it.
         """
+        layout = layout_for_up(self.home, self.settings, nodes)
+        self._nodes_asked = len(layout.nodes)
+        if layout.is_cluster:
+            return self._up_cluster(layout, report, secure, tls)
         security = choose_security(self.home, self.settings, secure, tls)
         if self.pid() is not None and self._answers(timeout=5.0):
             report(f"broker already running (pid {self.pid()})")
@@ -182,61 +234,191 @@ class Broker:
             self._format(java, libs, security)
             security.save()
         report(f"starting Apache Kafka {self.distribution.version} on {self.bootstrap}")
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with (self.home / "logs" / "stdout.log").open("ab") as out:
-            process = subprocess.Popen(
-                [java, f"-Xmx{self.settings.broker_heap}", f"-Xms{self.settings.broker_heap}",
-                 "-XX:+UseG1GC", "-Djava.awt.headless=true",
-                 f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
-                 "-cp", f"{libs}/*", "kafka.Kafka", str(self.home / "server.properties")],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )  # fmt: skip
-        self.pid_file.write_text(str(process.pid))
-        self._wait_until_answering(process, report)
+        node = layout.nodes[0]
+        self._wait_until_answering([node], {1: self._spawn(node, java, libs)}, report)
         return self.status()
 
     def down(self, report: Report = _quiet, timeout: float = 30.0) -> bool:
-        """Stop the broker (SIGTERM, then SIGKILL after `timeout`); False if none ran."""
-        pid = self.pid()
-        if pid is None:
+        """Stop every node (SIGTERM, then SIGKILL after `timeout`); False if none ran."""
+        layout = self.layout
+        running = {n.node_id: pid for n in layout.nodes if (pid := self._node_pid(n))}
+        if not running:
             return False
-        report(f"stopping broker (pid {pid})")
-        os.kill(pid, signal.SIGTERM)
+        for node_id, pid in running.items():
+            what = f"node {node_id}" if layout.is_cluster else "broker"
+            report(f"stopping {what} (pid {pid})")
+            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGCONT)  # a node paused by a fault test (SIGSTOP) too
         deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
+        while any(_alive(pid) for pid in running.values()) and time.monotonic() < deadline:
             time.sleep(0.2)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-        self.pid_file.unlink(missing_ok=True)
+        for node_id, pid in running.items():
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+            self._forget(layout.node(node_id))
         return True
 
     def status(self) -> BrokerStatus:
+        layout = self.layout
         pid = self.pid()
         topics = self._topic_count() if pid is not None else None
         return BrokerStatus(
             running=pid is not None and topics is not None,
             pid=pid,
-            bootstrap=self.bootstrap,
+            bootstrap=layout.bootstrap,
             kafka_version=self.distribution.version,
             data_dir=self.home,
             log_file=self.log_file,
             topics=topics,
             security=self.security.mode,
+            nodes=tuple(self._node_status(n) for n in layout.nodes) if layout.is_cluster else (),
         )
 
     def pid(self) -> int | None:
-        """The pid of our running broker, or None (a stale pid file is removed)."""
+        """The pid of our running broker (a cluster's first running node), or None.
+
+        A stale pid file is removed."""
+        return next((pid for pid in self.node_pids().values() if pid is not None), None)
+
+    # -- single nodes (for fault tests) --------------------------------------------------
+
+    def node_ids(self) -> list[int]:
+        """The node ids of this broker: [1], or [1, 2, 3] for a three-node cluster."""
+        return [node.node_id for node in self.layout.nodes]
+
+    def node_pids(self) -> dict[int, int | None]:
+        """Node id -> pid of its running process, or None when it is not running."""
+        return {node.node_id: self._node_pid(node) for node in self.layout.nodes}
+
+    def node_bootstrap(self, node_id: int) -> str:
+        """The client address of one node only (`127.0.0.1:<port>`)."""
+        return self.layout.node(node_id).bootstrap
+
+    def node_answers(self, node_id: int, timeout: float = 2.0) -> bool:
+        """Whether that node itself answers a metadata request within `timeout`."""
+        node = self.layout.node(node_id)
+        return self._node_pid(node) is not None and self._node_answers(node, timeout)
+
+    def kill_node(self, node_id: int, sig: int = signal.SIGKILL, *, wait_s: float = 15.0) -> int:
+        """Send `sig` to one node's process and return its pid.
+
+        After SIGKILL, SIGTERM or SIGINT, wait up to `wait_s` until the process is gone
+        (BrokerError if it is not) and forget its pid file. Other signals (SIGSTOP,
+        SIGCONT) return at once. BrokerError if the node is not running.
+        """
+        node = self.layout.node(node_id)
+        pid = self._node_pid(node)
+        if pid is None:
+            raise BrokerError(f"node {node_id} is not running")
+        os.kill(pid, sig)
+        if sig not in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
+            return pid
+        deadline = time.monotonic() + wait_s
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(pid):
+            name = signal.Signals(sig).name
+            raise BrokerError(f"node {node_id} (pid {pid}) still runs {wait_s:.0f}s after {name}")
+        self._forget(node)
+        return pid
+
+    def start_node(self, node_id: int, report: Report = _quiet) -> int:
+        """Start one stopped node of a formatted cluster, wait until it answers, return its
+        pid (a running node is only waited for). It answers only once a majority of the
+        controllers runs (2 of 3, itself included). On a single node this is `up()`."""
+        layout = self.layout
+        if not layout.is_cluster:
+            self.up(report)
+            pid = self.pid()
+            assert pid is not None  # up() returns only once the broker answers
+            return pid
+        node = layout.node(node_id)
+        if not node.formatted:
+            raise BrokerError(f"node {node_id} has no storage yet; run `broker up` first")
+        pid = self._node_pid(node)
+        if pid is None:
+            self._check_free([node])
+            java, libs = self._java(), self.distribution.install(report)
+            self._write_node_config(layout, node)
+            report(f"starting node {node_id} on {node.bootstrap}")
+            process = self._spawn(node, java, libs)
+            pid = process.pid
+            self._wait_until_answering([node], {node_id: process}, report)
+        else:
+            self._wait_until_answering([node], {}, report)
+        return pid
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _up_cluster(
+        self, layout: ClusterLayout, report: Report, secure: bool | None, tls: bool | None
+    ) -> BrokerStatus:
+        if choose_security(self.home, self.settings, secure, tls).secure:
+            raise BrokerError(
+                "--secure/--tls run on the single-node broker only; a cluster (--nodes N) "
+                "is plain: start it without them and without CONTACTFLOW_BROKER_SECURE/TLS"
+            )
+        missing = [n for n in layout.nodes if self._node_pid(n) is None]
+        if not missing and self._answers(timeout=5.0):
+            report(f"cluster already running ({len(layout.nodes)} nodes)")
+            return self.status()
+        java = self._java()
+        self._check_free(missing)
+        libs = self.distribution.install(report)
+        if layout.cluster_id is None:
+            layout = layout.with_cluster_id(_kraft_cluster_id())
+            layout.save()
+        for node in layout.nodes:
+            self._write_node_config(layout, node)
+        for node in missing:
+            if not node.formatted:
+                report(f"formatting KRaft storage of node {node.node_id}")
+                self._format_node(java, libs, node, layout.cluster_id or "")
+        report(
+            f"starting Apache Kafka {self.distribution.version} nodes "
+            f"{', '.join(str(n.node_id) for n in missing)} of {len(layout.nodes)}"
+        )
+        started = {n.node_id: self._spawn(n, java, libs) for n in missing}
+        self._wait_until_answering(list(layout.nodes), started, report)
+        return self.status()
+
+    def _check_free(self, nodes: list[BrokerNode]) -> None:
+        for node in nodes:
+            for port in (node.port, node.controller_port):
+                if _port_taken(port):
+                    raise BrokerError(
+                        f"port {port} (node {node.node_id}) is already in use by another "
+                        "process; stop it or set CONTACTFLOW_BROKER_PORT / "
+                        "CONTACTFLOW_CONTROLLER_PORT"
+                    )
+
+    def _node_pid(self, node: BrokerNode) -> int | None:
         try:
-            pid = int(self.pid_file.read_text().strip())
+            pid = int(node.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
         if _alive(pid):
             return pid
-        self.pid_file.unlink(missing_ok=True)
+        self._forget(node)
         return None
 
-    # -- internals -----------------------------------------------------------------------
+    def _forget(self, node: BrokerNode) -> None:
+        """Drop a stopped node's pid file, and reap it if this process started it."""
+        node.pid_file.unlink(missing_ok=True)
+        process = self._processes.pop(node.node_id, None)
+        if process is not None:
+            process.poll()
+
+    def _node_status(self, node: BrokerNode) -> NodeStatus:
+        pid = self._node_pid(node)
+        return NodeStatus(
+            node_id=node.node_id,
+            pid=pid,
+            port=node.port,
+            controller_port=node.controller_port,
+            answering=pid is not None and self._node_answers(node, timeout=3.0),
+            log_file=node.log_file,
+        )
 
     @staticmethod
     def _java() -> str:
@@ -271,8 +453,26 @@ class Broker:
             )
             + security.server_properties()
         )
-        log_template = (s.infra_dir / "kafka" / "log4j2.properties.template").read_text()
-        (self.home / "log4j2.properties").write_text(log_template.format(log_file=self.log_file))
+        self._write_log_config(self.layout.nodes[0])
+
+    def _write_node_config(self, layout: ClusterLayout, node: BrokerNode) -> None:
+        kafka = self.settings.infra_dir / "kafka"
+        node.home.mkdir(parents=True, exist_ok=True)
+        template = (kafka / "cluster-node.properties.template").read_text()
+        node.config_file.write_text(
+            template.format(
+                node_id=node.node_id,
+                voters=layout.voters,
+                broker_port=node.port,
+                controller_port=node.controller_port,
+                data_dir=node.data,
+            )
+        )
+        self._write_log_config(node)
+
+    def _write_log_config(self, node: BrokerNode) -> None:
+        template = (self.settings.infra_dir / "kafka" / "log4j2.properties.template").read_text()
+        node.log_config.write_text(template.format(log_file=node.log_file))
 
     def _format(self, java: str, libs: Path, security: BrokerSecurity) -> None:
         cluster_id = _kraft_cluster_id()
@@ -290,33 +490,103 @@ class Broker:
                 detail = detail.replace(security.admin_password().get_secret_value(), "***")
             raise BrokerError(f"formatting Kafka storage failed: {detail}")
 
-    def _wait_until_answering(self, process: subprocess.Popen[bytes], report: Report) -> None:
+    @staticmethod
+    def _format_node(java: str, libs: Path, node: BrokerNode, cluster_id: str) -> None:
+        """Format one cluster node: same cluster id everywhere, static voters from its
+        configuration, so no --standalone (the storage tool refuses both together)."""
+        result = subprocess.run(
+            [java, "-cp", f"{libs}/*", f"-Dlog4j2.configurationFile={node.log_config}",
+             "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+             "-c", str(node.config_file)],
+            capture_output=True, text=True, check=False, timeout=120,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise BrokerError(
+                f"formatting the Kafka storage of node {node.node_id} failed: "
+                f"{result.stderr.strip()[-800:]}"
+            )
+
+    def _spawn(self, node: BrokerNode, java: str, libs: Path) -> subprocess.Popen[bytes]:
+        """Start one node's JVM, detached, and write its pid file."""
+        heap = self.settings.broker_heap
+        node.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with (node.home / "logs" / "stdout.log").open("ab") as out:
+            process = subprocess.Popen(
+                [java, f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+                 f"-Dlog4j2.configurationFile={node.log_config}",
+                 "-cp", f"{libs}/*", "kafka.Kafka", str(node.config_file)],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # fmt: skip
+        node.pid_file.write_text(str(process.pid))
+        self._processes[node.node_id] = process
+        return process
+
+    def _wait_until_answering(
+        self,
+        nodes: list[BrokerNode],
+        started: dict[int, subprocess.Popen[bytes]],
+        report: Report,
+    ) -> None:
+        """Wait until every node in `nodes` answers; a node started here that exits, or
+        the deadline, stops the nodes started here and raises BrokerError."""
+        cluster = self.layout.is_cluster
+        waiting = list(nodes)
         deadline = time.monotonic() + self.settings.broker_start_timeout_s
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                self.pid_file.unlink(missing_ok=True)
-                raise BrokerError(
-                    f"the broker exited with code {process.returncode} while starting; "
-                    f"last lines of {self.log_file}:\n{_tail(self.log_file)}"
-                )
-            if self._answers(timeout=2.0):
-                report("broker is up")
-                return
-            time.sleep(0.5)
+        while waiting and time.monotonic() < deadline:
+            for node in list(waiting):
+                process = started.get(node.node_id)
+                if process is not None and process.poll() is not None:
+                    node.pid_file.unlink(missing_ok=True)
+                    self._stop_started(started)
+                    what = f"node {node.node_id}" if cluster else "the broker"
+                    raise BrokerError(
+                        f"{what} exited with code {process.returncode} while starting; "
+                        f"last lines of {node.log_file}:\n{_tail(node.log_file)}"
+                    )
+                answers = self._node_answers(node, timeout=2.0) if cluster else self._answers(2.0)
+                if answers:
+                    waiting.remove(node)
+                    if cluster:
+                        report(f"node {node.node_id} is up")
+            if waiting:
+                time.sleep(0.5)
+        if not waiting:
+            report("cluster is up" if cluster else "broker is up")
+            return
+        if cluster:
+            self._stop_started(started)
+            node = waiting[0]
+            raise BrokerError(
+                f"node {node.node_id} did not answer within "
+                f"{self.settings.broker_start_timeout_s:.0f}s; see {node.log_file}:\n"
+                f"{_tail(node.log_file)}"
+            )
         self.down()
         raise BrokerError(
             f"the broker did not answer within {self.settings.broker_start_timeout_s:.0f}s; "
             f"see {self.log_file}:\n{_tail(self.log_file)}"
         )
 
+    def _stop_started(self, started: dict[int, subprocess.Popen[bytes]]) -> None:
+        for node_id, process in started.items():
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
+            self._forget(self.layout.node(node_id))
+
     def _answers(self, timeout: float) -> bool:
         return self._topic_count(timeout) is not None
 
-    def _topic_count(self, timeout: float = 5.0) -> int | None:
+    def _node_answers(self, node: BrokerNode, timeout: float) -> bool:
+        return self._topic_count(timeout, bootstrap=node.bootstrap) is not None
+
+    def _topic_count(self, timeout: float = 5.0, bootstrap: str | None = None) -> int | None:
         from confluent_kafka.admin import AdminClient
 
         try:
-            admin = AdminClient({**self.admin_client_config(), "log_level": 0})
+            config = self.security.admin_client_config(bootstrap or self.bootstrap)
+            admin = AdminClient({**config, "log_level": 0})
             return len(admin.list_topics(timeout=timeout).topics)
         except Exception:  # noqa: BLE001 - any client failure here means "not answering"
             return None

@@ -24,11 +24,34 @@ def broker_up(
         bool | None,
         typer.Option("--tls", help="Also TLS on the client listener (local self-signed CA)."),
     ] = None,
+    nodes: Annotated[
+        int | None,
+        typer.Option(
+            "--nodes",
+            min=1,
+            max=5,
+            help="1, or a KRaft cluster of 3-5 nodes on 127.0.0.1 (for a new storage; "
+            "default CONTACTFLOW_BROKER_NODES). Node N listens on the broker and controller "
+            "ports + 100*(N-1).",
+        ),
+    ] = None,
 ) -> None:
-    """Start the broker (installing its jars on first use) and wait until it answers."""
+    """Start the broker (installing its jars on first use) and wait until it answers.
+
+    On an existing cluster storage, start whichever of its nodes are not running."""
     root = container()
     with console.status("starting broker") as status:
-        state = root.broker.up(report=lambda msg: status.update(msg), secure=secure, tls=tls)
+        state = root.broker.up(
+            report=lambda msg: status.update(msg), secure=secure, tls=tls, nodes=nodes
+        )
+    if state.nodes:
+        pids = ", ".join(f"{n.node_id}:{n.pid}" for n in state.nodes)
+        console.print(
+            f"[green]cluster up[/] Apache Kafka {state.kafka_version}, {len(state.nodes)} "
+            f"nodes on {state.bootstrap} (pids {pids}, data {state.data_dir})"
+        )
+        console.print(f"clients: CONTACTFLOW_BOOTSTRAP_SERVERS={state.bootstrap}")
+        return
     console.print(
         f"[green]broker up[/] Apache Kafka {state.kafka_version} on {state.bootstrap} "
         f"(pid {state.pid}, data {state.data_dir}, {state.security})"
@@ -49,7 +72,7 @@ def broker_up(
 
 @broker_app.command("down")
 def broker_down() -> None:
-    """Stop the broker started by `broker up`."""
+    """Stop the broker started by `broker up` (every node of a cluster)."""
     root = container()
     if root.broker.down(report=console.print):
         console.print("[green]broker stopped[/]")
@@ -59,18 +82,38 @@ def broker_down() -> None:
 
 @broker_app.command("status")
 def broker_status() -> None:
-    """Report whether the broker runs, where, and how many topics it has; exit 1 if down."""
+    """Report whether the broker runs, where, and how many topics it has; exit 1 if down.
+
+    A cluster also lists each node; it counts as running while any node answers."""
     state = container().broker.status()
     table = Table(show_header=False, box=None)
-    table.add_row("running", "[green]yes[/]" if state.running else "[red]no[/]")
+    answering = sum(n.answering for n in state.nodes)
+    if state.nodes and state.running and answering < len(state.nodes):
+        running = f"[yellow]degraded[/] ({answering} of {len(state.nodes)} nodes answering)"
+    else:
+        running = "[green]yes[/]" if state.running else "[red]no[/]"
+    table.add_row("running", running)
     table.add_row("pid", str(state.pid or "-"))
     table.add_row("bootstrap", state.bootstrap)
     table.add_row("kafka", state.kafka_version)
     table.add_row("security", state.security)
     table.add_row("topics", "-" if state.topics is None else str(state.topics))
     table.add_row("data", str(state.data_dir))
-    table.add_row("log", str(state.log_file))
+    logs = state.data_dir / "node-*" / "logs" / "server.log" if state.nodes else state.log_file
+    table.add_row("log", str(logs))
     console.print(table)
+    if state.nodes:
+        nodes = Table("node", "pid", "port", "controller port", "state")
+        for node in state.nodes:
+            if node.answering:
+                verdict = "[green]answering[/]"
+            else:
+                verdict = "[yellow]not answering[/]" if node.pid else "[red]stopped[/]"
+            nodes.add_row(
+                str(node.node_id), str(node.pid or "-"), str(node.port),
+                str(node.controller_port), verdict,
+            )  # fmt: skip
+        console.print(nodes)
     if not state.running:
         raise typer.Exit(1)
 
