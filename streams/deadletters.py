@@ -95,6 +95,7 @@ class ReplayOutcome:
     skipped: int  # replayed before
     sent: int  # sent back now (0 on a dry run)
     by_topic: dict[str, int]
+    references: int = 0  # references without bytes (too large to keep): never replayable
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,10 @@ class DeadLetters:
         ]
         replayed = self._replayed()
         fresh = [(letter, record) for letter, record in chosen if letter.position not in replayed]
+        references = sum(1 for _, record in fresh if record["original_value"] is None)
+        fresh = [
+            (letter, record) for letter, record in fresh if record["original_value"] is not None
+        ]
         unknown = sorted({letter.source_topic for letter, _ in fresh} - self._declared)
         if unknown:
             raise ContactflowError(
@@ -152,11 +157,13 @@ class DeadLetters:
             )
         by_topic = dict(Counter(letter.source_topic for letter, _ in fresh))
         if dry_run or not fresh:
-            return ReplayOutcome(len(chosen), len(chosen) - len(fresh), 0, by_topic)
+            skipped = len(chosen) - len(fresh) - references
+            return ReplayOutcome(len(chosen), skipped, 0, by_topic, references)
         say(f"replaying {len(fresh):,} dead letter(s)")
         self._send(fresh)
         self._record([letter for letter, _ in fresh], reason_code, now)
-        return ReplayOutcome(len(chosen), len(chosen) - len(fresh), len(fresh), by_topic)
+        skipped = len(chosen) - len(fresh) - references
+        return ReplayOutcome(len(chosen), skipped, len(fresh), by_topic, references)
 
     def purge(
         self,

@@ -70,6 +70,12 @@ def deadletters_replay(
         f"{outcome.matched:,} dead letter(s) with reason {reason!r}; {outcome.skipped:,} "
         f"replayed before; {verb} {count:,}" + (f" ({targets})" if targets else "")
     )
+    if outcome.references:
+        console.print(
+            f"{outcome.references:,} of them are references (too large to keep, no bytes): "
+            "not replayable; the producer must send those events again (their SHA-256 is "
+            "in each dead letter)"
+        )
 
 
 @deadletters_app.command("purge")

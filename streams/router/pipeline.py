@@ -13,6 +13,7 @@ resolves subjects in the ledger, attributes, encrypts and encodes, in the main p
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from processors.routing import (
 )
 from schemas.catalog import SchemaCatalog
 from schemas.serde import AvroSerde
+from streams.errors import ContactflowError
 from streams.producer import CHANNELS, raw_topic
 from streams.router.decode import (
     Decoded,
@@ -50,6 +52,7 @@ from streams.router.decode import (
 from streams.router.dedup import DedupWindow, Seen
 from streams.router.directory import SubjectDirectory
 from streams.router.helper import DecoderConfig
+from streams.router.limits import OutputLimits, record_size
 from streams.router.templates import Decisions, TaggedWriter, fill
 from streams.topics import TopicCatalog
 
@@ -57,6 +60,10 @@ SCHEMA_HEADER = "contactflow-schema"
 TRACE_HEADER = "traceparent"
 CHANNEL_OF_TOPIC = {raw_topic(channel): channel for channel in CHANNELS}
 _MAX_DECISIONS = 10_000
+TOO_LARGE = "too_large"
+BROKER_REJECTED = "broker_rejected"
+OUTPUT_TOPICS = (*CONTROLLER_TOPICS.values(), RESTRICTED_TOPIC, QUARANTINE_TOPIC,
+                 RECORDINGS_TOPIC, DEADLETTER_TOPIC, SIGNALS_TOPIC)  # fmt: skip
 _REUSED = Rejection("validate", "event_id_reused", "event id already used for other content")
 _ERASED = Rejection("pseudonymise", "subject_erased", "the subject was erased")
 
@@ -108,9 +115,11 @@ class RouterPipeline:
         subject_status: Callable[[str], SubjectStatus],
         dedup: DedupWindow,
         max_event_bytes: int,
+        limits: OutputLimits | None = None,
         tracer: Tracer | None = None,
     ) -> None:
         self._tracer = tracer or trace.NoOpTracer()
+        self._limits = limits or OutputLimits.fixed()
         self._policy = policy
         self._directory = directory
         self._status = subject_status
@@ -134,11 +143,7 @@ class RouterPipeline:
         self._tagged_writer = TaggedWriter(schemas, self._serde)
         self._quarantined = schemas.latest("QuarantinedEvent")
         self._dead = schemas.latest("DeadLetter")
-        self.topic = {
-            name: topics.name(name)
-            for name in (*CONTROLLER_TOPICS.values(), RESTRICTED_TOPIC, QUARANTINE_TOPIC,
-                         RECORDINGS_TOPIC, DEADLETTER_TOPIC, SIGNALS_TOPIC)
-        }  # fmt: skip
+        self.topic = {name: topics.name(name) for name in OUTPUT_TOPICS}
         self.input_topics = sorted(self._channel_of)
 
     def decoder_config(self, pseudonym_key: bytes) -> DecoderConfig:
@@ -253,9 +258,12 @@ class RouterPipeline:
             outcome.traceparents.extend(v for _, v in headers)
         if route is Route.QUARANTINE or attribution is None:
             value = self._quarantine_record(event, sealed, cipher.key_id, now)
-            outcome.outputs.append(
-                Output(self.topic[QUARANTINE_TOPIC], decoded.contact_id.encode(), value, headers)
+            quarantined = Output(
+                self.topic[QUARANTINE_TOPIC], decoded.contact_id.encode(), value, headers
             )
+            if self._outgrown(message, quarantined, now, outcome):
+                return
+            outcome.outputs.append(quarantined)
             outcome.counts["quarantined", event.channel] += 1
             return
         templates = decoded.templates
@@ -279,7 +287,10 @@ class RouterPipeline:
             sealed=sealed,
             traceparent=_traceparent(headers),
         )
-        outcome.outputs.append(Output(self.topic[topic], subject_key, tagged, headers))
+        output = Output(self.topic[topic], subject_key, tagged, headers)
+        if self._outgrown(message, output, now, outcome):
+            return
+        outcome.outputs.append(output)
         outcome.footprints.add((subject, attribution.controller, event.channel))
         outcome.counts["out", topic, attribution.controller] += 1
         if templates.retention is not None:
@@ -315,18 +326,61 @@ class RouterPipeline:
         }
         return self._serde.serialize(quarantined, self._quarantined)
 
-    def _reject(
-        self, message: InputRecord, rejection: Rejection, now: datetime, outcome: BatchOutcome
-    ) -> None:
-        outcome.outputs.append(self._dead_letter(message, rejection, now))
-        outcome.counts["dead_letter", rejection.code] += 1
+    def refused(self, message: InputRecord, error: str, now: datetime) -> BatchOutcome:
+        """What is left of a record whose outputs the broker refused (`error`, its code):
+        a dead-letter reference, `too_large` for a size error, else `broker_rejected`."""
+        outcome = BatchOutcome()
+        outcome.counts["in", self._channel_of.get(message.topic() or "", "unknown")] += 1
+        size_error = error in ("MSG_SIZE_TOO_LARGE", "INVALID_MSG_SIZE", "RECORD_LIST_TOO_LARGE")
+        reason = f"the broker refused its outputs ({error})"
+        code = TOO_LARGE if size_error else BROKER_REJECTED
+        self._reject(message, Rejection("produce", code, reason), now, outcome, reference=True)
+        return outcome
 
-    def _dead_letter(self, message: InputRecord, rejection: Rejection, now: datetime) -> Output:
+    def _outgrown(
+        self, message: InputRecord, output: Output, now: datetime, outcome: BatchOutcome
+    ) -> bool:
+        """Dead-letter an event whose output its topic would refuse (a reference: the event
+        itself is larger than the dead-letter topic would take, or close to it)."""
+        size = record_size(output.key, output.value, output.headers)
+        limit = self._limits[output.topic]
+        if size <= limit:
+            return False
+        logical = next(name for name, physical in self.topic.items() if physical == output.topic)
+        reason = (
+            f"its {logical} record would be {size} bytes, over the {limit}-byte limit of that topic"
+        )
+        self._reject(message, Rejection("produce", TOO_LARGE, reason), now, outcome)
+        return True
+
+    def _reject(
+        self,
+        message: InputRecord,
+        rejection: Rejection,
+        now: datetime,
+        outcome: BatchOutcome,
+        *,
+        reference: bool = False,
+    ) -> None:
+        letter, code = self.dead_letter(message, rejection, now, reference=reference)
+        outcome.outputs.append(letter)
+        outcome.counts["dead_letter", code] += 1
+
+    def dead_letter(
+        self, message: InputRecord, rejection: Rejection, now: datetime, *, reference: bool
+    ) -> tuple[Output, str]:
+        """The dead letter of `message` and its reason code: with the original bytes when
+        they fit the topic, else a reference (`too_large`, size and SHA-256, no bytes).
+
+        A rejection for size (`too_large`) is always a reference, and so is one asked for
+        (`reference`): the record it would carry is the one a topic refused.
+        """
         topic, partition, offset = (
             message.topic() or "",
             message.partition() or 0,
             message.offset() or 0,
         )
+        headers = {k: v or b"" for k, v in message.headers() or ()}
         value = {
             "source_topic": topic,
             "source_partition": partition,
@@ -336,13 +390,52 @@ class RouterPipeline:
             "reason": rejection.reason,
             "original_key": message.key(),
             "original_value": message.value(),
-            "original_headers": {k: v or b"" for k, v in message.headers() or ()},
+            "original_headers": headers,
             "failed_at": now,
         }
         key = f"{topic}:{partition}:{offset}".encode()
-        return Output(
-            self.topic[DEADLETTER_TOPIC], key, self._serde.serialize(value, self._dead), []
+        deadletters = self.topic[DEADLETTER_TOPIC]
+        limit = self._limits[deadletters]
+        if not reference and rejection.code != TOO_LARGE:
+            letter = self._serde.serialize(value, self._dead)
+            if len(key) + len(letter) <= limit:
+                return Output(deadletters, key, letter, []), rejection.code
+        original = message.value() or b""
+        reason = _reference_reason(rejection, len(original), limit, reference)
+        value.update(
+            reason_code=rejection.code if reference else TOO_LARGE,
+            reason=reason,
+            original_key=None,
+            original_value=None,
+            original_size=len(original),
+            original_sha256=hashlib.sha256(original).hexdigest(),
         )
+        letter = self._serde.serialize(value, self._dead)
+        if len(key) + len(letter) > limit:  # headers too large: keep their names only
+            value["original_headers"] = dict.fromkeys(headers, b"")
+            value["reason"] = f"{reason}; header values dropped to fit"
+            letter = self._serde.serialize(value, self._dead)
+        if len(key) + len(letter) > limit:
+            raise DeadLetterTooLarge(
+                f"even a reference to {topic} partition {partition} offset {offset} "
+                f"({len(key) + len(letter)} bytes) exceeds the {limit}-byte limit of "
+                f"{deadletters}: raise that topic's max.message.bytes"
+            )
+        return Output(deadletters, key, letter, []), str(value["reason_code"])
+
+
+class DeadLetterTooLarge(ContactflowError):
+    """Not even a dead-letter reference fits the dead-letter topic: its limit is broken."""
+
+
+def _reference_reason(rejection: Rejection, size: int, limit: int, reference: bool) -> str:
+    if reference or rejection.code == TOO_LARGE:
+        return f"{rejection.reason}; only a reference is kept ({size}-byte value)"
+    return (
+        f"{rejection.code}: {rejection.reason}; its dead letter would exceed the "
+        f"{limit}-byte limit of the dead-letter topic, so only a reference is kept "
+        f"({size}-byte value)"
+    )
 
 
 def decode_request(messages: Sequence[InputRecord]) -> list[Request]:

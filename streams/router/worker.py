@@ -40,7 +40,8 @@ from streams.router.decode import Decoded, Outcome
 from streams.router.dedup import DedupWindow
 from streams.router.directory import SubjectDirectory
 from streams.router.helper import DecodeHelper, HelperFailed, Pending
-from streams.router.pipeline import BatchOutcome, RouterPipeline, decode_request
+from streams.router.limits import OutputLimits, read_output_limits
+from streams.router.pipeline import OUTPUT_TOPICS, BatchOutcome, RouterPipeline, decode_request
 from streams.router.state import SubjectStateTable
 from streams.router.telemetry import RouterMetrics, batch_links
 
@@ -49,6 +50,22 @@ GROUP_ID = "contactflow-router"
 # Batches handed to the decode helper before the oldest is routed: with two, the helper
 # always has the next one queued and never waits for this process between batches.
 _DECODE_AHEAD = 2
+PRODUCER_MAX_BYTES = 4 * 1024 * 1024
+_ISOLATION_RETRIES = 3  # errors not about a record while isolating one, before re-reading
+# Errors of the broker (or librdkafka) about one record of a transaction, not about the
+# broker's state: re-reading the batch fails the same way, so the record is isolated.
+RECORD_ERRORS = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.INVALID_MSG_SIZE,
+        KafkaError.INVALID_MSG,
+        KafkaError.INVALID_RECORD,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.POLICY_VIOLATION,
+        KafkaError.INVALID_TIMESTAMP,
+        KafkaError.UNSUPPORTED_FOR_MESSAGE_FORMAT,
+    }
+)
 Clock = Callable[[], datetime]
 
 
@@ -67,6 +84,14 @@ class RouterStats:
     events_in: int = 0
     outputs: int = 0
     aborted: int = 0
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """Why a transaction did not commit: the error, and whether it is about one record."""
+
+    error: str
+    record_error: bool
 
 
 @dataclass
@@ -122,6 +147,7 @@ class RouterWorker:
             subject_status=self._state.status,
             dedup=self._dedup,
             max_event_bytes=settings.router_max_event_bytes,
+            limits=_output_limits(container),
             tracer=container.telemetry.tracer("contactflow.router"),
         )
         client = settings.kafka_client_config()
@@ -137,17 +163,20 @@ class RouterWorker:
                 "fetch.max.bytes": 64 * 1024 * 1024,
             }
         )
-        self._producer = Producer(
-            {
-                **client,
-                "transactional.id": f"contactflow-router-{settings.router_instance}",
-                "transaction.timeout.ms": 60_000,
-                "linger.ms": 5,
-                "compression.type": "lz4",
-                "message.max.bytes": 4 * 1024 * 1024,
-                "queue.buffering.max.messages": 500_000,
-            }
-        )
+        self._producer_config = {
+            **client,
+            "transactional.id": f"contactflow-router-{settings.router_instance}",
+            "transaction.timeout.ms": 60_000,
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "message.max.bytes": PRODUCER_MAX_BYTES,
+            "queue.buffering.max.messages": 500_000,
+            # Only failures are reported, so a refused record is known by its error.
+            "delivery.report.only.error": True,
+            "on_delivery": self._on_delivery_error,
+        }
+        self._producer = Producer(self._producer_config)
+        self._delivery_errors: list[KafkaError] = []
         self._batch_size = settings.router_batch_size
         self._batch_timeout = settings.router_batch_timeout_s
         self._use_helper = (os.cpu_count() or 1) >= 2 if helper is None else helper
@@ -239,7 +268,7 @@ class RouterWorker:
             self._complete(self._in_flight.popleft())
 
     def _complete(self, batch: _Batch) -> None:
-        """Route and commit one batch; an abort drops the batch in flight after it too."""
+        """Route and commit one batch; an abort drops the batches in flight after it too."""
         started = time.perf_counter()
         messages = batch.messages
         with self._tracer.start_as_current_span(
@@ -254,22 +283,94 @@ class RouterWorker:
                     batch.now,
                 )
             with self._tracer.start_as_current_span("commit transaction"):
-                committed = self._commit(messages, outcome)
+                refused = self._commit(messages, outcome)
             span.set_attribute("contactflow.batch.outputs", len(outcome.outputs))
-            span.set_attribute("contactflow.batch.committed", committed)
-        if committed:
-            self._dedup.commit()
-            self.stats.batches += 1
-            self.stats.events_in += len(messages)
-            self.stats.outputs += len(outcome.outputs)
-            self._metrics.record(outcome, time.perf_counter() - started)
-        else:
+            span.set_attribute("contactflow.batch.committed", refused is None)
+        if refused is None:
+            self._committed(messages, outcome, started)
+            return
+        self._dedup.discard()
+        self.stats.aborted += 1
+        if refused.record_error and self._isolate(batch, refused):
+            return
+        self._rewind()
+        self._in_flight.clear()  # read again from the committed offsets, after this one
+
+    def _committed(self, messages: list[Message], outcome: BatchOutcome, started: float) -> None:
+        self._dedup.commit()
+        self.stats.batches += 1
+        self.stats.events_in += len(messages)
+        self.stats.outputs += len(outcome.outputs)
+        self._metrics.record(outcome, time.perf_counter() - started)
+
+    def _isolate(self, batch: _Batch, first: _Refused) -> bool:
+        """Find the record whose outputs the broker refuses, dead-letter it, commit the rest.
+
+        The batch is committed in prefixes: a refused prefix is halved until the refused
+        record is alone, then that record becomes a dead-letter reference carrying the
+        broker's error code, and the rest of the batch goes on the same way. Prefixes keep
+        each partition's offsets contiguous. False when an error that is not about one
+        record comes up (the broker went away): the batch is then re-read as usual.
+        """
+        messages, decoded, now = batch.messages, batch.outcomes(), batch.now
+        log.warning(
+            "batch of %d refused by the broker (%s); isolating the record",
+            len(messages),
+            first.error,
+        )
+        self._renew_producer()
+        start, size, transient = 0, (len(messages) + 1) // 2, 0
+        while start < len(messages):
+            started = time.perf_counter()
+            part = messages[start : start + size]
+            outcome = self.pipeline.route(part, decoded[start : start + size], now)  # type: ignore[arg-type]
+            refused = self._commit(part, outcome)
+            if refused is None:
+                self._committed(part, outcome, started)
+                start += size
+                size = len(messages) - start
+                continue
             self._dedup.discard()
             self.stats.aborted += 1
-            self._in_flight.clear()  # read again from the committed offsets, after this one
+            self._renew_producer()
+            if not refused.record_error:
+                transient += 1
+                if transient > _ISOLATION_RETRIES:
+                    return False
+                continue
+            if size > 1:
+                size = (size + 1) // 2
+                continue
+            self._dead_letter_refused(part[0], refused, now, started)
+            start += 1
+            size = len(messages) - start
+        return True
 
-    def _commit(self, messages: list[Message], outcome: BatchOutcome) -> bool:
+    def _dead_letter_refused(
+        self, message: Message, refused: _Refused, now: datetime, started: float
+    ) -> None:
+        outcome = self.pipeline.refused(message, refused.error, now)  # type: ignore[arg-type]
+        again = self._commit([message], outcome)
+        if again is not None:
+            raise ContactflowError(
+                f"the broker refused even the dead-letter reference of {message.topic()} "
+                f"partition {message.partition()} offset {message.offset()} ({again.error}); "
+                "check the dead-letter topic's configuration"
+            )
+        self._committed([message], outcome, started)
+        log.warning(
+            "%s partition %s offset %s dead-lettered: the broker refused its outputs (%s)",
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            refused.error,
+        )
+
+    def _commit(self, messages: list[Message], outcome: BatchOutcome) -> _Refused | None:
+        """Produce the outputs and commit them with the input offsets: None when committed,
+        else why not (the transaction is then aborted)."""
         producer = self._producer
+        self._delivery_errors.clear()
         try:
             producer.begin_transaction()
             for output in outcome.outputs:
@@ -289,18 +390,33 @@ class RouterWorker:
             group = self._consumer.consumer_group_metadata()
             _until_done(lambda: producer.send_offsets_to_transaction(offsets, group, 30))
             _until_done(lambda: producer.commit_transaction(60))
-            return True
+            return None
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
-            if not error.txn_requires_abort():  # fatal, or an error a retry cannot mend
+            producer.poll(0)  # serve the delivery reports of the refused records
+            cause = next(
+                (e for e in (error, *self._delivery_errors) if e.code() in RECORD_ERRORS), None
+            )
+            if not (error.txn_requires_abort() or cause is not None):  # fatal: cannot abort
                 raise ContactflowError(
                     f"router transaction failed and cannot be aborted: {error.name()}; "
                     "restart the router (its transactional id fences this one)"
                 ) from None
-            log.warning("batch aborted (%s); re-reading it", error.name())
+            log.warning("batch aborted (%s); re-reading it", (cause or error).name())
             producer.abort_transaction(30)
-            self._rewind()
-            return False
+            return _Refused((cause or error).name(), cause is not None)
+
+    def _renew_producer(self) -> None:
+        """A new transactional producer with the same id: a refused record leaves the old
+        one's sequence numbers ahead of the broker's (OUT_OF_ORDER_SEQUENCE_NUMBER on its
+        next transaction). The new one fences the old one and starts clean."""
+        self._producer.flush(0)
+        self._producer = Producer(self._producer_config)
+        self._producer.init_transactions(60)
+
+    def _on_delivery_error(self, error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            self._delivery_errors.append(error)
 
     def _rewind(self) -> None:
         """Seek every assigned partition back to its committed offset."""
@@ -389,6 +505,24 @@ class RouterWorker:
     @property
     def pipeline_serde(self) -> AvroSerde:
         return self.pipeline.serde
+
+
+def _output_limits(container: Container) -> OutputLimits:
+    """The record size each output topic takes, from the broker (see `limits`)."""
+    topics = container.topics
+    outputs = [topics.name(t) for t in OUTPUT_TOPICS]
+    declared = {
+        topics.name(t): int(topics.spec(t).configs["max.message.bytes"])
+        for t in OUTPUT_TOPICS
+        if "max.message.bytes" in topics.spec(t).configs
+    }
+    return read_output_limits(
+        container.admin(),
+        outputs,
+        producer_max_bytes=PRODUCER_MAX_BYTES,
+        declared=declared,
+        timeout_s=30,
+    )
 
 
 def _key(message: Message) -> tuple[str, int]:
