@@ -7,14 +7,19 @@ record through the same `RetentionService`, whose actions are idempotent.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from confluent_kafka import Message
+
+from schemas.errors import SerdeError
 from streams.bootstrap import Container
 from streams.readback import read_all
 from streams.retention.service import STANDARD, RetentionService
 
 SIGNALS = "retention.signals.v1"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,10 +38,28 @@ def apply_retention_topics(
         value = message.value()
         if value is None:
             continue
-        outcome = service.ingest_recording(value, now)
+        try:
+            outcome = service.ingest_recording(value, now)
+        except SerdeError as exc:
+            _skip(message, exc)
+            continue
         result.registered += outcome in ("registered", "held")
         result.held_on_arrival += outcome == "held"
     for message in read_all(config, container.topics.name(SIGNALS)):
         if message.value() is not None:
-            result.held_by_signals += service.apply_signal(message.value() or b"", now)
+            try:
+                result.held_by_signals += service.apply_signal(message.value() or b"", now)
+            except SerdeError as exc:
+                _skip(message, exc)
     return result
+
+
+def _skip(message: Message, error: Exception) -> None:
+    """An unreadable record on a retention input is logged by position, never its bytes."""
+    log.error(
+        "unreadable record skipped: %s partition %s offset %s (%s)",
+        message.topic(),
+        message.partition(),
+        message.offset(),
+        type(error).__name__,
+    )

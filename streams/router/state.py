@@ -75,24 +75,32 @@ class SubjectStateTable:
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("subject-state read error: %s", error.name())
                 continue
-            key = (message.key() or b"").decode()
-            value = message.value()
-            if value is None:
-                self._states.pop(key, None)
-            else:
-                try:
-                    _, state = self._serde.deserialize(value, "SubjectState")
-                except SerdeError as exc:
-                    log.error("unreadable subject state at offset %s: %s", message.offset(), exc)
-                    continue
-                self._states[state["subject_pseudonym"]] = SubjectStatus(
-                    restricted=state["restricted"],
-                    objected_purposes=frozenset(state["objected_purposes"]),
-                    erased=state["erased"],
-                    suppressed_from_surveys=state["suppressed_from_surveys"],
+            try:
+                self._apply(message.key(), message.value())
+            except (UnicodeDecodeError, SerdeError, KeyError, TypeError, ValueError) as exc:
+                log.error(
+                    "unreadable subject state skipped: %s partition %s offset %s (%s)",
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                    type(exc).__name__,
                 )
+                continue
             applied += 1
         return applied
+
+    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+        """One record: a state, or a tombstone (the subject has no restriction left)."""
+        if value is None:
+            self._states.pop((key or b"").decode(), None)
+            return
+        _, state = self._serde.deserialize(value, "SubjectState")
+        self._states[state["subject_pseudonym"]] = SubjectStatus(
+            restricted=state["restricted"],
+            objected_purposes=frozenset(state["objected_purposes"]),
+            erased=state["erased"],
+            suppressed_from_surveys=state["suppressed_from_surveys"],
+        )
 
     def close(self) -> None:
         self._consumer.close()

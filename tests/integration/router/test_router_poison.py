@@ -22,8 +22,11 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 from people import EMAIL, PHONE, example, fresh
 
+from processors.identity import normalise_phone
+from processors.pseudonym import Pseudonymiser
 from schemas.serde import AvroSerde
 from streams.deadletters import DeadLetters
+from streams.keys import load_keys
 from streams.producer import raw_topic
 from streams.readback import read_all
 from streams.router.worker import RouterWorker
@@ -189,3 +192,50 @@ def test_a_record_the_broker_refuses_is_isolated_and_the_rest_committed(
     assert letters[0]["original_value"] is None
     _assert_routed_once(container, [e["envelope"]["event_id"] for e in [*before, *after]])
     assert worker.stats.aborted >= 2, "the whole batch, then at least one half, refused"
+
+
+def test_unreadable_subject_states_are_skipped_and_the_router_runs(
+    router_ready_container,  # type: ignore[no-untyped-def]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A key that is not UTF-8 (tombstone and state) and a value that is not a SubjectState
+    on the compacted topic: logged by position and skipped; the states around them apply."""
+    container = router_ready_container
+    restricted_phone = "+32 471 11 22 33"
+    pseudonymiser = Pseudonymiser(load_keys(container.settings).pseudonym_key)
+    subject = pseudonymiser.subject_pseudonym(
+        pseudonymiser.identifier_digest(normalise_phone(restricted_phone))
+    )
+    serde = AvroSerde(container.schemas)
+    state = {
+        "subject_pseudonym": subject, "restricted": True, "objected_purposes": [],
+        "erased": False, "suppressed_from_surveys": False, "updated_at": datetime.now(UTC),
+        "request_id": None,
+    }  # fmt: skip
+    topic = container.topics.name("privacy.subject-state.v1")
+    producer = Producer(container.settings.kafka_client_config())
+    producer.produce(topic, None, key=b"\xff\xfe not utf-8", partition=0)
+    producer.produce(topic, b"\x00garbage", key=b"\xff\xfe", partition=0)
+    producer.produce(topic, b"\xc3\x01" + b"\x01" * 8 + b"x", key=b"unknown-fingerprint")
+    producer.produce(topic, serde.serialize(state, container.schemas.latest("SubjectState")),
+                     key=subject.encode(), partition=0)  # fmt: skip
+    assert producer.flush(30) == 0
+    held = fresh(example("phone", "inbound_call"), phone=restricted_phone)
+    other = fresh(example("phone", "inbound_call"), phone=PHONE)
+    sdk = container.producer()
+    for event in (held, other):
+        sdk.send("phone", event)
+    sdk.flush()
+
+    worker = RouterWorker(container)
+    worker.run(max_idle_s=1.5)
+
+    assert worker.stats.events_in == 2
+    restricted = _decoded(container, "contact.restricted.v1")
+    assert [r["event_id"] for r in restricted] == [held["envelope"]["event_id"]]
+    assert [t["event_id"] for t in _decoded(container, "contact.ores.v1")] == [
+        other["envelope"]["event_id"]
+    ]
+    skipped = [r for r in caplog.records if "unreadable subject state skipped" in r.getMessage()]
+    assert len(skipped) == 3
+    assert all(f"{topic} partition" in r.getMessage() for r in skipped)
