@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 ProbedOperation = Literal["read", "write", "describe", "create"]
 PROBED_OPERATIONS: tuple[ProbedOperation, ...] = ("read", "write", "describe", "create")
-TOPIC_OPERATIONS = ("read", "write", "describe", "describe_configs")
+TOPIC_OPERATIONS = ("read", "write", "describe", "describe_configs", "delete")
 INTERNAL_OPERATIONS = ("create", "read", "write", "describe", "describe_configs")
 ALL = "*"
 PASSWORD_ENV_PREFIX = "CONTACTFLOW_ACL_PASSWORD_"  # noqa: S105 - a variable name
@@ -69,8 +69,8 @@ class Role:
         if operation == "create":
             return False
         granted = {op for op, names in self.topics.items() if logical in names}
-        if operation == "describe":
-            return bool(granted & {"read", "write", "describe"})
+        if operation == "describe":  # Kafka: read, write and delete imply describe
+            return bool(granted & {"read", "write", "describe", "delete"})
         return operation in granted
 
 

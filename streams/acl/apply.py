@@ -50,6 +50,7 @@ _OPERATION = {
     "describe": AclOperation.DESCRIBE,
     "describe_configs": AclOperation.DESCRIBE_CONFIGS,
     "create": AclOperation.CREATE,
+    "delete": AclOperation.DELETE,
 }
 Action = Literal["create-user", "set-password", "add-acl", "remove-acl"]
 

@@ -157,9 +157,17 @@ def process(now: Annotated[str | None, typer.Option(help="ISO-8601 clock.")] = N
     finally:
         service.close()
     applied = ", ".join(f"{k}: {v}" for k, v in drained.applied.items())
+    cut = drained.requests_cut
     console.print(f"applied {applied}; dead-lettered {drained.dead_lettered}; re-sent "
                   f"{tick.resent}; escalated {tick.escalated_commands} consumer(s), "
-                  f"{tick.escalated_requests} request(s)")  # fmt: skip
+                  f"{tick.escalated_requests} request(s); removed {cut.removed} request "
+                  "record(s) taken in")  # fmt: skip
+    for partition, error in sorted(cut.refused.items()):
+        err_console.print(f"privacy.requests.v1 partition {partition}: cut refused ({error}); "
+                          "on a secured broker the privacy-app role needs DELETE on it "
+                          "(contactflow acl apply)")  # fmt: skip
+    if cut.refused:
+        raise typer.Exit(1)
 
 
 @dsr_app.command("status")
@@ -193,13 +201,16 @@ def report(
     request_id: str,
     output: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
-    """The evidence of one request: found where, instructions, answers, timings."""
+    """The evidence of one request: found where, instructions, answers, timings, and until
+    when clear copies of the person's events can remain (raw topics, dead letters)."""
     from streams.ledger import session_factory
     from streams.privacy.evidence import render_report, request_report
 
     root = container()
     with session_factory(root.ledger_engine)() as session:
-        document = _checked(lambda: request_report(session, request_id, datetime.now(UTC)))
+        document = _checked(
+            lambda: request_report(session, request_id, datetime.now(UTC), topics=root.topics)
+        )
     if output == Format.json:
         console.print_json(json.dumps(document))
     else:

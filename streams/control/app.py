@@ -3,7 +3,8 @@
 Low volume, many states. Agents register the recordings the router announces and place
 the holds its signals ask for; a timer sweeps expired recordings. Privacy agents take
 requests, ORES's instructions and consumers' acknowledgements; a timer re-sends
-unanswered commands and escalates what is overdue. Every action goes
+unanswered commands and escalates what is overdue, another cuts the request records the
+ledger has taken in from the partitions this app holds. Every action goes
 through `RetentionService`, whose ledger transaction is the system of record, so an input
 replayed after a rebalance or a crash changes nothing twice (at-least-once input,
 idempotent effects). The clock is injected.
@@ -18,9 +19,13 @@ from datetime import datetime
 from typing import Any
 
 import faust
+from confluent_kafka import KafkaException
+from faust.exceptions import ConsumerNotStarted
+from sqlalchemy.exc import SQLAlchemyError
 
 from schemas.errors import SerdeError
 from streams.bootstrap import Container
+from streams.errors import ContactflowError
 from streams.ledger import LedgerError
 from streams.privacy.catchup import INPUT_ERRORS, handlers
 from streams.privacy.service import PrivacyService
@@ -30,6 +35,9 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 SIGNALS = "retention.signals.v1"
 APP_ID = "contactflow-control"
+REQUEST_CUT_INTERVAL_S = 5.0
+_HELD_ROUNDS_BEFORE_WARNING = 12
+CUT_ERRORS = (KafkaException, SQLAlchemyError, ContactflowError, ConsumerNotStarted)
 
 
 def create_control_app(
@@ -40,6 +48,7 @@ def create_control_app(
     sweep_interval_s: float,
     privacy: PrivacyService | None = None,
     deadline_interval_s: float = 60.0,
+    request_cut_interval_s: float = REQUEST_CUT_INTERVAL_S,
 ) -> faust.App:
     settings = container.settings
     datadir = settings.data_dir / "faust"
@@ -84,6 +93,7 @@ def create_control_app(
 
     if privacy is not None:
         _privacy_agents(app, raw_topic, each_value, privacy, clock, deadline_interval_s)
+        _request_cut(app, privacy, clock, request_cut_interval_s)
     return app
 
 
@@ -105,6 +115,40 @@ def _privacy_agents(
                 "deadlines: re-sent %d, escalated %d consumer(s), %d request(s)",
                 result.resent, result.escalated_commands, result.escalated_requests,
             )  # fmt: skip
+
+
+def _request_cut(
+    app: faust.App, privacy: PrivacyService, clock: Callable[[], datetime], interval_s: float
+) -> None:
+    """Cut privacy.requests.v1 below what the ledger took in, in the partitions this app
+    holds (two apps in a group each cut their own). A cut that fails waits for the next
+    round: nothing is cut that the ledger does not hold."""
+    topic = privacy.requests_topic
+    waiting: dict[int, tuple[int, int]] = {}  # partition -> (offset held at, rounds)
+
+    @app.timer(interval=interval_s, name="cut-taken-in-requests")  # type: ignore[untyped-decorator]
+    async def cut_taken_in_requests() -> None:
+        try:
+            held = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+            if not held:
+                return
+            result = privacy.cut_taken_in_requests(clock(), held)
+        except CUT_ERRORS as exc:
+            log.warning("request cut skipped this round: %s", type(exc).__name__)
+            return
+        if result.removed:
+            log.info("removed %d request record(s) taken in", result.removed)
+        for partition, error in result.refused.items():
+            log.warning("request cut refused on %s[%d]: %s", topic, partition, error)
+        for partition, offset in result.held.items():
+            at, rounds = waiting.get(partition, (offset, 0))
+            rounds = rounds + 1 if at == offset else 1
+            waiting[partition] = (offset, rounds)
+            if rounds == _HELD_ROUNDS_BEFORE_WARNING:
+                log.warning("%s[%d]@%d is not in the ledger after %d rounds; `contactflow dsr "
+                            "process` takes it in", topic, partition, offset, rounds)  # fmt: skip
+        for partition in set(waiting) - set(result.held):
+            del waiting[partition]
 
 
 def _privacy_agent(

@@ -4,7 +4,8 @@ The control-plane app (`contactflow run privacy`) does this continuously with fa
 agents; this drains `privacy.requests.v1`, `privacy.instructions.v1` and `privacy.acks.v1`
 up to their current end with a consumer group of its own, committing after each record,
 through the same `PrivacyService` calls. A record it cannot use goes to the dead-letter
-topic with its reason and bytes; the rest carry on.
+topic with its reason and bytes; the rest carry on. Then it cuts the request records the
+ledger has taken in (their identifiers are needed no more), as the app does.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from confluent_kafka import Consumer, TopicPartition
 from schemas.errors import SerdeError
 from streams.bootstrap import Container
 from streams.ledger import LedgerError
+from streams.privacy.request_cut import RequestCut
 from streams.privacy.service import PrivacyService
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ INPUT_ERRORS = (SerdeError, LedgerError, KeyError, ValueError)
 class Drained:
     applied: dict[str, int] = field(default_factory=dict)
     dead_lettered: int = 0
+    requests_cut: RequestCut = field(default_factory=RequestCut)
 
 
 def handlers(service: PrivacyService) -> dict[str, Callable[[bytes, datetime], Any]]:
@@ -56,6 +59,8 @@ def apply_privacy_topics(
             result.applied[logical] = _drain(consumer, topic, apply, service, now, result)
         finally:
             consumer.close()
+        if logical == REQUESTS:
+            result.requests_cut = service.cut_taken_in_requests(now)
     return result
 
 
@@ -64,10 +69,12 @@ def _drain(
     service: PrivacyService, now: datetime, result: Drained,
 ) -> int:  # fmt: skip
     partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
-            for p in partitions}  # fmt: skip
+    marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+             for p in partitions}  # fmt: skip
+    ends = {p: high for p, (_, high) in marks.items()}
     committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=30)
-    start = {tp.partition: max(tp.offset, 0) for tp in committed}
+    # records below the low offset are gone (cut once taken in, or past retention)
+    start = {tp.partition: max(tp.offset, marks[tp.partition][0]) for tp in committed}
     pending = {p for p in partitions if start[p] < ends[p]}
     consumer.assign([TopicPartition(topic, p, start[p]) for p in partitions])
     applied = 0

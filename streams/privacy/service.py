@@ -10,7 +10,7 @@ stable ids, answers repeat harmlessly. The clock is always a parameter.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -48,6 +48,7 @@ from streams.privacy.config import PrivacyConfig
 from streams.privacy.instruments import PrivacyInstruments
 from streams.privacy.intake import Intake
 from streams.privacy.messages import command_message, controller_message
+from streams.privacy.request_cut import REQUESTS, RequestCut, RequestRecords, dead_letter_audit
 from streams.privacy.resolution import resolve_step
 
 EXPORTED = frozenset({RequestType.ACCESS, RequestType.PORTABILITY})
@@ -83,11 +84,13 @@ class PrivacyService:
         self._actor = actor
         self._retention = config.retention_service(container, actor)
         self._instruments = PrivacyInstruments(container.telemetry, self._sessions)
+        self._request_records = RequestRecords(container, self._sessions, self._outbox, actor)
 
     # -- intake --------------------------------------------------------------------------
 
-    def submit(self, intake: Intake, now: datetime) -> PrivacyRequest:
-        """Store a new request (or return the stored one with that id) and move it on."""
+    def submit(self, intake: Intake, now: datetime, *, via: str | None = None) -> PrivacyRequest:
+        """Store a new request (or return the stored one with that id) and move it on;
+        `via` names the topic it came from (the evidence says whether a record was cut)."""
         request_id, intake = intake.with_id()
         with self._instruments.span("privacy.intake", request_id, intake.request_type):
             step = privacy.submit(
@@ -101,6 +104,8 @@ class PrivacyService:
                     extra: dict[str, object] = {"identifiers": len(digests)}
                     if intake.reason is not None:
                         extra["reason"] = intake.reason
+                    if via is not None:
+                        extra["via"] = via
                     self._audit(unit, step, request, now, extra)
         return self.advance(request_id, now)
 
@@ -109,7 +114,7 @@ class PrivacyService:
         from streams.privacy.intake import from_message
 
         _, record = self.serde.deserialize(value, "PrivacyRequest")
-        return self.submit(from_message(record), now)
+        return self.submit(from_message(record), now, via=REQUESTS)
 
     def verify(self, request_id: str, by: str, now: datetime) -> PrivacyRequest:
         with self._instruments.span("privacy.intake", request_id), self._unit() as unit:
@@ -234,14 +239,34 @@ class PrivacyService:
 
     def dead_letter(self, message: Any, stage: str, error: Exception, now: datetime) -> None:
         """Park an input record the privacy app cannot use, with its bytes and the reason
-        (the exception's type and message: messages here never hold personal data)."""
+        (the exception's type and message: messages here never hold personal data), and
+        say so in the audit log: the request topic's cut may then pass the record."""
+        code = type(error).__name__
         log.error("%s failed at %s[%s]@%s: %s", stage, message.topic(), message.partition(),
-                  message.offset(), type(error).__name__)  # fmt: skip
+                  message.offset(), code)  # fmt: skip
         self._retention.dead_letter(message.topic(), message.partition(), message.offset(),
-                                    message.key(), message.value(), stage,
-                                    type(error).__name__, str(error), now)  # fmt: skip
+                                    message.key(), message.value(), stage, code, str(error),
+                                    now)  # fmt: skip
+        with self._unit() as unit:
+            unit.messages.append(dead_letter_audit(
+                self._outbox, unit.session, self._actor, now, topic=message.topic(),
+                partition=message.partition(), offset=message.offset(), key=message.key(),
+                reason_code=code,
+            ))  # fmt: skip
+
+    def cut_taken_in_requests(
+        self, now: datetime, partitions: Iterable[int] | None = None
+    ) -> RequestCut:
+        """Delete the records of privacy.requests.v1 the ledger has taken in (their
+        identifiers in clear are needed no more); see `streams.privacy.request_cut`."""
+        return self._request_records.cut_taken_in(now, partitions)
+
+    @property
+    def requests_topic(self) -> str:
+        return self._request_records.topic
 
     def close(self) -> None:
+        self._request_records.close()
         self._outbox.close()
         self._retention.close()
 

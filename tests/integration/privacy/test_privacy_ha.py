@@ -1,7 +1,8 @@
 """Two privacy apps (faust) in one consumer group on one PostgreSQL ledger, as a deployment
 runs them for availability: they share the requests' partitions, both run the deadline
 loop every second, and still every request is taken in once, forwarded to ORES once,
-and the audit chain the two processes append to stays whole."""
+each app cuts the request records it took in from its own partitions, and the audit
+chain the two processes append to stays whole."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ from streams.control.app import APP_ID
 from streams.keys import load_keys
 from streams.ledger import AuditLog, UnknownRequestError, session_factory, upgrade
 from streams.privacy.config import load_privacy_config
+from streams.privacy.request_cut import REMOVED_ACTION
 from streams.privacy.service import PrivacyService
+from streams.readback import read_all
 from streams.telemetry import Telemetry
 from streams.topics import apply_plan, delete_topics, plan
 
@@ -108,6 +111,10 @@ def test_two_privacy_apps_share_one_postgresql_ledger(
                 return states == {"awaiting_controller"}
 
             wait_for(forwarded, "every request to be forwarded to ORES", logs[1], 120)
+            requests = root.topics.name("privacy.requests.v1")
+            config = root.settings.kafka_client_config()
+            wait_for(lambda: not read_all(config, requests), "each app to cut the request "
+                     "records it took in from its partitions", logs[0], 60)  # fmt: skip
             assert _members_with_requests(root) == 2, "an app left the group"
     finally:
         privacy.close()
@@ -122,4 +129,6 @@ def test_two_privacy_apps_share_one_postgresql_ledger(
         audit = AuditLog(session)
         assert audit.verify_chain().ok
         routed = [e.request_id for e in audit.entries(action="request.routed")]
+        removed = {e.request_id for e in audit.entries(action=REMOVED_ACTION)}
     assert Counter(r for r in routed if r in ids) == Counter(ids), "each request routed once"
+    assert removed == set(ids), "each request's record cut, by the app holding its partition"

@@ -7,7 +7,13 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, Producer
+from confluent_kafka import (
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 from pydantic import SecretStr
 from secureclients import read_outcomes
@@ -17,7 +23,11 @@ from schemas.serde import AvroSerde
 from streams.acl.apply import authenticates
 from streams.deadletters import PURGED_ACTION, REPLAY_HEADER, DeadLetters
 from streams.errors import ContactflowError
+from streams.keys import load_keys
 from streams.ledger import AuditLog, session_factory, upgrade
+from streams.privacy.catchup import apply_privacy_topics
+from streams.privacy.config import load_privacy_config
+from streams.privacy.service import PrivacyService
 from streams.producer import CHANNELS, DeliveryError
 from streams.readback import read_all
 
@@ -149,8 +159,9 @@ def test_only_the_replayer_sends_dead_letters_back(as_role) -> None:  # type: ig
 
 
 def test_no_role_may_purge_dead_letters(as_role) -> None:  # type: ignore[no-untyped-def]
-    """DeleteRecords needs the topic's DELETE permission, which no role has (it would let
-    the role delete the whole topic): a purge by the data engineer cuts and records nothing."""
+    """DeleteRecords needs the topic's DELETE permission, which no role has on the dead
+    letters (it would let the role delete the whole topic; only the privacy app has it, on
+    privacy.requests.v1): a purge by the data engineer cuts and records nothing."""
     router = as_role("router")
     topic = router.topics.name("contact.deadletter.v1")
     letter = {
@@ -175,3 +186,47 @@ def test_no_role_may_purge_dead_letters(as_role) -> None:  # type: ignore[no-unt
     assert len(read_all(engineer.settings.kafka_client_config(), topic)) == before
     with session_factory(engineer.ledger_engine)() as session:
         assert AuditLog(session).entries(action=PURGED_ACTION) == []
+
+
+def test_only_the_privacy_app_cuts_requests_and_only_what_it_took_in(as_role) -> None:  # type: ignore[no-untyped-def]
+    """DELETE on privacy.requests.v1 is the privacy app's alone: it cuts the request
+    records its ledger took in; the privacy office, which writes them, cannot cut them,
+    and the privacy app cannot cut any other topic."""
+    office = as_role("privacy-office")
+    requests = office.topics.name("privacy.requests.v1")
+    request = {
+        "request_id": "dsr-secure-cut", "request_type": "access",
+        "identifiers": [{"kind": "phone", "value": "+32 471 98 76 54"}], "purpose": None,
+        "received_at": datetime.now(UTC), "verified_by": None,
+        "submitted_by": "privacy-office", "reason": None,
+    }  # fmt: skip
+    producer = Producer(office.settings.kafka_client_config())
+    producer.produce(requests, AvroSerde(office.schemas).serialize(
+        request, office.schemas.latest("PrivacyRequest")), b"dsr-secure-cut")  # fmt: skip
+    assert producer.flush(30) == 0
+    (record,) = read_all(office.settings.kafka_client_config(), requests)
+    admin = office.admin()  # held until it answers
+    (refused,) = admin.delete_records(
+        [TopicPartition(requests, record.partition() or 0, (record.offset() or 0) + 1)],
+        request_timeout=30,
+    ).values()  # fmt: skip
+    with pytest.raises(KafkaException, match="TOPIC_AUTHORIZATION_FAILED"):
+        refused.result(timeout=60)
+
+    app = as_role("privacy-app")
+    upgrade(app.settings.resolved_database_url())
+    load_keys(app.settings)
+    service = PrivacyService(app, load_privacy_config(app), actor="privacy-app")
+    try:
+        drained = apply_privacy_topics(app, service, datetime.now(UTC))
+    finally:
+        service.close()
+    cut = drained.requests_cut
+    assert (cut.removed, cut.refused) == (1, {})
+    assert read_all(office.settings.kafka_client_config(), requests) == []
+    for logical in ("privacy.instructions.v1", "privacy.audit.v1", "contact.deadletter.v1"):
+        admin = app.admin()
+        (future,) = admin.delete_records([TopicPartition(app.topics.name(logical), 0, 0)],
+                                         request_timeout=30).values()  # fmt: skip
+        with pytest.raises(KafkaException, match="TOPIC_AUTHORIZATION_FAILED"):
+            future.result(timeout=60)

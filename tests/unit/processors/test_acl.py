@@ -69,6 +69,16 @@ def test_nobody_creates_declared_topics(policy) -> None:  # type: ignore[no-unty
     assert not any(role.allows(t, "pfx." + t, "create") for role in policy.roles for t in TOPICS)
 
 
+def test_only_the_privacy_app_may_cut_and_only_the_request_topic(policy) -> None:  # type: ignore[no-untyped-def]
+    """DELETE (DeleteRecords, and deleting the topic) on privacy.requests.v1 for the app
+    that takes requests in; on nothing else, for nobody else."""
+    cutting = {(g.principal, g.name) for g in grants(policy) if g.operation == "delete"}
+    assert cutting == {("User:privacy-app", "privacy.requests.v1")}
+    assert policy.role("privacy-app").allows(
+        "privacy.requests.v1", "privacy.requests.v1", "describe"
+    )
+
+
 def test_grants_apply_the_topic_prefix_and_stay_literal(policy) -> None:  # type: ignore[no-untyped-def]
     bindings = grants(policy, "t1.")
     phone = Grant("User:producer-phone", "topic", "literal", "t1.contact.raw.phone.v1", "write")
@@ -99,7 +109,7 @@ def test_the_expected_matrix_covers_every_role_topic_and_operation(policy) -> No
         ({"version": "1", "roles": {"Bad Name": {"description": "x"}}}, "names are lower case"),
         ({"version": "1", "roles": {"admin": {"description": "x"}}}, "not 'admin'"),
         (_doc(topics={"read": ["no.such.topic"]}), "not in infra/topics.yaml: no.such.topic"),
-        (_doc(topics={"delete": ["contact.ores.v1"]}), "'topics' takes only"),
+        (_doc(topics={"alter": ["contact.ores.v1"]}), "'topics' takes only"),
         (_doc(groups={"write": ["x"]}), "'groups' takes only"),
         (_doc(colour="blue"), "unknown keys"),
         (_doc(transactional_ids=["bad prefix!"]), "invalid prefix"),
