@@ -26,10 +26,12 @@ from streams.settings import KAFKA_CLIENT_LOGGER, load_settings
 
 
 def _configure_logging(level: str) -> None:
-    """Warnings and errors to stderr; librdkafka's own retries only at DEBUG."""
+    """Warnings and errors to stderr; librdkafka's own lines (each retry against a broker
+    that is away, each refused connection) only at DEBUG: contactflow says what matters
+    in its own words, once per interval."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if level != "DEBUG":
-        logging.getLogger(KAFKA_CLIENT_LOGGER).setLevel(logging.ERROR)
+        logging.getLogger(KAFKA_CLIENT_LOGGER).setLevel(logging.CRITICAL)
 
 
 def main() -> None:

@@ -23,17 +23,33 @@ def run_router(
     Stop with Ctrl-C or SIGTERM: the batch in flight is committed first. Run several with
     distinct CONTACTFLOW_ROUTER_INSTANCE values to share the partitions.
     """
+    import signal
+    import threading
+
+    from streams.reachability import wait_for_broker
     from streams.router.worker import RouterWorker
+    from streams.watchdog import CallWatchdog, restart_in_place
 
     root = container()
     root.service_name = f"contactflow-router-{root.settings.router_instance}"
-    worker = RouterWorker(root)
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    if not wait_for_broker(root.settings, "router", stop=stopping):
+        return
+    watchdog = CallWatchdog(restart_in_place(f"router {root.settings.router_instance}")).start()
+    worker = RouterWorker(root, watchdog=watchdog)
     worker.install_signal_handlers()
+    if stopping.is_set():
+        worker.stop()
     console.print(
         f"router {root.settings.router_instance} consuming {len(worker.pipeline.input_topics)} "
         f"raw topics from {root.settings.bootstrap}"
     )
-    stats = worker.run(max_idle_s=max_idle, ready=lambda: console.print("router ready"))
+    try:
+        stats = worker.run(max_idle_s=max_idle, ready=lambda: console.print("router ready"))
+    finally:
+        watchdog.close()
     console.print(
         f"router stopped: {stats.events_in} event(s) in {stats.batches} batch(es), "
         f"{stats.outputs} output(s), {stats.aborted} aborted batch(es)"

@@ -15,6 +15,7 @@ when partitions are revoked, are dropped and read again from the committed offse
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -44,6 +45,7 @@ from streams.router.limits import OutputLimits, read_output_limits
 from streams.router.pipeline import OUTPUT_TOPICS, BatchOutcome, RouterPipeline, decode_request
 from streams.router.state import SubjectStateTable
 from streams.router.telemetry import RouterMetrics, batch_links
+from streams.watchdog import CallWatchdog
 
 log = logging.getLogger(__name__)
 GROUP_ID = "contactflow-router"
@@ -51,6 +53,13 @@ GROUP_ID = "contactflow-router"
 # always has the next one queued and never waits for this process between batches.
 _DECODE_AHEAD = 2
 PRODUCER_MAX_BYTES = 4 * 1024 * 1024
+_OUTAGE_REPORT_S = 30.0  # one line per this while the broker is away
+# Errors that mean "the broker is away", not "this call is wrong": wait and call again.
+_OUTAGE_ERRORS = frozenset(
+    {KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
+     KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.NOT_COORDINATOR,
+     KafkaError.COORDINATOR_LOAD_IN_PROGRESS}
+)  # fmt: skip
 _ISOLATION_RETRIES = 3  # errors not about a record while isolating one, before re-reading
 # Errors of the broker (or librdkafka) about one record of a transaction, not about the
 # broker's state: re-reading the batch fails the same way, so the record is isolated.
@@ -115,9 +124,16 @@ class _Batch:
 
 class RouterWorker:
     def __init__(
-        self, container: Container, *, clock: Clock = utc_now, helper: bool | None = None
+        self,
+        container: Container,
+        *,
+        clock: Clock = utc_now,
+        helper: bool | None = None,
+        watchdog: CallWatchdog | None = None,
     ) -> None:
-        """`helper`: decode in a second process; by default when there are two cores."""
+        """`helper`: decode in a second process; by default when there are two cores.
+        `watchdog`: watches the Kafka calls that may block past their timeout (the CLI
+        gives one that restarts the router in place)."""
         settings = container.settings
         self._container = container
         self._clock = clock
@@ -125,6 +141,9 @@ class RouterWorker:
         self._assigned = False
         self._idle_since = time.monotonic()
         self.stats = RouterStats()
+        self._watchdog = watchdog
+        self._last_client_error = -_OUTAGE_REPORT_S
+        self._broker_lost = False  # the consumer saw the broker go: renew the producer
         engine = container.ledger_engine
         if current_revision(engine) != head_revision():
             raise ContactflowError("the ledger is not migrated: run `contactflow ledger upgrade`")
@@ -150,7 +169,13 @@ class RouterWorker:
             limits=_output_limits(container),
             tracer=container.telemetry.tracer("contactflow.router"),
         )
-        client = settings.kafka_client_config()
+        # back within a second of the broker's return, not librdkafka's 10 s backoff
+        # and the client's connection errors reported once per interval (`_client_error`)
+        client = {
+            **settings.kafka_client_config(),
+            "reconnect.backoff.max.ms": 1000,
+            "error_cb": self._client_error,
+        }
         self._consumer = Consumer(
             {
                 **client,
@@ -200,7 +225,7 @@ class RouterWorker:
         self, *, max_idle_s: float | None = None, ready: Callable[[], None] | None = None
     ) -> RouterStats:
         """Route until stopped (or idle for `max_idle_s`); commit the last batch first."""
-        self._producer.init_transactions(60)
+        self._until_done("init_transactions", 60, lambda: self._producer.init_transactions(60))
         if self._use_helper and self._helper is None:
             self._helper = DecodeHelper(self.pipeline.decoder_config(self._pseudonym_key))
         self._state.catch_up()
@@ -214,10 +239,7 @@ class RouterWorker:
         try:
             while not self._stop.is_set():
                 self._state.poll(0)
-                messages = [
-                    m for m in self._consumer.consume(self._batch_size, self._batch_timeout)
-                    if not _is_eof(m)
-                ]  # fmt: skip
+                messages = self._consume()
                 if self._rewind_needed:  # partitions were revoked while a batch was in flight
                     self._rewind_needed = False
                     self._rewind()
@@ -235,10 +257,41 @@ class RouterWorker:
             self.close()
         return self.stats
 
+    def _consume(self) -> list[Message]:
+        """The next records; client errors (the broker away) are reported, never routed."""
+        messages = []
+        for message in self._consumer.consume(self._batch_size, self._batch_timeout):
+            error = message.error()
+            if error is None:
+                messages.append(message)
+            elif error.code() != KafkaError._PARTITION_EOF:
+                self._client_error(error)
+                if error.fatal():
+                    raise ContactflowError(f"the router's consumer failed: {error.name()}")
+        return messages
+
+    def _client_error(self, error: KafkaError) -> None:
+        """A client error (the broker away, mostly): one line per `_OUTAGE_REPORT_S`."""
+        if error.code() in _OUTAGE_ERRORS:
+            self._broker_lost = True
+        now = time.monotonic()
+        if now - self._last_client_error >= _OUTAGE_REPORT_S:
+            self._last_client_error = now
+            log.warning("Kafka client: %s; waiting for the broker", error.name())
+
     def close(self) -> None:
-        self._consumer.close()
-        self._state.close()
-        self._producer.flush(10)
+        """Leave the group and stop the clients; a failing step is one line, not a crash
+        that hides why the router stopped."""
+        for step, call in (
+            ("leave the group", self._consumer.close),
+            ("close the subject-state reader", self._state.close),
+            ("flush the producer", lambda: self._producer.flush(10)),
+        ):
+            try:
+                with self._guard(step, 30):
+                    call()
+            except KafkaException as exc:
+                log.warning("router closing: could not %s (%s)", step, exc.args[0].name())
         if self._helper is not None:
             self._helper.close()
             self._helper = None
@@ -369,6 +422,10 @@ class RouterWorker:
     def _commit(self, messages: list[Message], outcome: BatchOutcome) -> _Refused | None:
         """Produce the outputs and commit them with the input offsets: None when committed,
         else why not (the transaction is then aborted)."""
+        if self._broker_lost:  # librdkafka's transaction state may not survive an outage
+            self._broker_lost = False
+            log.info("partitions reassigned or broker lost: new transactional producer")
+            self._renew_producer()
         producer = self._producer
         self._delivery_errors.clear()
         try:
@@ -388,8 +445,12 @@ class RouterWorker:
             producer.poll(0)
             offsets = _next_offsets(messages)
             group = self._consumer.consumer_group_metadata()
-            _until_done(lambda: producer.send_offsets_to_transaction(offsets, group, 30))
-            _until_done(lambda: producer.commit_transaction(60))
+            self._until_done(
+                "send_offsets_to_transaction",
+                15,
+                lambda: producer.send_offsets_to_transaction(offsets, group, 15),
+            )
+            self._until_done("commit_transaction", 60, lambda: producer.commit_transaction(60))
             return None
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
@@ -397,14 +458,66 @@ class RouterWorker:
             cause = next(
                 (e for e in (error, *self._delivery_errors) if e.code() in RECORD_ERRORS), None
             )
-            if not (error.txn_requires_abort() or cause is not None):  # fatal: cannot abort
+            if error.code() == KafkaError._FENCED:
                 raise ContactflowError(
-                    f"router transaction failed and cannot be aborted: {error.name()}; "
-                    "restart the router (its transactional id fences this one)"
+                    "router fenced: another router started with the same "
+                    f"CONTACTFLOW_ROUTER_INSTANCE ({self._container.settings.router_instance}); "
+                    "this one stops, nothing it did not commit is lost"
                 ) from None
             log.warning("batch aborted (%s); re-reading it", (cause or error).name())
-            producer.abort_transaction(30)
+            self._abort(error)
             return _Refused((cause or error).name(), cause is not None)
+
+    def _abort(self, error: KafkaError) -> None:
+        """Abort the open transaction; a producer that cannot (a fatal error, or a broker
+        that forgot the transaction) is replaced by a new one with the same id, whose
+        start aborts whatever the broker still holds open."""
+        if not error.fatal():
+            try:
+                self._until_done(
+                    "abort_transaction", 30, lambda: self._producer.abort_transaction(30)
+                )
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.code() == KafkaError._FENCED:
+                    raise ContactflowError(
+                        "router fenced while aborting: another router started with the same "
+                        "CONTACTFLOW_ROUTER_INSTANCE; this one stops"
+                    ) from None
+        log.warning("transactional producer replaced after %s", error.name())
+        self._renew_producer()
+
+    def _guard(self, name: str, timeout_s: float) -> contextlib.AbstractContextManager[None]:
+        if self._watchdog is None:
+            return contextlib.nullcontext()
+        return self._watchdog.guard(name, timeout_s)
+
+    def _until_done(self, name: str, timeout_s: float, call: Callable[[], object]) -> None:
+        """Repeat a Kafka call while librdkafka says it is retriable (a timed-out commit goes
+        on in the background and must be called again to finish). While the broker is away
+        this waits for it, with one line every `_OUTAGE_REPORT_S`, not one per retry; a stop
+        asked for meanwhile gives up (the open transaction is aborted by the broker)."""
+        started = reported = time.monotonic()
+        while True:
+            try:
+                with self._guard(name, timeout_s):
+                    call()
+                if reported > started:
+                    log.warning("broker back: %s done after %.0f s", name,
+                                time.monotonic() - started)  # fmt: skip
+                return
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                retriable = error.retriable() or error.code() in _OUTAGE_ERRORS
+                if not retriable or self._stop.is_set():
+                    raise
+                now = time.monotonic()
+                if now - reported >= _OUTAGE_REPORT_S or reported == started:
+                    log.warning("broker unreachable? %s not done for %.0f s (%s); retrying",
+                                name, now - started, error.name())  # fmt: skip
+                    reported = now + 1e-6
+                time.sleep(0.5)
 
     def _renew_producer(self) -> None:
         """A new transactional producer with the same id: a refused record leaves the old
@@ -412,7 +525,7 @@ class RouterWorker:
         next transaction). The new one fences the old one and starts clean."""
         self._producer.flush(0)
         self._producer = Producer(self._producer_config)
-        self._producer.init_transactions(60)
+        self._until_done("init_transactions", 60, lambda: self._producer.init_transactions(60))
 
     def _on_delivery_error(self, error: KafkaError | None, _message: Message) -> None:
         if error is not None:
@@ -421,7 +534,13 @@ class RouterWorker:
     def _rewind(self) -> None:
         """Seek every assigned partition back to its committed offset."""
         assignment = self._consumer.assignment()
-        for tp in self._consumer.committed(assignment, timeout=30):
+        committed: list[TopicPartition] = []
+
+        def read_committed() -> None:
+            committed[:] = self._consumer.committed(assignment, timeout=30)
+
+        self._until_done("committed offsets", 30, read_committed)
+        for tp in committed:
             offset = tp.offset if tp.offset >= 0 else 0
             self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
 
@@ -429,7 +548,9 @@ class RouterWorker:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("assigned %d partition(s)", len(partitions))
-        self._seed_dedup(partitions)
+        if self._assigned:  # a rebalance after an outage: start the next commit afresh
+            self._broker_lost = True
+        self._until_done("seed the dedup window", 120, lambda: self._seed_dedup(partitions))
         self._assigned = True
         self._idle_since = time.monotonic()
 
@@ -527,27 +648,6 @@ def _output_limits(container: Container) -> OutputLimits:
 
 def _key(message: Message) -> tuple[str, int]:
     return message.topic() or "", message.partition() or 0
-
-
-def _until_done(call: Callable[[], object], limit_s: float = 300.0) -> None:
-    """Repeat a transactional call while librdkafka says it is retriable (a timed-out
-    commit keeps going in the background and must be called again to finish)."""
-    deadline = time.monotonic() + limit_s
-    while True:
-        try:
-            call()
-            return
-        except KafkaException as exc:
-            error: KafkaError = exc.args[0]
-            if not error.retriable() or time.monotonic() > deadline:
-                raise
-            log.warning("transaction step %s is retriable; retrying", error.name())
-            time.sleep(0.2)
-
-
-def _is_eof(message: Message) -> bool:
-    error = message.error()
-    return error is not None and error.code() == KafkaError._PARTITION_EOF
 
 
 def _next_offsets(messages: list[Message]) -> list[TopicPartition]:

@@ -1,0 +1,66 @@
+"""Is the broker there? A quick, quiet probe, and a patient wait for workers.
+
+librdkafka retries a refused connection for as long as a call's timeout lasts and logs
+each attempt; a person or a script needs one answer within seconds, and a worker started
+before the broker needs to wait for it with one line now and then.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def broker_answers(settings: Settings, timeout_s: float) -> str | None:
+    """None when the broker answers a metadata request within `timeout_s`, else why not."""
+    config = {
+        key: value for key, value in settings.kafka_client_config().items() if key != "logger"
+    }
+    config["log_level"] = 0  # the probe's failed attempts are the answer, not log lines
+    admin = AdminClient(config)
+    try:
+        admin.list_topics(timeout=timeout_s)
+        return None
+    except KafkaException as exc:
+        return str(exc.args[0].name())
+
+
+def wait_for_broker(
+    settings: Settings,
+    what: str,
+    *,
+    stop: threading.Event | None = None,
+    report_every_s: float = 30.0,
+    probe_timeout_s: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """Block until the broker answers (True) or `stop` is set (False); one warning line
+    when the wait begins and one every `report_every_s` after, one when it ends."""
+    started = time.monotonic()
+    reported = None
+    while stop is None or not stop.is_set():
+        problem = broker_answers(settings, probe_timeout_s)
+        if problem is None:
+            if reported is not None:
+                log.warning("%s: broker %s reachable after %.0f s; starting", what,
+                            settings.bootstrap, time.monotonic() - started)  # fmt: skip
+            return True
+        now = time.monotonic()
+        if reported is None or now - reported >= report_every_s:
+            log.warning(
+                "%s: waiting for the broker at %s (%s, %.0f s so far); start it with "
+                "`contactflow broker up` or set CONTACTFLOW_BOOTSTRAP_SERVERS",
+                what, settings.bootstrap, problem, now - started,
+            )  # fmt: skip
+            reported = now
+        sleep(1.0)
+    return False
