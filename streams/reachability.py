@@ -8,6 +8,7 @@ before the broker needs to wait for it with one line now and then.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -15,13 +16,19 @@ from collections.abc import Callable
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from streams.errors import ContactflowError
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 def broker_answers(settings: Settings, timeout_s: float) -> str | None:
-    """None when the broker answers a metadata request within `timeout_s`, else why not."""
+    """None when the broker answers a metadata request within `timeout_s`, else why not.
+
+    Every bootstrap address refusing a TCP connection is an answer at once: librdkafka
+    would retry it until the timeout."""
+    if _all_refuse(settings.bootstrap, min(timeout_s, 2.0)):
+        return "connection refused"
     config = {
         key: value for key, value in settings.kafka_client_config().items() if key != "logger"
     }
@@ -32,6 +39,35 @@ def broker_answers(settings: Settings, timeout_s: float) -> str | None:
         return None
     except KafkaException as exc:
         return str(exc.args[0].name())
+
+
+class BrokerUnreachable(ContactflowError):
+    """The broker did not answer within CONTACTFLOW_CONNECT_TIMEOUT_S."""
+
+
+def require_broker(settings: Settings) -> None:
+    """Raise `BrokerUnreachable` (one line: where, why, what to do) unless the broker
+    answers within `settings.connect_timeout_s`."""
+    problem = broker_answers(settings, settings.connect_timeout_s)
+    if problem is not None:
+        raise BrokerUnreachable(
+            f"cannot reach Kafka at {settings.bootstrap} within "
+            f"{settings.connect_timeout_s:g} s ({problem}); start it with "
+            "`contactflow broker up`, or set CONTACTFLOW_BOOTSTRAP_SERVERS"
+        )
+
+
+def _all_refuse(bootstrap: str, timeout_s: float) -> bool:
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout_s):
+                return False
+        except ConnectionRefusedError:
+            continue
+        except (OSError, ValueError):  # unresolved, unreachable, timed out: let Kafka say
+            return False
+    return True
 
 
 def wait_for_broker(

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     controller_port: int = Field(default=9093, ge=1, le=65535)
     broker_heap: str = "1g"
     broker_start_timeout_s: float = Field(default=90.0, gt=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
     broker_nodes: int = Field(default=1, ge=1, le=5)  # a new storage: 1, or a 3-5 node cluster
 
     database_url: SecretStr | None = None

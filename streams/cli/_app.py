@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from streams.bootstrap import Container, bootstrap
+from streams.reachability import require_broker
 
 app = typer.Typer(
     help="contactflow: GDPR-governed contact-centre events on Apache Kafka.",
@@ -31,6 +32,14 @@ err_console = Console(stderr=True, soft_wrap=True)
 def container() -> Container:
     """The composition root for one CLI invocation."""
     return bootstrap()
+
+
+def kafka_container() -> Container:
+    """The composition root of a command that needs Kafka: it fails in one line, within
+    CONTACTFLOW_CONNECT_TIMEOUT_S, when the broker cannot be reached."""
+    root = bootstrap()
+    require_broker(root.settings)
+    return root
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from processors.acl import render_matrix, summarise
 from streams.bootstrap import Container
-from streams.cli._app import app, console, container
+from streams.cli._app import app, console, container, kafka_container
 
 acl_app = typer.Typer(help="Roles and ACLs as code (infra/acl.yaml).", no_args_is_help=True)
 app.add_typer(acl_app, name="acl")
@@ -39,7 +39,7 @@ def acl_apply(
     from streams.acl.credentials import generate_missing as write_missing
     from streams.acl.credentials import require_passwords, role_password
 
-    root = container()
+    root = kafka_container()
     policy = _policy(root)
     if generate_missing and not dry_run:
         written = write_missing(root.settings, policy.roles)
@@ -91,7 +91,7 @@ def acl_verify() -> None:
     from streams.acl.credentials import require_passwords
     from streams.acl.verify import verify_access
 
-    root = container()
+    root = kafka_container()
     policy = _policy(root)
     passwords = require_passwords(root.settings, policy.roles)
     logical = [spec.name for spec in root.topics.specs]

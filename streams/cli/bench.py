@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from streams.cli._app import app, console, container, progress
+from streams.cli._app import app, console, kafka_container, progress
 
 bench_app = typer.Typer(help="Benchmarks that print their figures.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -23,7 +23,7 @@ def bench_router(
     from streams.bench.router_bench import run_router_bench
     from streams.bench.router_runner import run_real_router
 
-    root = container()
+    root = kafka_container()
     with progress("bench") as say:
         result = run_router_bench(root, events, say, router=run_real_router, faust_cap=faust_cap)
     for line in result.report_lines():
@@ -41,7 +41,7 @@ def bench_privacy(
     """Erasure and restriction end to end on the real broker; figures on the last line."""
     from streams.bench.privacy_bench import run_privacy_bench
 
-    root = container()
+    root = kafka_container()
     with progress("bench") as say:
         result = run_privacy_bench(
             root, say, requests=requests, heavy_events=heavy_events, restrictions=restrictions

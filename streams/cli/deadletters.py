@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from streams.cli._app import app, console, container, progress
+from streams.cli._app import app, console, kafka_container, progress
 from streams.cli.retention import Format, parse_now
 
 deadletters_app = typer.Typer(
@@ -26,10 +26,10 @@ def deadletters_summary(
     from streams.deadletters import DeadLetters
 
     if output is Format.json:  # standard output holds the JSON alone
-        console.print_json(DeadLetters(container()).summarise().as_json())
+        console.print_json(DeadLetters(kafka_container()).summarise().as_json())
         return
     with progress("reading dead letters") as say:
-        summary = DeadLetters(container()).summarise(say)
+        summary = DeadLetters(kafka_container()).summarise(say)
     table = Table("source topic", "stage", "reason code", "dead letters")
     for (topic, stage, code), count in sorted(summary.counts.items()):
         table.add_row(topic, stage, code, f"{count:,}")
@@ -59,7 +59,7 @@ def deadletters_replay(
 
     moment = parse_now(now)
     with progress("reading dead letters") as say:
-        outcome = DeadLetters(container(), actor=by).replay(
+        outcome = DeadLetters(kafka_container(), actor=by).replay(
             reason, moment, source_topic=source_topic, dry_run=dry_run, say=say
         )
     targets = ", ".join(f"{topic}: {count:,}" for topic, count in sorted(outcome.by_topic.items()))
@@ -98,7 +98,7 @@ def deadletters_purge(
     moment = parse_now(now)
     cut_off = moment - parse_age(older_than)
     with progress("reading dead letters") as say:
-        outcome = DeadLetters(container(), actor=by).purge(
+        outcome = DeadLetters(kafka_container(), actor=by).purge(
             cut_off, moment, dry_run=dry_run, say=say
         )
     verb = "would delete" if dry_run else "deleted"

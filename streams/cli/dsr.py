@@ -19,7 +19,7 @@ from rich.table import Table
 
 from processors.identity import InvalidIdentifier
 from processors.privacy import PrivacyRequest, PrivacyRequestError, RequestType
-from streams.cli._app import app, console, container, err_console
+from streams.cli._app import app, console, container, err_console, kafka_container
 from streams.cli.retention import Format, parse_now
 from streams.errors import ContactflowError
 
@@ -45,7 +45,7 @@ def _service() -> tuple[Container, PrivacyService]:
     from streams.privacy.config import load_privacy_config
     from streams.privacy.service import PrivacyService
 
-    root = container()
+    root = kafka_container()
     upgrade(root.settings.resolved_database_url())
     return root, PrivacyService(root, load_privacy_config(root), actor="privacy-office")
 
@@ -121,7 +121,7 @@ def instruct(
     from streams.outbox import Outbox
     from streams.privacy.messages import send_ores_instruction
 
-    root = container()
+    root = kafka_container()
     outbox = Outbox(root.settings.kafka_client_config(), root.topics, root.schemas)
     send_ores_instruction(outbox, request_id, decision.value, reason, datetime.now(UTC))
     console.print(f"instruction {decision.value} for {request_id} sent on privacy.instructions.v1")

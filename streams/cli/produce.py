@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from schemas.validation import ContractViolation
-from streams.cli._app import app, console, container, err_console
+from streams.cli._app import app, console, container, err_console, kafka_container
 from streams.producer import CHANNELS
 
 
@@ -25,7 +25,7 @@ def produce(
     if channel not in CHANNELS:
         raise typer.BadParameter(f"expected one of {', '.join(CHANNELS)}", param_hint="--channel")
     lines = file.read_text(encoding="utf-8").splitlines()
-    producer = container().producer()
+    producer = kafka_container().producer()
     rejected = 0
     with Progress(
         TextColumn("[bold]producing[/] {task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -13,7 +13,7 @@ from rich.table import Table
 from processors.identity import InvalidIdentifier
 from processors.policy import HOLD_REASONS
 from streams.bootstrap import Container
-from streams.cli._app import app, console, container, err_console
+from streams.cli._app import app, console, container, err_console, kafka_container
 
 if TYPE_CHECKING:
     from streams.retention.service import RetentionService
@@ -50,7 +50,7 @@ def _service() -> tuple[Container, RetentionService]:
     from streams.retention.service import RetentionService
     from streams.router.worker import load_policy
 
-    root = container()
+    root = kafka_container()
     return root, RetentionService(
         root, actor="cli", grace_days=load_policy(root).release_grace_days
     )

@@ -70,8 +70,12 @@ def run_privacy() -> None:
     from streams.retention.service import RetentionService
     from streams.router.worker import load_policy, utc_now
 
+    from streams.reachability import wait_for_broker
+
     root = container()
     root.service_name = "contactflow-privacy"
+    if not wait_for_broker(root.settings, "privacy app"):
+        return
     service = RetentionService(
         root, actor="privacy-app", grace_days=load_policy(root).release_grace_days
     )

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from streams.cli._app import console, container, err_console, topics_app
+from streams.cli._app import console, container, err_console, kafka_container, topics_app
 
 
 @topics_app.command("apply")
@@ -17,7 +17,7 @@ def topics_apply(
     """Create or alter topics so the broker matches infra/topics.yaml; idempotent."""
     from streams.topics import apply_plan, plan
 
-    root = container()
+    root = kafka_container()
     current = plan(root.admin(), root.topics)
     if current.empty:
         console.print("topics: nothing to do, the broker matches infra/topics.yaml")
@@ -42,7 +42,7 @@ def topics_check() -> None:
     """Exit non-zero when the broker drifts from infra/topics.yaml, naming each drift."""
     from streams.topics import plan
 
-    root = container()
+    root = kafka_container()
     current = plan(root.admin(), root.topics)
     if current.empty:
         console.print(f"topics: {len(root.topics.specs)} topics match infra/topics.yaml")
