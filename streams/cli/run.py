@@ -67,10 +67,9 @@ def run_privacy() -> None:
     from streams.ledger import upgrade
     from streams.privacy.config import load_privacy_config
     from streams.privacy.service import PrivacyService
+    from streams.reachability import wait_for_broker
     from streams.retention.service import RetentionService
     from streams.router.worker import load_policy, utc_now
-
-    from streams.reachability import wait_for_broker
 
     root = container()
     root.service_name = "contactflow-privacy"
