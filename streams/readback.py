@@ -38,11 +38,13 @@ def read_all(
     timeout: float = 30.0,
     *,
     committed_only: bool = True,
+    since: Mapping[int, int] | None = None,
 ) -> list[Message]:
     """Every message now in `topic` (all partitions, offset order per partition).
 
     Reads up to the high watermark seen when called; `committed_only` reads with
     `isolation.level=read_committed`, so aborted transactional writes are not returned.
+    `since` (partition -> offset, from `end_offsets`) reads only what came after it.
     """
     consumer = Consumer(
         {
@@ -62,6 +64,7 @@ def read_all(
         assignment = []
         for partition in partitions:
             low, high = _watermarks(consumer, TopicPartition(topic, partition), timeout)
+            low = max(low, (since or {}).get(partition, 0))
             if high > low:
                 ends[partition] = high
                 assignment.append(TopicPartition(topic, partition, low))
@@ -90,5 +93,20 @@ def read_all(
                 f"timed out reading {topic}: partitions {sorted(ends)} not read to the end"
             )
         return messages
+    finally:
+        consumer.close()
+
+
+def end_offsets(
+    client_config: Mapping[str, Any], topic: str, timeout: float = 30.0
+) -> dict[int, int]:
+    """Each partition's high watermark now: `since` for a later `read_all` of what is new."""
+    consumer = Consumer({**client_config, "group.id": f"contactflow-readback-{uuid.uuid4()}"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout)
+        return {
+            partition: _watermarks(consumer, TopicPartition(topic, partition), timeout)[1]
+            for partition in metadata.topics[topic].partitions
+        }
     finally:
         consumer.close()
