@@ -19,9 +19,10 @@ from schemas.examples import example_events
 from schemas.serde import AvroSerde
 from schemas.validation import ContractViolation
 from streams.bootstrap import Container
+from streams.errors import ContactflowError
 from streams.producer import CHANNELS, raw_topic
 from streams.readback import end_offsets, read_all
-from streams.topics import apply_plan, plan
+from streams.topics import apply_plan, delete_topics, plan
 
 Say = Callable[[str], None]
 
@@ -59,6 +60,21 @@ def run_demo(root: Container, say: Say, *, rounds: int = 5) -> DemoResult:
     show_erasure(root, say, result)
     purge_dead_letters(root, say, result)
     return result
+
+
+def reset_demo(root: Container, say: Say) -> None:
+    """Empty data for the demo: the declared topics deleted, the local ledger removed."""
+    if root.settings.database_url is not None:
+        raise ContactflowError(
+            "demo --reset removes the ledger only when it is the local SQLite file; "
+            "unset CONTACTFLOW_DATABASE_URL or reset that database yourself"
+        )
+    if root.settings.bootstrap_servers is None:
+        root.broker.up(report=say)
+    delete_topics(root.admin(), root.topics)
+    ledger = root.settings.data_dir / "ledger.db"
+    ledger.unlink(missing_ok=True)
+    say(f"reset: declared topics deleted, {ledger} removed")
 
 
 def migrate_ledger(root: Container, say: Say) -> str:

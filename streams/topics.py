@@ -312,3 +312,16 @@ def delete_topics(admin: AdminClient, catalog: TopicCatalog) -> None:
     names = [catalog.prefix + s.name for s in catalog.specs if catalog.prefix + s.name in existing]
     if names:
         _wait_all(admin.delete_topics(names, operation_timeout=_ADMIN_TIMEOUT_S), "delete")
+        _await_gone(admin, names)
+
+
+def _await_gone(admin: AdminClient, names: list[str]) -> None:
+    """Block until deleted topics are no longer listed: Kafka deletes them asynchronously,
+    and a topic created again meanwhile, or a listing, would still see the old one."""
+    deadline = time.monotonic() + _ADMIN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        listed = admin.list_topics(timeout=_ADMIN_TIMEOUT_S).topics
+        if not any(name in listed for name in names):
+            return
+        time.sleep(0.2)
+    raise TopicError(f"deleted topics still listed after {_ADMIN_TIMEOUT_S:.0f} s")

@@ -8,17 +8,27 @@ import typer
 from rich.table import Table
 
 from streams.cli._app import app, console, container, progress
-from streams.demo import run_demo
+from streams.demo import reset_demo, run_demo
 from streams.privacy.evidence import render_report
 
 
 @app.command("demo")
 def demo(
     rounds: Annotated[int, typer.Option(min=1, help="Copies of each sample event.")] = 5,
+    reset: Annotated[
+        bool,
+        typer.Option(
+            "--reset",
+            help="Start from empty data: delete the declared topics and the local SQLite "
+            "ledger first (refused for a ledger set by CONTACTFLOW_DATABASE_URL).",
+        ),
+    ] = False,
 ) -> None:
     """Bring the broker up, apply topics, produce a sample of all five channels, show it."""
     root = container()
     with progress("demo") as say:
+        if reset:
+            reset_demo(root, say)
         result = run_demo(root, say, rounds=rounds)
     table = Table("topic", "events", "by kind", title="What landed where")
     for topic, kinds in result.landed.items():
@@ -49,5 +59,10 @@ def demo(
         f"dead letters: {result.dead_letters_purged} purged after the erasure (their reasons "
         "are in the router's table above), as their original bytes are out of its reach"
     )
+    if root.settings.bootstrap_servers is None:
+        console.print(
+            f"the broker is still running on {root.settings.bootstrap}; stop it with "
+            "`contactflow broker down`"
+        )
     if landed != sent or not verified:
         raise typer.Exit(1)
