@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
 from streams.cli import (  # noqa: F401 - each module registers its commands
     acl,
     bench,
@@ -22,6 +24,7 @@ from streams.cli import (  # noqa: F401 - each module registers its commands
 )
 from streams.cli._app import app, err_console
 from streams.errors import ContactflowError
+from streams.ledger.errors import LedgerError
 from streams.settings import KAFKA_CLIENT_LOGGER, load_settings
 
 
@@ -42,6 +45,16 @@ def main() -> None:
     except ContactflowError as exc:
         err_console.print(f"[red]error:[/] {exc}")
         sys.exit(exc.exit_code)
+    except LedgerError as exc:  # a refusal of the ledger's rules: its message says which
+        err_console.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
+    except (OperationalError, ProgrammingError) as exc:  # never quote the database's text
+        err_console.print(
+            f"[red]error:[/] the ledger cannot be read ({type(exc.orig).__name__}); if it "
+            "was never migrated run `contactflow ledger upgrade`, else check "
+            "CONTACTFLOW_DATABASE_URL"
+        )
+        sys.exit(2)
 
 
 __all__ = ["app", "main"]

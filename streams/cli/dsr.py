@@ -32,7 +32,15 @@ dsr_app = typer.Typer(help="Data-subject requests: intake, instruction, status, 
                       no_args_is_help=True)  # fmt: skip
 app.add_typer(dsr_app, name="dsr")
 
-DsrType = StrEnum("DsrType", {t.value.replace("_", "-"): t.value for t in RequestType})  # type: ignore[misc]
+REQUEST_TYPES = ", ".join(t.value.replace("_", "-") for t in RequestType)
+
+
+def _request_type(value: str) -> str:
+    """`lift-restriction` as the README spells it, or `lift_restriction`: either is fine."""
+    normalised = value.strip().lower().replace("-", "_")
+    if normalised not in {t.value for t in RequestType}:
+        raise typer.BadParameter(f"{value!r} is not a request type; one of {REQUEST_TYPES}")
+    return normalised
 
 
 class DecisionChoice(StrEnum):
@@ -52,11 +60,20 @@ def _service() -> tuple[Container, PrivacyService]:
 
 def _show(request: PrivacyRequest) -> None:
     console.print(f"{request.request_id}  {request.state}")
+    if request.state == "identity_unverified":
+        console.print(
+            "next: once the requester's identity is proven, `contactflow dsr verify "
+            f"{request.request_id} --by METHOD`; if it cannot be, `contactflow dsr reject "
+            f"{request.request_id} --reason TEXT`"
+        )
 
 
 @dsr_app.command("submit")
 def submit(
-    request_type: Annotated[DsrType, typer.Argument(help="What the person asks for.")],
+    request_type: Annotated[
+        str,
+        typer.Argument(help=f"What the person asks for: {REQUEST_TYPES}.", callback=_request_type),
+    ],
     phone: Annotated[list[str] | None, typer.Option("--phone", help="Phone number.")] = None,
     email: Annotated[list[str] | None, typer.Option("--email", help="E-mail address.")] = None,
     handle: Annotated[list[str] | None, typer.Option("--handle", help="PLATFORM:HANDLE")] = None,
@@ -76,7 +93,7 @@ def submit(
     now = datetime.now(UTC)
     try:
         intake = Intake(
-            request_type=str(request_type.value), identifiers=identifiers(pairs),
+            request_type=request_type, identifiers=identifiers(pairs),
             submitted_by=submitted_by, received_at=parse_now(received_at) if received_at else now,
             verified_by=verified_by,
             purpose=purpose, reason=reason,

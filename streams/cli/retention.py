@@ -14,6 +14,8 @@ from processors.identity import InvalidIdentifier
 from processors.policy import HOLD_REASONS
 from streams.bootstrap import Container
 from streams.cli._app import app, console, container, err_console, kafka_container
+from streams.errors import ContactflowError
+from streams.ledger.errors import UnknownRecordingError
 
 if TYPE_CHECKING:
     from streams.retention.service import RetentionService
@@ -46,11 +48,12 @@ def parse_now(value: str | None) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _service() -> tuple[Container, RetentionService]:
+def _service(*, kafka: bool = True) -> tuple[Container, RetentionService]:
+    """The retention service; `kafka=False` for commands that only read the ledger."""
     from streams.retention.service import RetentionService
     from streams.router.worker import load_policy
 
-    root = kafka_container()
+    root = kafka_container() if kafka else container()
     return root, RetentionService(
         root, actor="cli", grace_days=load_policy(root).release_grace_days
     )
@@ -93,6 +96,11 @@ def hold_place(
         target = pseudonym
     try:
         hold, moved = service.place_hold(scope, target, reason.value, ref, by, parse_now(now))
+    except UnknownRecordingError:
+        raise ContactflowError(
+            f"no recording {target} is registered; nothing held (a recording still on its "
+            "way is held on arrival by a hold on its --contact or --subject-of)"
+        ) from None
     finally:
         service.close()
     console.print(f"placed hold {hold.hold_id} ({hold.reason}) on {scope}: "
@@ -151,7 +159,7 @@ def retention_report(
     format: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Recordings due this week, held (by reason) and expired, by controller and channel."""
-    _, service = _service()
+    _, service = _service(kafka=False)
     report = service.report(parse_now(now))
     service.close()
     if format is Format.json:

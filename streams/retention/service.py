@@ -28,6 +28,7 @@ from streams.ledger import (
     RecordingRecord,
     RetentionLedger,
     RetentionReport,
+    UnknownRecordingError,
     session_factory,
 )
 from streams.outbox import Message, Outbox
@@ -120,6 +121,8 @@ class RetentionService:
     ) -> tuple[HoldRecord, int]:
         """A hold placed by hand; returns it and how many recordings it moved to hold."""
         with self._unit() as unit:
+            if scope == "recording" and unit.ledger.get(target) is None:
+                raise UnknownRecordingError(target)
             hold, _ = unit.ledger.place_hold(
                 NewHold(f"h-{uuid.uuid4().hex[:16]}", scope, target, reason, reference, by),
                 now,

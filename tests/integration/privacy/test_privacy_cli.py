@@ -28,8 +28,10 @@ def test_submit_status_verify_extend_and_reject(container, privacy) -> None:  # 
         assert EMAIL not in result.output
         return result.output
 
-    request_id, state = dsr("submit", "restriction", "--phone", PHONE, "--email", EMAIL).split()
+    submitted = dsr("submit", "restriction", "--phone", PHONE, "--email", EMAIL).splitlines()
+    request_id, state = submitted[0].split()
     assert state == "identity_unverified"
+    assert f"contactflow dsr verify {request_id} --by METHOD" in " ".join(submitted[1:])
     listed = json.loads(dsr("status", "--format", "json"))
     assert [(r["request_id"], r["state"]) for r in listed] == [(request_id, state)]
 
@@ -42,7 +44,7 @@ def test_submit_status_verify_extend_and_reject(container, privacy) -> None:  # 
     (row,) = json.loads(dsr("status", "--format", "json", "--now", later))
     assert row["overdue"] is True
 
-    other, _ = dsr("submit", "erasure", "--email", "someone.else@example.org").split()
+    other, _ = dsr("submit", "erasure", "--email", "someone.else@example.org").split()[:2]
     assert dsr("reject", other, "--reason", "identity could not be proven").split() == [
         other, "rejected",
     ]  # fmt: skip

@@ -1,0 +1,72 @@
+"""Expected refusals of the CLI, as an operator meets them: one line, a non-zero exit,
+never a traceback; and the spellings the README uses are accepted."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from appproc import app_env
+
+from streams.bootstrap import Container
+from streams.ledger import upgrade
+
+pytestmark = pytest.mark.integration
+
+
+def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).parent / "contactflow"
+    return subprocess.run(
+        [str(script) if script.exists() else "contactflow", *args],
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("CONTACTFLOW_")},
+             **env, "COLUMNS": "200"},
+        capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _refused(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    said = (result.stdout + result.stderr).strip()
+    assert result.returncode != 0, said
+    assert "Traceback" not in said
+    assert len(said.splitlines()) == 1, said
+    for word in words:
+        assert word in said, said
+
+
+def test_expected_refusals_are_one_line(container: Container) -> None:
+    env = app_env(container)
+    upgrade(container.settings.resolved_database_url())
+    _refused(_run(env, "hold", "release", "h-nosuchhold", "--reason", "done"), "no hold")
+    placed = _run(env, "hold", "place", "--contact", "c-1", "--reason", "complaint",
+                  "--ref", "CASE-1")  # fmt: skip
+    assert placed.returncode == 0, placed.stderr
+    hold_id = placed.stdout.split()[2]
+    released = _run(env, "hold", "release", hold_id, "--reason", "closed")
+    assert released.returncode == 0, released.stderr
+    _refused(_run(env, "hold", "release", hold_id, "--reason", "again"), "already released")
+    _refused(
+        _run(env, "hold", "place", "--recording", "rec-unknown", "--reason", "complaint",
+             "--ref", "CASE-2"),
+        "no recording rec-unknown", "nothing held",
+    )  # fmt: skip
+
+
+def test_the_readme_spellings_of_request_types_are_accepted(container: Container) -> None:
+    env = app_env(container)
+    for spelling in ("lift-restriction", "consent-withdrawal", "consent_withdrawal"):
+        extra = ["--purpose", "satisfaction_survey"] if "consent" in spelling else []
+        result = _run(env, "dsr", "submit", spelling, "--email", "a.person@example.org", *extra)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "identity_unverified" in result.stdout
+    unknown = _run(env, "dsr", "submit", "world-peace", "--email", "a@example.org")
+    assert unknown.returncode == 2  # a usage error, in click's usage format
+    assert "not a request type" in unknown.stderr
+    assert "lift-restriction" in unknown.stderr
+
+
+def test_a_ledger_never_migrated_is_one_line(tmp_path: Path) -> None:
+    env = {"CONTACTFLOW_DATA_DIR": str(tmp_path / "fresh")}
+    _refused(_run(env, "retention", "report"), "contactflow ledger upgrade")
