@@ -125,14 +125,27 @@ def hold_release(
 
 
 @hold_app.command("list")
-def hold_list() -> None:
+def hold_list(format: Annotated[Format, typer.Option("--format")] = Format.table) -> None:
     """Active holds."""
     from streams.ledger import RetentionLedger, session_factory
 
     root = container()
     with session_factory(root.ledger_engine)() as session:
         holds = RetentionLedger(session).active_holds()
+    if format is Format.json:
+        rows = [
+            {"hold_id": h.hold_id, "scope": h.scope, "target": h.target, "reason": h.reason,
+             "reference": h.reference, "source": h.source, "placed_at": h.placed_at.isoformat()}
+            for h in holds
+        ]  # fmt: skip
+        typer.echo(json.dumps(rows, indent=2))
+        return
     table = Table("hold", "scope", "target", "reason", "reference", "source", "placed at")
+    for index in (0, 2):  # the hold id and its target: shown whole, never cut
+        table.columns[index].min_width = max(
+            (len(h.hold_id if index == 0 else h.target) for h in holds), default=4
+        )
+        table.columns[index].no_wrap = True
     for hold in holds:
         table.add_row(hold.hold_id, hold.scope, hold.target, hold.reason, hold.reference,
                       hold.source, f"{hold.placed_at:%Y-%m-%d %H:%M}")  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
@@ -54,17 +55,53 @@ def topics_check() -> None:
 
 
 @topics_app.command("list")
-def topics_list() -> None:
+def topics_list(
+    format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+) -> None:
     """The declared topics with their key, contract and main configs."""
     root = container()
-    table = Table("topic", "partitions", "key", "value", "cleanup", "retention.ms")
-    for spec in root.topics.specs:
+    rows = [
+        {
+            "topic": root.topics.prefix + spec.name,
+            "partitions": spec.partitions,
+            "key": spec.key,
+            "value_schema": spec.value_schema,
+            "cleanup_policy": spec.configs.get("cleanup.policy"),
+            "retention_ms": _int_or_none(spec.configs.get("retention.ms")),
+        }
+        for spec in root.topics.specs
+    ]
+    if format == "json":
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if format != "table":
+        raise typer.BadParameter("table or json", param_hint="--format")
+    table = Table("topic", "partitions", "key", "value", "cleanup", "retention")
+    table.columns[0].min_width = max((len(str(r["topic"])) for r in rows), default=5)
+    table.columns[0].no_wrap = True  # a topic name is shown whole, never cut
+    for row in rows:
         table.add_row(
-            root.topics.prefix + spec.name,
-            str(spec.partitions),
-            spec.key,
-            spec.value_schema,
-            spec.configs.get("cleanup.policy", "-"),
-            spec.configs.get("retention.ms", "-"),
-        )
+            str(row["topic"]), str(row["partitions"]), str(row["key"]),
+            str(row["value_schema"]), str(row["cleanup_policy"] or "-"),
+            human_duration(row["retention_ms"]),
+        )  # fmt: skip
     console.print(table)
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value is not None and value.lstrip("-").isdigit() else None
+
+
+def human_duration(ms: object) -> str:
+    """Milliseconds as days and hours (`3 d`, `40 d`, `12 h`); -1 is forever."""
+    if not isinstance(ms, int):
+        return "-"
+    if ms < 0:
+        return "forever"
+    days, rest = divmod(ms, 86_400_000)
+    hours = rest // 3_600_000
+    if days and hours:
+        return f"{days} d {hours} h"
+    if days:
+        return f"{days} d"
+    return f"{hours} h" if hours else f"{ms // 1000} s"

@@ -3,6 +3,7 @@ never a traceback; and the spellings the README uses are accepted."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -22,7 +23,7 @@ def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(script) if script.exists() else "contactflow", *args],
         env={**{k: v for k, v in os.environ.items() if not k.startswith("CONTACTFLOW_")},
-             **env, "COLUMNS": "200"},
+             "COLUMNS": "200", **env},
         capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL,
     )  # fmt: skip
 
@@ -70,3 +71,28 @@ def test_the_readme_spellings_of_request_types_are_accepted(container: Container
 def test_a_ledger_never_migrated_is_one_line(tmp_path: Path) -> None:
     env = {"CONTACTFLOW_DATA_DIR": str(tmp_path / "fresh")}
     _refused(_run(env, "retention", "report"), "contactflow ledger upgrade")
+
+
+def test_listings_for_scripts_and_for_narrow_terminals(container: Container) -> None:
+    env = app_env(container)
+    upgrade(container.settings.resolved_database_url())
+    placed = _run(env, "hold", "place", "--subject-of", "+32 471 00 00 00", "--reason",
+                  "dispute", "--ref", "CASE-3")  # fmt: skip
+    assert placed.returncode == 1  # nobody known with that phone: nothing held
+    placed = _run(env, "hold", "place", "--contact", "c-listed-contact-0001", "--reason",
+                  "dispute", "--ref", "CASE-3")  # fmt: skip
+    hold_id = placed.stdout.split()[2]
+    holds = json.loads(_run(env, "hold", "list", "--format", "json").stdout)
+    assert [(h["hold_id"], h["target"]) for h in holds] == [(hold_id, "c-listed-contact-0001")]
+    narrow = _run({**env, "COLUMNS": "80"}, "hold", "list")
+    assert hold_id in narrow.stdout
+    assert "c-listed-contact-0001" in narrow.stdout
+
+    topics = json.loads(_run(env, "topics", "list", "--format", "json").stdout)
+    raw = next(t for t in topics if t["topic"].endswith("contact.raw.phone.v1"))
+    assert raw["retention_ms"] == 259_200_000
+    table = _run(env, "topics", "list").stdout
+    assert "259200000" not in table
+    assert "3 d" in table
+    narrow_topics = _run({**env, "COLUMNS": "80"}, "topics", "list").stdout
+    assert raw["topic"] in narrow_topics
