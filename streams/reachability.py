@@ -100,3 +100,54 @@ def wait_for_broker(
             reported = now
         sleep(1.0)
     return False
+
+
+class OutageMonitor:
+    """Says, in its own words, when the broker goes away and comes back: for a worker whose
+    client (aiokafka) logs every retry. One line when the outage is noticed, one every
+    `report_every_s` while it lasts, one when the broker answers again."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        what: str,
+        *,
+        interval_s: float = 5.0,
+        report_every_s: float = 30.0,
+    ) -> None:
+        self._settings = settings
+        self._what = what
+        self._interval_s = interval_s
+        self._report_every_s = report_every_s
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="outage-monitor", daemon=True)
+        self.down_since: float | None = None
+
+    def start(self) -> OutageMonitor:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(timeout=10)
+
+    def _watch(self) -> None:
+        reported = 0.0
+        while not self._closed.wait(self._interval_s):
+            problem = broker_answers(self._settings, min(self._interval_s, 3.0))
+            now = time.monotonic()
+            if problem is None:
+                if self.down_since is not None:
+                    log.warning("%s: broker %s back after %.0f s", self._what,
+                                self._settings.bootstrap, now - self.down_since)  # fmt: skip
+                    self.down_since = None
+                continue
+            if self.down_since is None:
+                self.down_since = now
+                reported = 0.0
+            if now - reported >= self._report_every_s:
+                log.warning(
+                    "%s: broker %s unreachable (%s, %.0f s so far); waiting for it",
+                    self._what, self._settings.bootstrap, problem, now - self.down_since,
+                )  # fmt: skip
+                reported = now

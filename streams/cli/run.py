@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
@@ -67,7 +68,7 @@ def run_privacy() -> None:
     from streams.ledger import upgrade
     from streams.privacy.config import load_privacy_config
     from streams.privacy.service import PrivacyService
-    from streams.reachability import wait_for_broker
+    from streams.reachability import OutageMonitor, wait_for_broker
     from streams.retention.service import RetentionService
     from streams.router.worker import load_policy, utc_now
 
@@ -85,10 +86,20 @@ def run_privacy() -> None:
         privacy=privacy, deadline_interval_s=root.settings.privacy_deadline_interval_s,
     )  # fmt: skip
     console.print(f"privacy app consuming from {root.settings.bootstrap}")
+    quiet = root.settings.log_level != "DEBUG"
+
+    class Worker(faust.Worker):
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            """aiokafka logs each retry against a broker that is away (several lines every
+            100 ms); the outage monitor says it once per 30 s instead. DEBUG shows all."""
+            super().on_setup_root_logger(logger, level)
+            if quiet:
+                logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+    monitor = OutageMonitor(root.settings, "privacy app").start()
     try:
-        faust.Worker(
-            app, loglevel=root.settings.log_level.lower(), quiet=True
-        ).execute_from_commandline()
+        Worker(app, loglevel=root.settings.log_level.lower(), quiet=True).execute_from_commandline()
     finally:
+        monitor.close()
         privacy.close()
         service.close()

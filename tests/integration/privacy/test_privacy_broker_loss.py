@@ -1,0 +1,126 @@
+"""The privacy app (`contactflow run privacy`, faust) under a broker that goes away.
+
+On a broker of the test's own: a request is taken in, the broker is stopped or SIGKILLed
+for 20 s, and a request sent after its return must be taken in within 60 s. The app must
+stay up (or restart itself in place), say what happens in a few lines, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from appproc import app_env, running_privacy_app
+from flow import publish, route_person
+from people import PHONE
+
+from streams.bootstrap import Container, bootstrap
+from streams.broker import Broker
+from streams.keys import load_keys
+from streams.ledger import UnknownRequestError, upgrade
+from streams.privacy.config import load_privacy_config
+from streams.privacy.service import PrivacyService
+from streams.settings import KAFKA_CLIENT_LOGGER, Settings
+from streams.telemetry import Telemetry
+from streams.topics import apply_plan, plan
+
+pytestmark = pytest.mark.integration
+OUTAGE_S = 20.0
+RESUME_WITHIN_S = 60.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[Broker]:
+    broker = Broker(Settings(data_dir=tmp_path / "broker", broker_port=_free_port(),
+                             controller_port=_free_port(), broker_heap="512m"))  # fmt: skip
+    broker.up()
+    logger = logging.getLogger(KAFKA_CLIENT_LOGGER)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)  # the test's own clients retry while it is away
+    try:
+        yield broker
+    finally:
+        logger.setLevel(level)
+        broker.down()
+
+
+def _request(request_id: str) -> dict[str, object]:
+    return {
+        "request_id": request_id, "request_type": "restriction",
+        "identifiers": [{"kind": "phone", "value": PHONE}], "purpose": None,
+        "received_at": datetime.now(UTC), "verified_by": "id_card_copy",
+        "submitted_by": "intake-portal", "reason": None,
+    }  # fmt: skip
+
+
+def _taken_in(privacy: PrivacyService, request_id: str) -> bool:
+    try:
+        privacy.get(request_id)
+        return True
+    except UnknownRequestError:
+        return False
+
+
+def _wait(condition, timeout: float, what: str, log: Path) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s: {what}\n"
+                                 f"{log.read_text()[-4000:]}")  # fmt: skip
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize("fault", ["stop", "sigkill"])
+def test_privacy_app_rides_out_a_broker_outage(
+    fault: str, own_broker: Broker, tmp_path: Path
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", bootstrap_servers=own_broker.bootstrap,
+                        topic_prefix="o.")  # fmt: skip
+    container: Container = bootstrap(settings, telemetry=Telemetry.in_memory())
+    admin = container.admin()
+    apply_plan(admin, plan(admin, container.topics).changes)
+    upgrade(settings.resolved_database_url())
+    load_keys(settings)
+    route_person(container, datetime.now(UTC))
+    privacy = PrivacyService(container, load_privacy_config(container), actor="test")
+    log = tmp_path / "privacy-app.log"
+    try:
+        with running_privacy_app(app_env(container, CONTACTFLOW_LOG_LEVEL="INFO"), log) as app:
+            publish(container, "privacy.requests.v1", "PrivacyRequest", "dsr-before",
+                    _request("dsr-before"))  # fmt: skip
+            _wait(lambda: _taken_in(privacy, "dsr-before"), 90, "the first request", log)
+            if fault == "stop":
+                own_broker.down()
+            else:
+                own_broker.kill_node(1, signal.SIGKILL)
+            time.sleep(OUTAGE_S)  # the outage itself: wall time the app must ride out
+            assert app.poll() is None, f"the app died while the broker was away\n{log.read_text()}"
+            own_broker.up()
+            back = time.monotonic()
+            publish(container, "privacy.requests.v1", "PrivacyRequest", "dsr-after",
+                    _request("dsr-after"))  # fmt: skip
+            _wait(lambda: _taken_in(privacy, "dsr-after"), RESUME_WITHIN_S - 2,
+                  "the request sent after the broker's return", log)  # fmt: skip
+            print(f"taken in {time.monotonic() - back:.1f}s after the broker's return")
+            assert app.poll() is None, log.read_text()
+    finally:
+        privacy.close()
+    said = log.read_text()
+    loud = [line for line in said.splitlines() if "[WARNING]" in line or "[ERROR]" in line]
+    print("\n".join(loud))
+    assert "Traceback" not in said
+    assert any("unreachable" in line and "waiting for it" in line for line in loud), said
+    assert any("back after" in line for line in loud), said
+    assert len(loud) <= 15, "a few lines for the outage, not one per client retry"
