@@ -6,6 +6,7 @@ otherwise the session starts its own with `streams.broker` on free ports and sto
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -16,7 +17,9 @@ import pytest
 
 from streams.bootstrap import Container, bootstrap
 from streams.broker import Broker
-from streams.settings import Settings
+from streams.keys import load_keys
+from streams.ledger import upgrade
+from streams.settings import KAFKA_CLIENT_LOGGER, Settings
 from streams.telemetry import Telemetry
 from streams.topics import apply_plan, delete_topics, plan
 
@@ -49,6 +52,43 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield broker.bootstrap
     finally:
         broker.down()
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[Broker]:
+    """A broker of this test alone, which it may stop, SIGKILL and start again. The test's
+    own clients retry against it while it is away: their librdkafka lines are muted."""
+    broker = Broker(
+        Settings(
+            data_dir=tmp_path / "broker",
+            broker_port=_free_port(),
+            controller_port=_free_port(),
+            broker_heap="512m",
+        )
+    )
+    logger = logging.getLogger(KAFKA_CLIENT_LOGGER)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    broker.up()
+    try:
+        yield broker
+    finally:
+        logger.setLevel(level)
+        broker.down()
+
+
+@pytest.fixture
+def own_broker_container(own_broker: Broker, tmp_path: Path) -> Container:
+    """A composition root on `own_broker`: every declared topic, a migrated ledger, keys."""
+    settings = Settings(
+        data_dir=tmp_path / "data", bootstrap_servers=own_broker.bootstrap, topic_prefix="o."
+    )
+    root = bootstrap(settings, telemetry=Telemetry.in_memory())
+    admin = root.admin()
+    apply_plan(admin, plan(admin, root.topics).changes)
+    upgrade(settings.resolved_database_url())
+    load_keys(settings)
+    return root
 
 
 @pytest.fixture

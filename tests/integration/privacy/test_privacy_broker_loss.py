@@ -7,11 +7,8 @@ stay up (or restart itself in place), say what happens in a few lines, never a t
 
 from __future__ import annotations
 
-import logging
 import signal
-import socket
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,40 +17,15 @@ from appproc import app_env, running_privacy_app
 from flow import publish, route_person
 from people import PHONE
 
-from streams.bootstrap import Container, bootstrap
+from streams.bootstrap import Container
 from streams.broker import Broker
-from streams.keys import load_keys
-from streams.ledger import UnknownRequestError, upgrade
+from streams.ledger import UnknownRequestError
 from streams.privacy.config import load_privacy_config
 from streams.privacy.service import PrivacyService
-from streams.settings import KAFKA_CLIENT_LOGGER, Settings
-from streams.telemetry import Telemetry
-from streams.topics import apply_plan, plan
 
 pytestmark = pytest.mark.integration
 OUTAGE_S = 20.0
 RESUME_WITHIN_S = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[Broker]:
-    broker = Broker(Settings(data_dir=tmp_path / "broker", broker_port=_free_port(),
-                             controller_port=_free_port(), broker_heap="512m"))  # fmt: skip
-    broker.up()
-    logger = logging.getLogger(KAFKA_CLIENT_LOGGER)
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)  # the test's own clients retry while it is away
-    try:
-        yield broker
-    finally:
-        logger.setLevel(level)
-        broker.down()
 
 
 def _request(request_id: str) -> dict[str, object]:
@@ -84,15 +56,9 @@ def _wait(condition, timeout: float, what: str, log: Path) -> None:  # type: ign
 
 @pytest.mark.parametrize("fault", ["stop", "sigkill"])
 def test_privacy_app_rides_out_a_broker_outage(
-    fault: str, own_broker: Broker, tmp_path: Path
+    fault: str, own_broker: Broker, own_broker_container: Container, tmp_path: Path
 ) -> None:
-    settings = Settings(data_dir=tmp_path / "data", bootstrap_servers=own_broker.bootstrap,
-                        topic_prefix="o.")  # fmt: skip
-    container: Container = bootstrap(settings, telemetry=Telemetry.in_memory())
-    admin = container.admin()
-    apply_plan(admin, plan(admin, container.topics).changes)
-    upgrade(settings.resolved_database_url())
-    load_keys(settings)
+    container = own_broker_container
     route_person(container, datetime.now(UTC))
     privacy = PrivacyService(container, load_privacy_config(container), actor="test")
     log = tmp_path / "privacy-app.log"
@@ -115,6 +81,7 @@ def test_privacy_app_rides_out_a_broker_outage(
                   "the request sent after the broker's return", log)  # fmt: skip
             print(f"taken in {time.monotonic() - back:.1f}s after the broker's return")
             assert app.poll() is None, log.read_text()
+            _wait(lambda: "back after" in log.read_text(), 15, "the app to say so", log)
     finally:
         privacy.close()
     said = log.read_text()

@@ -9,11 +9,8 @@ retry lines), and still stop cleanly on SIGTERM.
 
 from __future__ import annotations
 
-import logging
 import signal
-import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,13 +18,8 @@ from routercheck import GroupProbe, exactly_once_problems, expected_routes, read
 from routerflow import fresh_events
 from routerproc import RouterFleet, wait_for
 
-from streams.bootstrap import Container, bootstrap
+from streams.bootstrap import Container
 from streams.broker import Broker
-from streams.keys import load_keys
-from streams.ledger import upgrade
-from streams.settings import KAFKA_CLIENT_LOGGER, Settings
-from streams.telemetry import Telemetry
-from streams.topics import apply_plan, plan
 
 pytestmark = pytest.mark.integration
 
@@ -36,58 +28,11 @@ OUTAGE_S = 20.0
 RESUME_WITHIN_S = 60.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(autouse=True)
-def _quiet_client_logs() -> Iterator[None]:
-    """The test's own producer retries against the stopped broker: not worth a line."""
-    logger = logging.getLogger(KAFKA_CLIENT_LOGGER)
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    yield
-    logger.setLevel(level)
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[Broker]:
-    """A broker this test may stop and kill without disturbing the others."""
-    broker = Broker(
-        Settings(
-            data_dir=tmp_path / "broker",
-            broker_port=_free_port(),
-            controller_port=_free_port(),
-            broker_heap="512m",
-        )
-    )
-    broker.up()
-    try:
-        yield broker
-    finally:
-        broker.down()
-
-
-@pytest.fixture
-def outage_container(own_broker: Broker, tmp_path: Path) -> Container:
-    settings = Settings(
-        data_dir=tmp_path / "data", bootstrap_servers=own_broker.bootstrap, topic_prefix="o."
-    )
-    root = bootstrap(settings, telemetry=Telemetry.in_memory())
-    admin = root.admin()
-    apply_plan(admin, plan(admin, root.topics).changes)
-    upgrade(settings.resolved_database_url())
-    load_keys(settings)
-    return root
-
-
 @pytest.mark.parametrize("fault", ["stop", "sigkill"])
 def test_router_rides_out_a_broker_outage(
-    fault: str, own_broker: Broker, outage_container: Container, tmp_path: Path
+    fault: str, own_broker: Broker, own_broker_container: Container, tmp_path: Path
 ) -> None:
-    container = outage_container
+    container = own_broker_container
     fleet = RouterFleet(container, tmp_path / "routers")
     probe = GroupProbe(container)
     timeline: list[str] = []
@@ -142,10 +87,10 @@ def test_router_rides_out_a_broker_outage(
 
 
 def test_router_started_before_the_broker_waits_for_it(
-    own_broker: Broker, outage_container: Container, tmp_path: Path
+    own_broker: Broker, own_broker_container: Container, tmp_path: Path
 ) -> None:
     """One line saying it waits (and where, and what to do), then it starts by itself."""
-    fleet = RouterFleet(outage_container, tmp_path / "routers")
+    fleet = RouterFleet(own_broker_container, tmp_path / "routers")
     try:
         own_broker.down()
         router = fleet.router("early-1").start()
