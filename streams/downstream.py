@@ -36,7 +36,7 @@ from streams.downstream_model import (
     load_registry,
 )
 from streams.downstream_offsets import OffsetTracker, Partition
-from streams.downstream_wire import AnswerSender, CommandReader, CommandSource
+from streams.downstream_wire import AnswerSender, CommandReader, CommandSource, Guard, unguarded
 from streams.telemetry import extract_context
 
 __all__ = [
@@ -70,7 +70,10 @@ class DownstreamConsumer:
         *,
         group_id: str | None = None,
         clock: Callable[[], datetime] = utc_now,
+        guard: Guard = unguarded,
     ) -> None:
+        """`guard` wraps each blocking Kafka call (a `CallWatchdog.guard`, one watchdog per
+        serving thread): a client call that never returns is then noticed and recovered."""
         registered = load_registry(container).consumers
         if consumer not in registered:
             raise DownstreamError(
@@ -100,14 +103,14 @@ class DownstreamConsumer:
         self._active_since: float | None = None  # last assignment or record
         self._closed = False
         client = container.settings.kafka_client_config()
-        self._source = CommandSource(client, self.group_id, topics, consumer)
+        self._source = CommandSource(client, self.group_id, topics, consumer, guard)
         try:
             self._source.subscribe(container.settings.bootstrap, self._on_assign, self._on_revoke)
         except DownstreamError:
             self._source.close()
             raise
         self._sender = AnswerSender(
-            client, container.schemas, container.topics.name(ACK_TOPIC), consumer
+            client, container.schemas, container.topics.name(ACK_TOPIC), consumer, guard
         )
 
     # -- the application's side ----------------------------------------------------------
@@ -126,10 +129,12 @@ class DownstreamConsumer:
         self._commit()
         return commands
 
-    def acknowledge(self, command: ReceivedCommand, answer: Answer) -> None:
-        """Deliver the answer, then commit the command's offset; raise if Kafka refuses."""
+    def acknowledge(self, command: ReceivedCommand, answer: Answer) -> bool:
+        """Deliver the answer, then commit the command's offset; raise if Kafka refuses.
+        While the broker is away this waits for it; False if `stop()` ended the wait (the
+        command is then not acknowledged and comes again)."""
         self._sender.queue(command, answer, self._clock())
-        self._deliver([(command, answer)])
+        return self._deliver([(command, answer)])
 
     def serve(
         self,
@@ -156,7 +161,8 @@ class DownstreamConsumer:
                     commands = commands[: max_commands - stats.received]
                 stats.received += len(commands)
                 answers = [(c, self._handle(c, handler, policy, stats)) for c in commands]
-                self._deliver(answers)
+                if not self._deliver(answers):
+                    break  # stopped while the broker was away: read again next time
                 for command, answer in answers:
                     stats.answered[answer.outcome] += 1
                     if on_answered is not None:
@@ -256,11 +262,13 @@ class DownstreamConsumer:
             return policy(error, command)
         return answer
 
-    def _deliver(self, answers: list[tuple[ReceivedCommand, Answer]]) -> None:
-        """Wait until Kafka has every queued answer, then commit their commands."""
+    def _deliver(self, answers: list[tuple[ReceivedCommand, Answer]]) -> bool:
+        """Wait until Kafka has every queued answer, then commit their commands; False
+        when `stop()` ended the wait first (the commands stay unacknowledged)."""
         if not answers:
-            return
-        self._sender.wait_delivered(len(answers))
+            return True
+        if not self._sender.wait_delivered(len(answers), self._stop):
+            return False
         delivered = Counter[tuple[str, str]]()
         for command, answer in answers:
             self._offsets.acknowledged((command.topic, command.partition), command.offset)
@@ -268,6 +276,7 @@ class DownstreamConsumer:
         for (kind, outcome), count in delivered.items():
             self._answers.add(count, {"consumer": self.name, "command": kind, "outcome": outcome})
         self._commit()
+        return True
 
     # -- offsets -------------------------------------------------------------------------
 

@@ -21,6 +21,8 @@ from threading import Lock
 
 from streams.bootstrap import Container
 from streams.downstream import Answer, DownstreamConsumer, ReceivedCommand, ServeStats
+from streams.downstream_wire import unguarded
+from streams.watchdog import CallWatchdog, Stuck
 
 
 def example_answer(command: ReceivedCommand) -> Answer:
@@ -38,26 +40,39 @@ def serve_registered(
     *,
     max_idle_s: float | None,
     say: Callable[[str], None],
+    on_stuck: Stuck | None = None,
 ) -> dict[str, ServeStats]:
     """Answer for several registered consumers in one process, one thread (and one
     consumer group) each, until all are idle for `max_idle_s`, one fails (its error is
-    raised) or Ctrl-C; returns the stats by consumer name."""
+    raised) or Ctrl-C; returns the stats by consumer name.
+
+    A broker that goes away is waited for (one warning line per 30 s for the process);
+    with `on_stuck`, each thread's Kafka calls run under a watchdog of its own, which
+    calls it for a call blocked past its timeout (`restart_in_place` for the CLI)."""
     lock = Lock()
 
     def report(command: ReceivedCommand, answer: Answer) -> None:
         with lock:  # ids only: never the pseudonym or any other subject data
             say(f"{command.consumer} {command.command_id} {command.command} -> {answer.outcome}")
 
+    def serve(consumer: DownstreamConsumer, watchdog: CallWatchdog | None) -> ServeStats:
+        if watchdog is not None:
+            watchdog.start()  # from this thread: it watches this thread's calls only
+        try:
+            return consumer.serve(example_answer, max_idle_s=max_idle_s, on_answered=report)
+        finally:
+            if watchdog is not None:
+                watchdog.close()
+
     consumers: list[DownstreamConsumer] = []
+    watchdogs: dict[str, CallWatchdog | None] = {}
     try:
         for name in dict.fromkeys(names):  # each name once, in the order given
-            consumers.append(DownstreamConsumer(container, name))
+            watchdog = watchdogs[name] = CallWatchdog(on_stuck) if on_stuck else None
+            guard = watchdog.guard if watchdog is not None else unguarded
+            consumers.append(DownstreamConsumer(container, name, guard=guard))
         with ThreadPoolExecutor(max_workers=max(1, len(consumers))) as pool:
-            futures = {
-                c.name: pool.submit(c.serve, example_answer, max_idle_s=max_idle_s,
-                                    on_answered=report)
-                for c in consumers
-            }  # fmt: skip
+            futures = {c.name: pool.submit(serve, c, watchdogs[c.name]) for c in consumers}
             try:
                 wait(futures.values(), return_when=FIRST_EXCEPTION)
             except KeyboardInterrupt:  # Ctrl-C: each finishes the batch in hand, then reports
@@ -66,6 +81,6 @@ def serve_registered(
                 for consumer in consumers:
                     consumer.stop()
             return {name: future.result() for name, future in futures.items()}
-    finally:
-        for consumer in consumers:
-            consumer.close()
+    finally:  # side by side: with the broker away, each close waits a little
+        with ThreadPoolExecutor(max_workers=max(1, len(consumers))) as closing:
+            list(closing.map(DownstreamConsumer.close, consumers))

@@ -24,7 +24,8 @@ OUTCOMES = frozenset(outcome.value for outcome in Outcome)
 
 
 class DownstreamError(ContactflowError):
-    """The SDK cannot go on: unknown consumer, broker unreachable, an answer not delivered."""
+    """The SDK cannot go on: unknown consumer, broker unreachable at start, an answer
+    refused, a fatal client error (a broker away once serving is waited for)."""
 
 
 @dataclass(frozen=True, slots=True)

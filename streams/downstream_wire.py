@@ -3,12 +3,22 @@
 Reading never raises on bad input: it returns a reason code, and the caller skips the
 record (the bytes are never quoted anywhere). Sending queues answers and then waits for
 Kafka to take all of them, raising if any was refused. Errors name codes, never values.
+
+A broker that is away is waited for, never an error: the clients retry, a commit that
+fails for it is tried again later (the offsets stay uncommitted), answers wait in the
+producer until the broker takes them, and the process says so in one warning line per
+30 s (`OutageLog`), not one per retry. Only a fatal client error or a refusal (no
+permission, a record the broker will never take) raises.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
@@ -24,24 +34,91 @@ from streams.telemetry import inject_context
 log = logging.getLogger("streams.downstream")
 COMMAND_CONTRACT = "DownstreamCommand"
 _CONNECT_TIMEOUT_S = 5.0
-_DELIVERY_TIMEOUT_S = 30.0
+_CLOSE_FLUSH_S = 5.0  # answers still queued at close are answered again later
+_FLUSH_SLICE_S = 1.0  # answers are waited for in slices, so a stop is seen between them
+_SLOW_DELIVERY_S = 5.0  # answers waiting longer than this are reported (once per interval)
+_COMMIT_GUARD_S = 60.0  # a synchronous commit not back by then is a blocked client
+_OUTAGE_REPORT_S = 30.0  # one line per this while the broker is away
 _POLL_BATCH = 500
 _LOST_GENERATION = frozenset({KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION,
                               KafkaError.UNKNOWN_MEMBER_ID})  # fmt: skip
+# Errors no retry mends: the consumer's credentials or permissions. Anything else that is
+# not fatal (the broker away, a coordinator moving, a timed-out request) is waited out.
+_REFUSED = frozenset(
+    {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED,
+     KafkaError.CLUSTER_AUTHORIZATION_FAILED, KafkaError.SASL_AUTHENTICATION_FAILED,
+     KafkaError._AUTHENTICATION, KafkaError._SSL}
+)  # fmt: skip
 Rebalance = Callable[[Consumer, list[TopicPartition]], None]
+Guard = Callable[[str, float], AbstractContextManager[None]]
+
+
+def unguarded(_call: str, _timeout_s: float) -> AbstractContextManager[None]:
+    """The default `Guard`: no watchdog watches the call."""
+    return contextlib.nullcontext()
+
+
+class OutageLog:
+    """What the clients say while the broker is away: one warning line per `every_s` for
+    the whole process (every consumer's clients share it), and one when it is back.
+    The errors of the reconnection itself, just after, stay quiet for `every_s`."""
+
+    def __init__(self, every_s: float = _OUTAGE_REPORT_S) -> None:
+        self._every_s = every_s
+        self._lock = threading.Lock()
+        self._since: float | None = None  # first problem since the broker last answered
+        self._last_line = -every_s  # when any line was last written (monotonic)
+        self._announced = False  # the current problem was reported
+
+    def problem(self, who: str, what: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._since = self._since if self._since is not None else now
+            if now - self._last_line < self._every_s:
+                return
+            self._last_line, self._announced = now, True
+            log.warning("%s: %s; waiting for the broker (%.0f s so far), one line per %.0f s",
+                        who, what, now - self._since, self._every_s)  # fmt: skip
+
+    def client_error(self, who: str) -> Callable[[KafkaError], None]:
+        """An `error_cb` for a client: its errors go to `problem`, never to stderr."""
+        return lambda error: self.problem(who, f"Kafka client {error.name()}")
+
+    def answered(self, who: str) -> None:
+        """The broker took a call again: say so once, if a problem was reported."""
+        with self._lock:
+            if self._announced and self._since is not None:
+                now = time.monotonic()
+                log.warning("%s: the broker answers again after %.0f s; serving",
+                            who, now - self._since)  # fmt: skip
+                self._last_line = now
+            self._since, self._announced = None, False
+
+
+OUTAGE = OutageLog()
+
+
+def _outage_client(client: Mapping[str, Any], who: str) -> dict[str, Any]:
+    """Client settings that report errors through `OUTAGE` and retry a lost connection
+    at least once a second (the default backoff grows to 10 s)."""
+    return {**client, "error_cb": OUTAGE.client_error(who), "reconnect.backoff.max.ms": 1000}
 
 
 class CommandSource:
     """The group consumer of both command topics: read_committed, offsets committed by hand."""
 
     def __init__(
-        self, client: Mapping[str, Any], group_id: str, topics: list[str], consumer: str
-    ) -> None:
+        self, client: Mapping[str, Any], group_id: str, topics: list[str], consumer: str,
+        guard: Guard = unguarded,
+    ) -> None:  # fmt: skip
         self._topics = topics
         self._name = consumer
+        self._who = f"consumer {consumer}"
+        self._guard = guard
         self._consumer = Consumer(
-            {**client, "group.id": group_id, "enable.auto.commit": False,
-             "auto.offset.reset": "earliest", "isolation.level": "read_committed"}
+            {**_outage_client(client, self._who), "group.id": group_id,
+             "enable.auto.commit": False, "auto.offset.reset": "earliest",
+             "isolation.level": "read_committed"}
         )  # fmt: skip
 
     def subscribe(self, bootstrap: str, on_assign: Rebalance, on_revoke: Rebalance) -> None:
@@ -60,29 +137,37 @@ class CommandSource:
         )
 
     def consume(self, timeout: float) -> list[Message]:
-        """The next records; raises on a Kafka error a retry cannot mend."""
+        """The next records; a broker away is reported (once per interval) and waited
+        for; raises only on a fatal error or a refusal a retry cannot mend."""
         messages = []
-        for message in self._consumer.consume(_POLL_BATCH, timeout):
+        with self._guard("consume", timeout):
+            received = self._consumer.consume(_POLL_BATCH, timeout)
+        for message in received:
             error = message.error()
             if error is None:
                 messages.append(message)
             elif error.code() == KafkaError._PARTITION_EOF:
                 continue
-            elif error.fatal() or not error.retriable():
+            elif error.fatal() or error.code() in _REFUSED:
                 raise DownstreamError(f"consumer {self._name}: Kafka error {error.name()}")
             else:
-                log.warning("consumer %s: Kafka error %s, retrying", self._name, error.name())
+                OUTAGE.problem(self._who, f"Kafka error {error.name()}")
         return messages
 
     def commit(self, offsets: Mapping[Partition, int]) -> bool:
-        """Commit synchronously; False when a rebalance refused it (the next owner re-reads)."""
+        """Commit synchronously; False when a rebalance refused it (the next owner re-reads)
+        or the broker is away (the offsets stay uncommitted and are tried again later)."""
         wanted = [TopicPartition(topic, p, offset) for (topic, p), offset in offsets.items()]
         try:
-            result = self._consumer.commit(offsets=wanted, asynchronous=False)
+            with self._guard("commit", _COMMIT_GUARD_S):
+                result = self._consumer.commit(offsets=wanted, asynchronous=False)
         except KafkaException as exc:
             return self._commit_failed(exc.args[0])
         failed = [tp.error for tp in result or [] if tp.error is not None]
-        return self._commit_failed(failed[0]) if failed else True
+        if failed:
+            return self._commit_failed(failed[0])
+        OUTAGE.answered(self._who)
+        return True
 
     def seek(self, offsets: Mapping[Partition, int]) -> None:
         """Move back to unanswered commands, so a later poll returns them again."""
@@ -94,14 +179,22 @@ class CommandSource:
                             self._name, exc.args[0].name())  # fmt: skip
 
     def close(self) -> None:
-        self._consumer.close()
+        """Leave the group; a broker away makes it one line, never an exception."""
+        try:
+            self._consumer.close()
+        except KafkaException as exc:
+            log.warning("consumer %s: could not leave the group (%s); its partitions move "
+                        "after the session timeout", self._name, exc.args[0].name())  # fmt: skip
 
     def _commit_failed(self, error: KafkaError) -> bool:
         if error.code() in _LOST_GENERATION:
             log.warning("consumer %s: commit refused (%s); commands will be read again",
                         self._name, error.name())  # fmt: skip
             return False
-        raise DownstreamError(f"consumer {self._name}: cannot commit offsets: {error.name()}")
+        if error.fatal() or error.code() in _REFUSED:
+            raise DownstreamError(f"consumer {self._name}: cannot commit offsets: {error.name()}")
+        OUTAGE.problem(self._who, f"commit deferred ({error.name()})")
+        return False
 
 
 class CommandReader:
@@ -131,16 +224,22 @@ class AnswerSender:
     """Acknowledgements to `privacy.acks.v1`: idempotent, acks=all, keyed by request id."""
 
     def __init__(
-        self, client: Mapping[str, Any], schemas: SchemaCatalog, topic: str, consumer: str
-    ) -> None:
+        self, client: Mapping[str, Any], schemas: SchemaCatalog, topic: str, consumer: str,
+        guard: Guard = unguarded,
+    ) -> None:  # fmt: skip
         self._serde = AvroSerde(schemas)
         self._contract = schemas.latest("Acknowledgement")
         self._topic = topic
         self._consumer = consumer
+        self._who = f"consumer {consumer}"
+        self._guard = guard
         self._refused: list[str] = []
+        # No local delivery timeout: an answer waits in the producer until the broker
+        # takes it (or refuses it); a person stopping the process is the only way out.
         self._producer = Producer(
-            {**client, "enable.idempotence": True, "acks": "all", "linger.ms": 2}
-        )
+            {**_outage_client(client, self._who), "enable.idempotence": True, "acks": "all",
+             "linger.ms": 2, "message.timeout.ms": 0}
+        )  # fmt: skip
 
     def queue(self, command: ReceivedCommand, answer: Answer, now: datetime) -> None:
         """Hand one answer to the producer, with the current trace context in its headers."""
@@ -160,20 +259,38 @@ class AnswerSender:
             ) from None
         self._producer.poll(0)
 
-    def wait_delivered(self, count: int) -> None:
-        """Block until Kafka has every queued answer; raise if any was refused or is late."""
-        remaining = self._producer.flush(_DELIVERY_TIMEOUT_S)
-        if remaining or self._refused:
-            refused = sorted(set(self._refused))
-            self._refused.clear()
-            raise DownstreamError(
-                f"consumer {self._consumer}: Kafka did not take {count} answer(s) "
-                f"({remaining} pending, refused: {refused}); their commands stay uncommitted "
-                "and will be read again"
-            )
+    def wait_delivered(self, count: int, stop: threading.Event | None = None) -> bool:
+        """Block until Kafka has every queued answer (True), however long the broker is
+        away, or until `stop` is set (False: the answers stay queued, their commands
+        uncommitted, so they are read and answered again). Raise if any was refused."""
+        started = time.monotonic()
+        while True:
+            with self._guard("flush", _FLUSH_SLICE_S):
+                remaining = self._producer.flush(_FLUSH_SLICE_S)
+            if self._refused:
+                refused = sorted(set(self._refused))
+                self._refused.clear()
+                raise DownstreamError(
+                    f"consumer {self._consumer}: Kafka refused answer(s) ({refused}) of "
+                    f"{count}; their commands stay uncommitted and will be read again"
+                )
+            if not remaining:
+                OUTAGE.answered(self._who)
+                return True
+            if stop is not None and stop.is_set():
+                log.warning("consumer %s: stopping with %d answer(s) not yet taken by Kafka; "
+                            "their commands will be read again", self._consumer,
+                            remaining)  # fmt: skip
+                return False
+            if time.monotonic() - started >= _SLOW_DELIVERY_S:
+                OUTAGE.problem(self._who, f"{remaining} answer(s) waiting for Kafka")
 
     def close(self) -> None:
-        self._producer.flush(_DELIVERY_TIMEOUT_S)
+        """Deliver what is still queued, for a while; the rest is answered again later."""
+        remaining = self._producer.flush(_CLOSE_FLUSH_S)
+        if remaining:
+            log.warning("consumer %s: %d answer(s) not delivered at close; their commands "
+                        "will be read again", self._consumer, remaining)  # fmt: skip
 
     def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
         if error is not None:

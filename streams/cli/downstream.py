@@ -32,19 +32,28 @@ def downstream_serve(
 ) -> None:
     """Answer commands with the reference consumer (streams.downstream_example): erase with
     held recordings -> retained_under_hold, everything else -> done. One line per answer;
-    Ctrl-C or SIGTERM stops after the batch in hand and prints the summary."""
+    Ctrl-C or SIGTERM stops after the batch in hand and prints the summary. A broker that
+    is not up yet, or goes away, is waited for (one warning line per 30 s); a Kafka call
+    that blocks past its timeout restarts the process in place (nothing answered is lost)."""
     from streams.downstream import load_registry
     from streams.downstream_example import serve_registered
+    from streams.reachability import wait_for_broker
+    from streams.watchdog import restart_in_place
 
     if all_consumers == bool(consumer):
         raise typer.BadParameter("give --all or at least one --consumer NAME, not both")
     root = container()
     root.service_name = "contactflow-downstream"
     names = sorted(load_registry(root).consumers) if all_consumers else list(consumer or [])
-    console.print(f"answering for {', '.join(names)} from {root.settings.bootstrap}")
     previous = signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
     try:
-        results = serve_registered(root, names, max_idle_s=max_idle, say=_say)
+        try:  # a broker not up yet is waited for, with one line now and then
+            wait_for_broker(root.settings, "downstream serve")
+        except KeyboardInterrupt:
+            return
+        console.print(f"answering for {', '.join(names)} from {root.settings.bootstrap}")
+        results = serve_registered(root, names, max_idle_s=max_idle, say=_say,
+                                   on_stuck=restart_in_place("downstream serve"))  # fmt: skip
     finally:
         signal.signal(signal.SIGTERM, previous)
     for name, stats in results.items():
