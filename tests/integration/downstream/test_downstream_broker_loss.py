@@ -10,10 +10,8 @@ librdkafka's own retry lines), and still stop cleanly on SIGTERM.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,12 +25,9 @@ from confluent_kafka import Producer
 from downstream_commands import command, publish, read_acks, topic_of
 
 from schemas.serde import AvroSerde
-from streams.bootstrap import Container, bootstrap
+from streams.bootstrap import Container
 from streams.broker import Broker
-from streams.ledger import upgrade
-from streams.settings import KAFKA_CLIENT_LOGGER, PROJECT_ROOT, Settings
-from streams.telemetry import Telemetry
-from streams.topics import apply_plan, plan
+from streams.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -42,52 +37,6 @@ RESUME_WITHIN_S = 60.0
 KINDS = [("crm", "erase"), ("recording_store", "erase"), ("survey_tool", "suppress"),
          ("coaching_tool", "restrict"), ("reporting_warehouse", "rectify"),
          ("ores_systems", "stop_purpose")]  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(autouse=True)
-def _quiet_client_logs() -> Iterator[None]:
-    """The test's own producer retries against the stopped broker: not worth a line."""
-    logger = logging.getLogger(KAFKA_CLIENT_LOGGER)
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    yield
-    logger.setLevel(level)
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[Broker]:
-    """A broker this test may stop and kill without disturbing the others."""
-    broker = Broker(
-        Settings(
-            data_dir=tmp_path / "broker",
-            broker_port=_free_port(),
-            controller_port=_free_port(),
-            broker_heap="512m",
-        )
-    )
-    broker.up()
-    try:
-        yield broker
-    finally:
-        broker.down()
-
-
-@pytest.fixture
-def outage_container(own_broker: Broker, tmp_path: Path) -> Container:
-    settings = Settings(
-        data_dir=tmp_path / "data", bootstrap_servers=own_broker.bootstrap, topic_prefix="o."
-    )
-    root = bootstrap(settings, telemetry=Telemetry.in_memory())
-    admin = root.admin()
-    apply_plan(admin, plan(admin, root.topics).changes)
-    upgrade(settings.resolved_database_url())
-    return root
 
 
 class Serve:
@@ -220,11 +169,11 @@ def serve_registry() -> Iterator[list[Serve]]:
 def test_serve_rides_out_a_broker_outage(
     fault: str,
     own_broker: Broker,
-    outage_container: Container,
+    own_broker_container: Container,
     tmp_path: Path,
     serve_registry: list[Serve],
 ) -> None:
-    container = outage_container
+    container = own_broker_container
     timeline: list[str] = []
     started = time.monotonic()
 
@@ -277,12 +226,12 @@ def test_serve_rides_out_a_broker_outage(
 
 
 def test_serve_started_before_the_broker_waits_for_it(
-    own_broker: Broker, outage_container: Container, tmp_path: Path,
+    own_broker: Broker, own_broker_container: Container, tmp_path: Path,
     serve_registry: list[Serve],
 ) -> None:  # fmt: skip
     """One line saying it waits (and where, and what to do), then it serves by itself."""
     own_broker.down()
-    serve = Serve(outage_container, tmp_path / "serve")
+    serve = Serve(own_broker_container, tmp_path / "serve")
     serve_registry.append(serve)
     wait_for(lambda: "waiting for the broker" in serve.stderr(), 30,
              "serve to say it waits for the broker", serve.tail)  # fmt: skip
@@ -294,8 +243,8 @@ def test_serve_started_before_the_broker_waits_for_it(
     assert serve.alive
     own_broker.up()
     sent = some_commands(6)
-    publish(outage_container, sent)
-    wait_for(lambda: not unanswered(outage_container, sent), 60,
+    publish(own_broker_container, sent)
+    wait_for(lambda: not unanswered(own_broker_container, sent), 60,
              "the commands sent once the broker is up to be answered", serve.tail)  # fmt: skip
     assert serve.stop(timeout=60) == 0, serve.tail()
     assert "Traceback" not in serve.stdout() + serve.stderr()
