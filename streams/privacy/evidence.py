@@ -195,8 +195,13 @@ def render_report(report: dict[str, Any], say: Callable[[str], None]) -> None:
     """The report as text for a person (the privacy office, the controller)."""
     r = report["request"]
     say(f"request {r['request_id']} ({r['type']}) - {r['state']}")
-    say(f"  received {r['received_at']}, identity proven by {r['verified_by'] or '-'} at "
-        f"{r['verified_at'] or '-'}; due {r['extended_until'] or r['due_at']}"
+    proven = (
+        f"identity proven by {r['verified_by']} at {r['verified_at']}"
+        if r["verified_by"]
+        else "identity not proven yet"
+    )
+    due = r["extended_until"] or r["due_at"]
+    say(f"  received {_or_not_yet(r['received_at'])}, {proven}; due {_or_not_yet(due)}"
         f"{' (OVERDUE)' if r['overdue'] else ''}")  # fmt: skip
     say(f"  subjects: {len(r['subjects'])}; controllers: {', '.join(r['controllers']) or '-'}")
     found = report["found"]
@@ -208,7 +213,8 @@ def render_report(report: dict[str, Any], say: Callable[[str], None]) -> None:
     say(f"  recordings: {found.get('recordings', 0)}, of which held: "
         f"{found.get('recordings_held', 0)}{note}")  # fmt: skip
     versions = report["versions"]
-    say(f"  policy {versions['policy']}, consumer registry {versions['consumers']}")
+    say(f"  policy {_or_not_yet(versions['policy'], 'not recorded yet')}, consumer "
+        f"registry {_or_not_yet(versions['consumers'], 'not recorded yet')}")  # fmt: skip
     for item in report["instructions"]:
         say(f"  instruction: {item.get('decision', '-')} by {item['by']} at {item['at']}"
             f"{' - ' + item['reason'] if item.get('reason') else ''}")  # fmt: skip
@@ -224,11 +230,22 @@ def render_report(report: dict[str, Any], say: Callable[[str], None]) -> None:
             f"attempt {c['attempts']}  {answer}{' - ' + c['reason'] if c['reason'] else ''}"
             f"  {c['answered_at'] or ''}")  # fmt: skip
     t = report["timings"]
-    say(f"  timings: commands emitted {t['commands_emitted_s']} s, all answers "
-        f"{t['all_answers_s']} s, closed {t['closed_s']} s after acceptance")  # fmt: skip
+    emitted = _seconds_text(t["commands_emitted_s"])
+    answered = _seconds_text(t["all_answers_s"])
+    say(f"  timings after acceptance: commands emitted {emitted}, all answers {answered}, "
+        f"closed {_seconds_text(t['closed_s'])}")  # fmt: skip
     _render_record(report["request_record"], say)
     if "clear_copies" in report:
         _render_copies(report["clear_copies"], say)
+
+
+def _or_not_yet(value: object, missing: str = "not yet") -> str:
+    """A field of the report as text: never `None` in front of a person."""
+    return missing if value is None or value == "" else str(value)
+
+
+def _seconds_text(value: object) -> str:
+    return "not yet" if value is None else f"{value} s"
 
 
 def _render_record(record: dict[str, Any], say: Callable[[str], None]) -> None:

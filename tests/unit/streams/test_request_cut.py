@@ -77,7 +77,7 @@ def test_the_rendered_report_names_the_record_and_the_windows() -> None:
                     "received_at": None, "verified_by": None, "verified_at": None,
                     "extended_until": None, "due_at": None, "overdue": False,
                     "subjects": [], "controllers": [], "decision": None},
-        "found": {}, "versions": {"policy": "1", "consumers": "1"}, "instructions": [],
+        "found": {}, "versions": {"policy": None, "consumers": "1"}, "instructions": [],
         "execution": [], "consumers": [],
         "timings": {"commands_emitted_s": None, "all_answers_s": None, "closed_s": None},
         "request_record": {"topic": "privacy.requests.v1", "via_topic": True,
@@ -90,3 +90,6 @@ def test_the_rendered_report_names_the_record_and_the_windows() -> None:
     assert "gone by completion + 10 d 1 h 5 min at the latest" in text
     assert "kept at least 14 d" in text
     assert "contactflow deadletters purge --older-than AGE" in text
+    assert "None" not in text, "a field not known yet says so, never None"
+    assert "identity not proven yet" in text
+    assert "commands emitted not yet" in text
