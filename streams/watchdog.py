@@ -50,18 +50,6 @@ def restart_in_place(what: str) -> Stuck:
     return restart
 
 
-def exit_process(what: str, code: int = 75) -> Stuck:
-    """`on_stuck` for a worker under a supervisor that restarts it (EX_TEMPFAIL)."""
-
-    def leave(call: str, blocked_s: float) -> None:
-        log.error("%s: Kafka call %s blocked for %.0f s past its timeout; exiting", what,
-                  call, blocked_s)  # fmt: skip
-        logging.shutdown()
-        os._exit(code)
-
-    return leave
-
-
 class CallWatchdog:
     def __init__(self, on_stuck: Stuck, *, grace_s: float = 5.0, interval_s: float = 1.0):
         self._on_stuck = on_stuck
