@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from streams.bootstrap import Container, bootstrap
 from streams.reachability import require_broker
@@ -44,11 +46,12 @@ def kafka_container() -> Container:
 
 @contextmanager
 def progress(label: str) -> Iterator[Callable[[str], None]]:
-    """A `say` for long work: each line logged with its time and shown as the status."""
+    """A `say` for long work: each line logged with its time and shown as the status (no
+    source location: where in contactflow's code the line was printed is no news)."""
     with console.status(label) as status:
 
         def say(message: str) -> None:
             status.update(message)
-            console.log(message)
+            console.print(f"[log.time]{datetime.now().astimezone():[%X]}[/] {escape(message)}")
 
         yield say
