@@ -70,7 +70,10 @@ class Container:
     def ledger_engine(self) -> Engine:
         from streams.ledger import create_ledger_engine
 
-        return create_ledger_engine(self.settings.resolved_database_url())
+        return create_ledger_engine(
+            self.settings.resolved_database_url(),
+            connect_timeout_s=self.settings.connect_timeout_s,
+        )
 
 
 def bootstrap(

@@ -54,7 +54,9 @@ def _service() -> tuple[Container, PrivacyService]:
     from streams.privacy.service import PrivacyService
 
     root = kafka_container()
-    upgrade(root.settings.resolved_database_url())
+    upgrade(
+        root.settings.resolved_database_url(), connect_timeout_s=root.settings.connect_timeout_s
+    )
     return root, PrivacyService(root, load_privacy_config(root), actor="privacy-office")
 
 

@@ -14,7 +14,9 @@ def ledger_upgrade() -> None:
 
     root = container()
     before = current_revision(root.ledger_engine)
-    upgrade(root.settings.resolved_database_url())
+    upgrade(
+        root.settings.resolved_database_url(), connect_timeout_s=root.settings.connect_timeout_s
+    )
     after = current_revision(root.ledger_engine)
     if before == after:
         console.print(f"ledger: already at revision {after} (head {head_revision()})")

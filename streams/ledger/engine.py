@@ -5,23 +5,33 @@ Nothing here runs at import time; `bootstrap()` calls these once per process.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine import URL, Connection, ExceptionContext
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
-from streams.ledger.errors import AppendOnlyViolationError
+from streams.ledger.errors import AppendOnlyViolationError, LedgerUnreachable
 from streams.ledger.models import AuditEntry
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
+# the connect argument that bounds a connection attempt, by DBAPI driver (seconds)
+CONNECT_TIMEOUT_ARGS = {"psycopg": "connect_timeout", "psycopg2": "connect_timeout",
+                        "pg8000": "timeout", "pymysql": "connect_timeout"}  # fmt: skip
 
 
-def create_ledger_engine(url: str | URL, **engine_options: Any) -> Engine:
+def create_ledger_engine(
+    url: str | URL, *, connect_timeout_s: float | None = None, **engine_options: Any
+) -> Engine:
     """An engine for the ledger at `url`; SQLite gets FKs, WAL, secure_delete, real BEGIN.
 
     Statement parameters are hidden from errors and logs (they include wrapped keys).
+
+    A database server that refuses a connection, or does not answer within
+    `connect_timeout_s` (CONTACTFLOW_CONNECT_TIMEOUT_S; None waits as long as the driver
+    does), raises `LedgerUnreachable`: one line naming host:port, never the password.
 
     For an SQLite file the parent directory is created. `engine_options` go to
     `sqlalchemy.create_engine` unchanged.
@@ -31,7 +41,14 @@ def create_ledger_engine(url: str | URL, **engine_options: Any) -> Engine:
     engine_options.setdefault("hide_parameters", True)
     if parsed.get_backend_name() != "sqlite":
         engine_options.setdefault("pool_pre_ping", True)
-        return create_engine(parsed, **engine_options)
+        argument = CONNECT_TIMEOUT_ARGS.get(parsed.get_driver_name())
+        if connect_timeout_s is not None and argument is not None:
+            connect_args = engine_options.setdefault("connect_args", {})
+            # libpq counts whole seconds and takes less than 2 as 2
+            connect_args.setdefault(argument, max(2, math.ceil(connect_timeout_s)))
+        engine = create_engine(parsed, **engine_options)
+        _refuse_unreachable_server(engine, parsed, connect_timeout_s)
+        return engine
 
     database = parsed.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
@@ -41,6 +58,23 @@ def create_ledger_engine(url: str | URL, **engine_options: Any) -> Engine:
     engine = create_engine(parsed, connect_args=connect_args, **engine_options)
     _configure_sqlite(engine)
     return engine
+
+
+def _refuse_unreachable_server(engine: Engine, url: URL, timeout_s: float | None) -> None:
+    """A failed connection attempt (SQLAlchemy hands it over without a connection) as one
+    `LedgerUnreachable` line; errors of a statement on a live connection stay as they are."""
+    where = (
+        f"{url.host or 'localhost'}:{url.port or _DEFAULT_PORTS.get(url.get_backend_name(), '?')}"
+    )
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        if context.connection is not None or context.original_exception is None:
+            return
+        raise LedgerUnreachable(where, timeout_s, context.original_exception) from None
+
+
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
 
 
 def _configure_sqlite(engine: Engine) -> None:

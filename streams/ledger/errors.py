@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from sqlalchemy.exc import OperationalError
+
+from streams.errors import ContactflowError
+
 
 class LedgerError(Exception):
     """Base class of every error the ledger raises on purpose."""
@@ -149,3 +153,38 @@ class StaleRequestError(LedgerError):
     def __init__(self, kind: str, record_id: str) -> None:
         super().__init__(f"{kind} {record_id} changed since it was read")
         self.record_id = record_id
+
+
+class LedgerUnreachable(ContactflowError, OperationalError):
+    """The ledger's database server refused a connection or did not answer in time.
+
+    A `ContactflowError` (the CLI prints it in one line, exit 2) and still an
+    `OperationalError` for code that waits for the database. The message names host:port
+    and a reason in a few words, never the URL's password nor the server's own text."""
+
+    def __init__(self, where: str, timeout_s: float | None, error: BaseException) -> None:
+        OperationalError.__init__(self, None, None, error)
+        within = "" if timeout_s is None else f" within {timeout_s:g} s"
+        self.message = (
+            f"cannot reach the ledger database at {where}{within} ({_why(error)}); start "
+            "it, or check CONTACTFLOW_DATABASE_URL (host, port, user, password) and "
+            "CONTACTFLOW_CONNECT_TIMEOUT_S"
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[object, ...]:  # picklable without the driver's error
+        return (ContactflowError, (self.message,))
+
+
+_REASONS = (("refused", "connection refused"), ("timeout", "no answer"),
+            ("timed out", "no answer"), ("authentication", "authentication failed"),
+            ("does not exist", "no such database"), ("could not translate", "unknown host"),
+            ("name resolution", "unknown host"), ("ssl", "TLS negotiation failed"))  # fmt: skip
+
+
+def _why(error: BaseException) -> str:
+    """A few words on why, from the driver's text (which is never shown as such)."""
+    text = str(error).lower()
+    return next((why for needle, why in _REASONS if needle in text), type(error).__name__)

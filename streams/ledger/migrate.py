@@ -28,9 +28,10 @@ def alembic_config(engine: Engine | None = None) -> Config:
     return config
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Migrate the ledger at `url` up to `revision` (creating the SQLite file if needed)."""
-    engine = create_ledger_engine(url)
+def upgrade(url: str, revision: str = "head", *, connect_timeout_s: float | None = None) -> None:
+    """Migrate the ledger at `url` up to `revision` (creating the SQLite file if needed);
+    a server not answering within `connect_timeout_s` raises `LedgerUnreachable`."""
+    engine = create_ledger_engine(url, connect_timeout_s=connect_timeout_s)
     try:
         command.upgrade(alembic_config(engine), revision)
     finally:

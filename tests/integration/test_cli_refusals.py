@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from appproc import app_env
+from pgschema import private_postgres_schema
 
 from streams.bootstrap import Container
 from streams.ledger import upgrade
@@ -24,7 +28,7 @@ def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         [str(script) if script.exists() else "contactflow", *args],
         env={**{k: v for k, v in os.environ.items() if not k.startswith("CONTACTFLOW_")},
              "COLUMNS": "200", **env},
-        capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
     )  # fmt: skip
 
 
@@ -96,3 +100,59 @@ def test_listings_for_scripts_and_for_narrow_terminals(container: Container) -> 
     assert "3 d" in table
     narrow_topics = _run({**env, "COLUMNS": "80"}, "topics", "list").stdout
     assert raw["topic"] in narrow_topics
+
+
+LEDGER_READERS = (("dsr", "status"), ("retention", "report"), ("hold", "list"),
+                  ("ledger", "upgrade"))  # fmt: skip
+
+
+@pytest.mark.parametrize("command", LEDGER_READERS, ids=" ".join)
+def test_an_unreachable_ledger_database_is_one_line_naming_where(
+    command: tuple[str, ...], tmp_path: Path
+) -> None:
+    url = "postgresql+psycopg://u:s3cr3t-pw@127.0.0.1:1/x"
+    env = {"CONTACTFLOW_DATA_DIR": str(tmp_path), "CONTACTFLOW_DATABASE_URL": url}
+    result = _run(env, *command)
+    _refused(result, "127.0.0.1:1", "CONTACTFLOW_DATABASE_URL")
+    assert result.returncode == 2
+    assert "s3cr3t-pw" not in result.stdout + result.stderr
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A port that takes TCP connections and never answers (a database that hangs)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield int(server.getsockname()[1])
+
+
+@pytest.mark.parametrize("command", LEDGER_READERS, ids=" ".join)
+def test_a_ledger_database_that_never_answers_fails_within_the_connect_timeout(
+    command: tuple[str, ...], silent_server: int, tmp_path: Path
+) -> None:
+    env = {"CONTACTFLOW_DATA_DIR": str(tmp_path), "CONTACTFLOW_CONNECT_TIMEOUT_S": "2",
+           "CONTACTFLOW_DATABASE_URL":
+               f"postgresql+psycopg://u:s3cr3t-pw@127.0.0.1:{silent_server}/x"}  # fmt: skip
+    started = time.monotonic()
+    result = _run(env, *command)
+    elapsed = time.monotonic() - started
+    _refused(result, f"127.0.0.1:{silent_server}", "within 2 s")
+    assert elapsed < 15, f"{elapsed:.1f} s"
+    assert "s3cr3t-pw" not in result.stdout + result.stderr
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    yield from private_postgres_schema()
+
+
+def test_a_reachable_postgresql_ledger_still_works_with_the_connect_timeout(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    url = postgres_url
+    env = {"CONTACTFLOW_DATA_DIR": str(tmp_path), "CONTACTFLOW_DATABASE_URL": url,
+           "CONTACTFLOW_CONNECT_TIMEOUT_S": "1"}  # fmt: skip
+    for command in LEDGER_READERS[::-1]:  # ledger upgrade first
+        result = _run(env, *command)
+        assert result.returncode == 0, result.stdout + result.stderr
