@@ -51,7 +51,9 @@ class Container:
     @property
     def telemetry(self) -> Telemetry:
         if self._telemetry is None:
-            self._telemetry = configure_telemetry(self.service_name)
+            self._telemetry = configure_telemetry(
+                self.service_name, prometheus=self.settings.http_port is not None
+            )
         return self._telemetry
 
     def admin(self) -> AdminClient:

@@ -92,6 +92,10 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
+    # /healthz, /readyz and /metrics of the long-running workers; off when the port is unset
+    http_port: int | None = Field(default=None, ge=0, le=65535)
+    http_host: str = "127.0.0.1"
+
     topic_prefix: str = ""
     topic_profile: str = "local"
 

@@ -2,7 +2,10 @@
 
 `configure_telemetry` builds a tracer and a meter from the standard `OTEL_*` variables
 (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_EXPORTER` and
-`OTEL_METRICS_EXPORTER` = `none` | `console`, `OTEL_METRIC_EXPORT_INTERVAL`).
+`OTEL_METRICS_EXPORTER` = `none` | `console` | `otlp`, `OTEL_METRIC_EXPORT_INTERVAL`, and
+the `OTEL_EXPORTER_OTLP_*` ones, read by the OTLP/HTTP exporter when `contactflow[otlp]` is
+installed). With `prometheus=True` the meter is also read by a Prometheus reader on a
+registry of its own, which `prometheus_text()` renders for a worker's `/metrics`.
 `Telemetry.in_memory()` keeps every span and metric in memory for tests. Providers are
 owned by the returned object, never installed as process globals, so two workers in one
 test process do not see each other's data.
@@ -34,6 +37,7 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProces
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from prometheus_client import CollectorRegistry
 
 from streams.errors import ContactflowError
 
@@ -49,12 +53,21 @@ class Telemetry:
     meter_provider: MeterProvider
     span_exporter: InMemorySpanExporter | None = None
     metric_reader: InMemoryMetricReader | None = None
+    prometheus_registry: CollectorRegistry | None = None
 
     def tracer(self, name: str) -> Tracer:
         return self.tracer_provider.get_tracer(name)
 
     def meter(self, name: str) -> Meter:
         return self.meter_provider.get_meter(name)
+
+    def prometheus_text(self) -> bytes:
+        """Every metric in the Prometheus text format (observable gauges are read now)."""
+        if self.prometheus_registry is None:
+            raise ContactflowError("telemetry was configured without prometheus=True")
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.prometheus_registry)
 
     def shutdown(self) -> None:
         self.tracer_provider.shutdown()
@@ -93,8 +106,12 @@ class Telemetry:
         return "\n".join(parts)
 
 
-def configure_telemetry(service_name: str, environ: Mapping[str, str] | None = None) -> Telemetry:
-    """Tracer and meter from the standard OTEL_* variables; `none` exporters by default."""
+def configure_telemetry(
+    service_name: str, environ: Mapping[str, str] | None = None, *, prometheus: bool = False
+) -> Telemetry:
+    """Tracer and meter from the standard OTEL_* variables; `none` exporters by default.
+    `prometheus`: also keep the metrics for `Telemetry.prometheus_text` (a worker's
+    `/metrics`), on a registry of this object's own, not prometheus_client's global one."""
     env = os.environ if environ is None else environ
     attributes: dict[str, Any] = {"service.name": env.get("OTEL_SERVICE_NAME", service_name)}
     resource = Resource.create(attributes)
@@ -102,9 +119,15 @@ def configure_telemetry(service_name: str, environ: Mapping[str, str] | None = N
     for processor in _span_processors(env.get("OTEL_TRACES_EXPORTER", "none")):
         tracer_provider.add_span_processor(processor)
     interval = float(env.get("OTEL_METRIC_EXPORT_INTERVAL", "60000"))
-    readers = _metric_readers(env.get("OTEL_METRICS_EXPORTER", "none"), interval)
+    readers = list(_metric_readers(env.get("OTEL_METRICS_EXPORTER", "none"), interval))
+    registry = None
+    if prometheus:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
+        registry = CollectorRegistry(auto_describe=False)
+        readers.append(PrometheusMetricReader(registry=registry))
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
-    return Telemetry(tracer_provider, meter_provider)
+    return Telemetry(tracer_provider, meter_provider, prometheus_registry=registry)
 
 
 def _names(value: str) -> Iterator[str]:
@@ -116,10 +139,11 @@ def _span_processors(value: str) -> list[SpanProcessor]:
     for name in _names(value):
         if name == "console":
             exporters.append(ConsoleSpanExporter())
+        elif name == "otlp":
+            exporters.append(_otlp("trace_exporter", "OTLPSpanExporter")())
         else:
             raise ContactflowError(
-                f"OTEL_TRACES_EXPORTER={name!r} is not available; use 'console' or 'none' "
-                "(install an OpenTelemetry exporter package to add others)"
+                f"OTEL_TRACES_EXPORTER={name!r} is not available; use 'console', 'otlp' or 'none'"
             )
     return [SimpleSpanProcessor(exporter) for exporter in exporters]
 
@@ -133,11 +157,65 @@ def _metric_readers(value: str, interval_ms: float) -> Sequence[MetricReader]:
                     ConsoleMetricExporter(), export_interval_millis=interval_ms
                 )
             )
+        elif name == "otlp":
+            exporter = _otlp("metric_exporter", "OTLPMetricExporter")()
+            readers.append(
+                PeriodicExportingMetricReader(exporter, export_interval_millis=interval_ms)
+            )
+        elif name == "prometheus":
+            raise ContactflowError(
+                "OTEL_METRICS_EXPORTER='prometheus': a worker serves its metrics on "
+                "/metrics when CONTACTFLOW_HTTP_PORT is set; use 'console', 'otlp' or 'none'"
+            )
         else:
             raise ContactflowError(
-                f"OTEL_METRICS_EXPORTER={name!r} is not available; use 'console' or 'none'"
+                f"OTEL_METRICS_EXPORTER={name!r} is not available; use 'console', 'otlp' or 'none'"
             )
     return readers
+
+
+def _otlp(module: str, name: str) -> Any:
+    """The OTLP/HTTP exporter class (protobuf over HTTP, no gRPC), an optional extra."""
+    import importlib
+
+    try:
+        found = importlib.import_module(f"opentelemetry.exporter.otlp.proto.http.{module}")
+    except ImportError:
+        raise ContactflowError(
+            "the OTLP exporter is not installed: pip install 'contactflow[otlp]' "
+            "(OTLP over HTTP/protobuf)"
+        ) from None
+    return getattr(found, name)
+
+
+def kafka_span_attributes(
+    operation: str,
+    *,
+    destination: str | None = None,
+    partition: int | None = None,
+    group: str | None = None,
+    batch: int | None = None,
+    offset: int | None = None,
+) -> dict[str, str | int]:
+    """The OpenTelemetry messaging attributes of a Kafka span (`operation`: `process`,
+    `send`, `receive`); a destination or partition is left out when a batch spans several.
+    Topic names, partitions, offsets and group names only: never personal data."""
+    attributes: dict[str, str | int] = {
+        "messaging.system": "kafka",
+        "messaging.operation.type": operation,
+        "messaging.operation.name": operation,
+    }
+    if destination is not None:
+        attributes["messaging.destination.name"] = destination
+    if partition is not None:
+        attributes["messaging.destination.partition.id"] = str(partition)
+    if group is not None:
+        attributes["messaging.consumer.group.name"] = group
+    if batch is not None:
+        attributes["messaging.batch.message_count"] = batch
+    if offset is not None:
+        attributes["messaging.kafka.offset"] = offset
+    return attributes
 
 
 class _HeaderSetter(Setter[Headers]):

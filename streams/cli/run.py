@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from streams.cli._app import app, console, container
+
+if TYPE_CHECKING:
+    from streams.bootstrap import Container
+    from streams.health import Heartbeat, WorkerEndpoints
 
 run_app = typer.Typer(help="Run a contactflow worker until stopped.", no_args_is_help=True)
 app.add_typer(run_app, name="run")
@@ -27,8 +31,9 @@ def run_router(
     import signal
     import threading
 
+    from streams.health import Heartbeat
     from streams.reachability import wait_for_broker
-    from streams.router.worker import RouterWorker
+    from streams.router.worker import HEALTH_STALE_S, RouterWorker
     from streams.watchdog import CallWatchdog, restart_in_place
 
     root = container()
@@ -36,25 +41,42 @@ def run_router(
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    if not wait_for_broker(root.settings, "router", stop=stopping):
-        return
-    watchdog = CallWatchdog(restart_in_place(f"router {root.settings.router_instance}")).start()
-    worker = RouterWorker(root, watchdog=watchdog)
-    worker.install_signal_handlers()
-    if stopping.is_set():
-        worker.stop()
-    console.print(
-        f"router {root.settings.router_instance} consuming {len(worker.pipeline.input_topics)} "
-        f"raw topics from {root.settings.bootstrap}"
-    )
+    heartbeat = Heartbeat(HEALTH_STALE_S)
+    endpoints = worker_endpoints(root, heartbeat, ledger=True)
     try:
-        stats = worker.run(max_idle_s=max_idle, ready=lambda: console.print("router ready"))
+        if not wait_for_broker(root.settings, "router", stop=stopping, sleep=heartbeat.sleep):
+            return
+        watchdog = CallWatchdog(restart_in_place(f"router {root.settings.router_instance}"))
+        watchdog.start()
+        worker = RouterWorker(root, watchdog=watchdog, heartbeat=heartbeat)
+        worker.install_signal_handlers()
+        if stopping.is_set():
+            worker.stop()
+        console.print(
+            f"router {root.settings.router_instance} consuming "
+            f"{len(worker.pipeline.input_topics)} raw topics from {root.settings.bootstrap}"
+        )
+        endpoints.started(worker.assignment_problem)
+        try:
+            stats = worker.run(max_idle_s=max_idle, ready=lambda: console.print("router ready"))
+        finally:
+            watchdog.close()
     finally:
-        watchdog.close()
+        endpoints.close()
     console.print(
         f"router stopped: {stats.events_in} event(s) in {stats.batches} batch(es), "
         f"{stats.outputs} output(s), {stats.aborted} aborted batch(es)"
     )
+
+
+def worker_endpoints(root: Container, heartbeat: Heartbeat, *, ledger: bool) -> WorkerEndpoints:
+    """/healthz, /readyz and /metrics when CONTACTFLOW_HTTP_PORT is set (one line says where)."""
+    from streams.health import WorkerEndpoints
+
+    endpoints = WorkerEndpoints(root, heartbeat, ledger=ledger)
+    if endpoints.address is not None:
+        console.print(f"health, readiness and metrics on {endpoints.address}", highlight=False)
+    return endpoints
 
 
 @run_app.command("privacy")
@@ -62,20 +84,36 @@ def run_privacy() -> None:
     """The control plane (faust-streaming): data-subject requests (intake, ORES's
     instructions, acknowledgements, deadlines), recording registration, the holds that
     complaints, fraud attempts and disputes signal, and the expiry sweep."""
+    from streams.health import Heartbeat
+    from streams.reachability import wait_for_broker
+
+    root = container()
+    root.service_name = "contactflow-privacy"
+    heartbeat = Heartbeat(PRIVACY_HEALTH_STALE_S)
+    endpoints = worker_endpoints(root, heartbeat, ledger=True)
+    try:
+        if wait_for_broker(root.settings, "privacy app", sleep=heartbeat.sleep):
+            _run_privacy(root, heartbeat, endpoints)
+    finally:
+        endpoints.close()
+
+
+# /healthz of the privacy app: its event loop beats every second; a blocking call in the
+# loop (a ledger transaction, a Kafka admin call: 60 s at most) times three.
+PRIVACY_HEALTH_STALE_S = 180.0
+
+
+def _run_privacy(root: Container, heartbeat: Heartbeat, endpoints: WorkerEndpoints) -> None:
     import faust
 
     from streams.control.app import create_control_app
     from streams.ledger import upgrade
     from streams.privacy.config import load_privacy_config
     from streams.privacy.service import PrivacyService
-    from streams.reachability import OutageMonitor, wait_for_broker
+    from streams.reachability import OutageMonitor
     from streams.retention.service import RetentionService
     from streams.router.worker import load_policy, utc_now
 
-    root = container()
-    root.service_name = "contactflow-privacy"
-    if not wait_for_broker(root.settings, "privacy app"):
-        return
     service = RetentionService(
         root, actor="privacy-app", grace_days=load_policy(root).release_grace_days
     )
@@ -85,6 +123,18 @@ def run_privacy() -> None:
         root, service, utc_now, sweep_interval_s=root.settings.retention_sweep_interval_s,
         privacy=privacy, deadline_interval_s=root.settings.privacy_deadline_interval_s,
     )  # fmt: skip
+    assigned: list[bool] = [False]
+
+    @app.timer(interval=1.0, name="health-heartbeat")  # type: ignore[untyped-decorator]
+    async def beat() -> None:
+        """Proves the event loop turns, and notes whether partitions are assigned."""
+        heartbeat.beat()
+        try:
+            assigned[0] = bool(app.consumer.assignment())
+        except Exception:  # noqa: BLE001 - a consumer not started yet has none
+            assigned[0] = False
+
+    endpoints.started(lambda: None if assigned[0] else "no partition assigned yet")
     console.print(f"privacy app consuming from {root.settings.bootstrap}")
     quiet = root.settings.log_level != "DEBUG"
 

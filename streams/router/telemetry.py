@@ -10,8 +10,9 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message
 from opentelemetry.trace import Link, SpanContext, TraceFlags
 
+from processors.routing import DEADLETTER_TOPIC, QUARANTINE_TOPIC, SIGNALS_TOPIC
 from streams.bootstrap import Container
-from streams.router.pipeline import BatchOutcome
+from streams.router.pipeline import CHANNEL_OF_TOPIC, BatchOutcome
 
 
 def batch_links(messages: list[Message], limit: int = 32) -> list[Link]:
@@ -34,34 +35,85 @@ def batch_links(messages: list[Message], limit: int = 32) -> list[Link]:
     return links
 
 
+# Latency buckets in seconds (the SDK's default ones suit milliseconds).
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Where the counts of a batch that are not "out" records went, by logical topic.
+_OUT_TOPIC_OF = {"dead_letter": DEADLETTER_TOPIC, "quarantined": QUARANTINE_TOPIC,
+                 "hold_signal": SIGNALS_TOPIC}  # fmt: skip
+
+
 class RouterMetrics:
-    """Counters and histograms of the router; attributes are channels, topics, codes."""
+    """Counters and histograms of the router; attributes are logical topic names,
+    partitions, channels, controllers and reason codes. Updated once per batch, never
+    per event; the lag gauge is read when the metrics are (a scrape, an export)."""
 
     def __init__(self, container: Container, consumer: Consumer) -> None:
         meter = container.telemetry.meter("contactflow.router")
-        self._in = meter.create_counter("contactflow.router.events_in", unit="{event}")
-        self._out = meter.create_counter("contactflow.router.events_out", unit="{event}")
-        self._dead = meter.create_counter("contactflow.router.dead_letters", unit="{event}")
-        self._quarantined = meter.create_counter("contactflow.router.quarantined", unit="{event}")
-        self._dropped = meter.create_counter("contactflow.router.dropped", unit="{event}")
-        self._signals = meter.create_counter("contactflow.router.hold_signals", unit="{event}")
-        self._latency = meter.create_histogram("contactflow.router.batch_latency", unit="s")
-        self._consumer = consumer
+        self._in = meter.create_counter(
+            "contactflow.router.events_in", unit="{event}",
+            description="raw events read, by topic and channel",
+        )  # fmt: skip
+        self._out = meter.create_counter(
+            "contactflow.router.events_out", unit="{record}",
+            description="records written, by topic (and controller for tagged events)",
+        )  # fmt: skip
+        self._dead = meter.create_counter(
+            "contactflow.router.dead_letters", unit="{event}",
+            description="events dead-lettered, by reason code",
+        )  # fmt: skip
+        self._quarantined = meter.create_counter(
+            "contactflow.router.quarantined", unit="{event}",
+            description="events no policy rule matched, by channel",
+        )  # fmt: skip
+        self._dropped = meter.create_counter(
+            "contactflow.router.dropped", unit="{event}",
+            description="events not produced (duplicates, objected purposes), by reason",
+        )  # fmt: skip
+        self._signals = meter.create_counter(
+            "contactflow.router.hold_signals", unit="{event}",
+            description="hold signals sent to retention, by reason",
+        )  # fmt: skip
+        self._aborts = meter.create_counter(
+            "contactflow.router.aborts", unit="{transaction}",
+            description="transactions aborted (the batch is read again), by error code",
+        )  # fmt: skip
+        self._latency = meter.create_histogram(
+            "contactflow.router.batch_latency", unit="s",
+            description="a batch from routing to its committed transaction",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_S,
+        )  # fmt: skip
+        self._transaction = meter.create_histogram(
+            "contactflow.router.transaction_latency", unit="s",
+            description="a Kafka transaction from begin to commit or abort, by outcome",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_S,
+        )  # fmt: skip
+        topics = container.topics
+        self._aborts.add(0)  # a series from the start, so that rate() and alerts see 0
+        self._topic_of = {c: topics.name(t) for t, c in CHANNEL_OF_TOPIC.items()}
+        self._physical = {spec.name: topics.name(spec.name) for spec in topics.specs}
+        self._consumer: Consumer | None = consumer
+        self._lag: dict[tuple[str, int], int] = {}  # the last sample, read by the gauge
+        self._committed: dict[tuple[str, int], int] = {}  # of partitions not read yet
         meter.create_observable_gauge(
-            "contactflow.router.lag", callbacks=[self._observe_lag], unit="{event}"
-        )
+            "contactflow.router.lag", callbacks=[self._observe_lag], unit="{event}",
+            description="records not yet read, by raw topic and partition (high watermark "
+            "minus the consumer's position)",
+        )  # fmt: skip
         meter.create_observable_gauge(
-            "contactflow.router.peak_rss", callbacks=[_observe_rss], unit="By"
-        )
+            "contactflow.router.peak_rss", callbacks=[_observe_rss], unit="By",
+            description="peak resident memory of the router process",
+        )  # fmt: skip
 
     def record(self, outcome: BatchOutcome, seconds: float) -> None:
         self._latency.record(seconds)
         for key, count in outcome.counts.items():
             kind, *labels = key
             if kind == "in":
-                self._in.add(count, {"channel": labels[0]})
+                topic = self._topic_of.get(labels[0], "unknown")
+                self._in.add(count, {"topic": topic, "channel": labels[0]})
             elif kind == "out":
-                self._out.add(count, {"topic": labels[0], "controller": labels[1]})
+                topic = self._physical.get(labels[0], labels[0])
+                self._out.add(count, {"topic": topic, "controller": labels[1]})
             elif kind == "dead_letter":
                 self._dead.add(count, {"reason": labels[0]})
             elif kind == "quarantined":
@@ -70,24 +122,67 @@ class RouterMetrics:
                 self._signals.add(count, {"reason": labels[0]})
             else:
                 self._dropped.add(count, {"reason": kind})
+            if kind in _OUT_TOPIC_OF:
+                topic = self._physical.get(_OUT_TOPIC_OF[kind], _OUT_TOPIC_OF[kind])
+                self._out.add(count, {"topic": topic, "controller": "none"})
+
+    def transaction(self, seconds: float, committed: bool) -> None:
+        self._transaction.record(seconds, {"outcome": "committed" if committed else "aborted"})
+
+    def aborted(self, reason: str) -> None:
+        self._aborts.add(1, {"reason": reason})
+
+    def detach(self) -> None:
+        """Forget the consumer (before it closes): no lag is reported after this."""
+        self._consumer = None
+        self._lag = {}
+
+    def sample_lag(self) -> None:
+        """Compute the lag per partition, from the worker's own thread (every few seconds):
+        a metrics read then takes the last sample and never calls the consumer itself."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        try:
+            self._lag = _lag(consumer, self._committed)
+        except (KafkaException, RuntimeError):  # RuntimeError: the consumer is closed
+            self._lag = {}
 
     def _observe_lag(self, _options: Any) -> list[Any]:
         from opentelemetry.metrics import Observation
 
-        consumer = self._consumer
-        observations = []
-        try:
-            for tp in consumer.position(consumer.assignment()):
-                _, high = consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
-                if tp.offset >= 0:
-                    observations.append(
-                        Observation(
-                            max(high - tp.offset, 0), {"topic": tp.topic, "partition": tp.partition}
-                        )
-                    )
-        except KafkaException:
-            return []
-        return observations
+        return [
+            Observation(lag, {"topic": topic, "partition": partition})
+            for (topic, partition), lag in self._lag.items()
+        ]
+
+
+def _lag(consumer: Consumer, committed: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+    """Records not read yet per assigned partition: the high watermark the consumer last
+    saw minus its position, or minus the committed offset (the log start when none) for a
+    partition it has read nothing from since it was assigned (`committed` caches those,
+    asked once). Partitions not fetched yet are left out."""
+    assigned = consumer.assignment()
+    for key in set(committed) - {(tp.topic, tp.partition) for tp in assigned}:
+        del committed[key]
+    positions = consumer.position(assigned)
+    unknown = [t for t in positions if t.offset < 0 and (t.topic, t.partition) not in committed]
+    if unknown:
+        for tp in consumer.committed(unknown, timeout=5):
+            committed[(tp.topic, tp.partition)] = tp.offset
+    lag: dict[tuple[str, int], int] = {}
+    for tp in positions:
+        key = (tp.topic, tp.partition)
+        low, high = consumer.get_watermark_offsets(tp, cached=True) or (-1, -1)
+        if tp.offset >= 0:
+            committed.pop(key, None)
+            start = tp.offset
+        else:
+            start = committed.get(key, -1)
+            start = start if start >= 0 else max(low, 0)
+        if high >= 0:
+            lag[key] = max(high - start, 0)
+    return lag
 
 
 def _observe_rss(_options: Any) -> list[Any]:

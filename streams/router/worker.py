@@ -27,12 +27,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from opentelemetry.trace import SpanKind
 
 from processors.policy import Policy, parse_policy
 from processors.pseudonym import Pseudonymiser
 from schemas.serde import AvroSerde
 from streams.bootstrap import Container
 from streams.errors import ContactflowError
+from streams.health import Heartbeat
 from streams.heap import freeze_startup_heap
 from streams.infra_files import load_infra_file
 from streams.keys import load_keys
@@ -45,6 +47,7 @@ from streams.router.limits import OutputLimits, read_output_limits
 from streams.router.pipeline import OUTPUT_TOPICS, BatchOutcome, RouterPipeline, decode_request
 from streams.router.state import SubjectStateTable
 from streams.router.telemetry import RouterMetrics, batch_links
+from streams.telemetry import kafka_span_attributes
 from streams.watchdog import CallWatchdog
 
 log = logging.getLogger(__name__)
@@ -76,6 +79,11 @@ RECORD_ERRORS = frozenset(
     }
 )
 Clock = Callable[[], datetime]
+# /healthz fails when the loop has not turned for this long: twice the longest guarded
+# call (seeding the dedup window, 120 s) plus the watchdog's grace, which restarts a
+# blocked call long before. Retries while the broker is away beat too.
+HEALTH_STALE_S = 2 * (120 + 5)
+_LAG_SAMPLE_S = 5.0  # how often the lag gauge's sample is renewed
 
 
 def utc_now() -> datetime:
@@ -130,10 +138,12 @@ class RouterWorker:
         clock: Clock = utc_now,
         helper: bool | None = None,
         watchdog: CallWatchdog | None = None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         """`helper`: decode in a second process; by default when there are two cores.
         `watchdog`: watches the Kafka calls that may block past their timeout (the CLI
-        gives one that restarts the router in place)."""
+        gives one that restarts the router in place). `heartbeat`: beaten by the loop
+        (and while it waits for the broker), for /healthz."""
         settings = container.settings
         self._container = container
         self._clock = clock
@@ -144,6 +154,8 @@ class RouterWorker:
         self._watchdog = watchdog
         self._last_client_error = -_OUTAGE_REPORT_S
         self._broker_lost = False  # the consumer saw the broker go: renew the producer
+        self.heartbeat = heartbeat or Heartbeat(HEALTH_STALE_S)
+        self._partitions: set[tuple[str, int]] = set()  # assigned, for /readyz
         engine = container.ledger_engine
         if current_revision(engine) != head_revision():
             raise ContactflowError("the ledger is not migrated: run `contactflow ledger upgrade`")
@@ -237,7 +249,12 @@ class RouterWorker:
         log.debug("start-up heap frozen (%d objects)", freeze_startup_heap())
         self._idle_since = time.monotonic()
         try:
+            lag_due = 0.0
             while not self._stop.is_set():
+                self.heartbeat.beat()
+                if time.monotonic() >= lag_due:  # a few local calls, every few seconds
+                    self._metrics.sample_lag()
+                    lag_due = time.monotonic() + _LAG_SAMPLE_S
                 self._state.poll(0)
                 messages = self._consume()
                 if self._rewind_needed:  # partitions were revoked while a batch was in flight
@@ -279,9 +296,15 @@ class RouterWorker:
             self._last_client_error = now
             log.warning("Kafka client: %s; waiting for the broker", error.name())
 
+    def assignment_problem(self) -> str | None:
+        """For /readyz: None once partitions of the raw topics are assigned."""
+        return None if self._partitions else "no partition assigned yet"
+
     def close(self) -> None:
         """Leave the group and stop the clients; a failing step is one line, not a crash
         that hides why the router stopped."""
+        self._metrics.detach()
+        self._partitions = set()
         for step, call in (
             ("leave the group", self._consumer.close),
             ("close the subject-state reader", self._state.close),
@@ -324,10 +347,18 @@ class RouterWorker:
         """Route and commit one batch; an abort drops the batches in flight after it too."""
         started = time.perf_counter()
         messages = batch.messages
+        offsets = _next_offsets(messages)
+        single = offsets[0] if len(offsets) == 1 else None
+        attributes = kafka_span_attributes(
+            "process", group=GROUP_ID, batch=len(messages),
+            destination=single.topic if single else None,
+            partition=single.partition if single else None,
+        )  # fmt: skip
         with self._tracer.start_as_current_span(
             "router batch",
+            kind=SpanKind.CONSUMER,
             links=batch_links(messages),
-            attributes={"contactflow.batch.size": len(messages)},
+            attributes={**attributes, "contactflow.batch.size": len(messages)},
         ) as span:
             with self._tracer.start_as_current_span("route events"):
                 outcome = self.pipeline.route(
@@ -335,8 +366,11 @@ class RouterWorker:
                     batch.outcomes(),
                     batch.now,
                 )
-            with self._tracer.start_as_current_span("commit transaction"):
-                refused = self._commit(messages, outcome)
+            with self._tracer.start_as_current_span(
+                "commit transaction", kind=SpanKind.PRODUCER,
+                attributes=kafka_span_attributes("send", batch=len(outcome.outputs)),
+            ):  # fmt: skip
+                refused = self._commit(messages, outcome, offsets)
             span.set_attribute("contactflow.batch.outputs", len(outcome.outputs))
             span.set_attribute("contactflow.batch.committed", refused is None)
         if refused is None:
@@ -344,6 +378,7 @@ class RouterWorker:
             return
         self._dedup.discard()
         self.stats.aborted += 1
+        self._metrics.aborted(refused.error)
         if refused.record_error and self._isolate(batch, refused):
             return
         self._rewind()
@@ -385,6 +420,7 @@ class RouterWorker:
                 continue
             self._dedup.discard()
             self.stats.aborted += 1
+            self._metrics.aborted(refused.error)
             self._renew_producer()
             if not refused.record_error:
                 transient += 1
@@ -419,15 +455,22 @@ class RouterWorker:
             refused.error,
         )
 
-    def _commit(self, messages: list[Message], outcome: BatchOutcome) -> _Refused | None:
-        """Produce the outputs and commit them with the input offsets: None when committed,
-        else why not (the transaction is then aborted)."""
+    def _commit(
+        self,
+        messages: list[Message],
+        outcome: BatchOutcome,
+        offsets: list[TopicPartition] | None = None,
+    ) -> _Refused | None:
+        """Produce the outputs and commit them with the input offsets (`offsets`: the
+        batch's next offsets, when known already): None when committed, else why not (the
+        transaction is then aborted)."""
         if self._broker_lost:  # librdkafka's transaction state may not survive an outage
             self._broker_lost = False
             log.info("partitions reassigned or broker lost: new transactional producer")
             self._renew_producer()
         producer = self._producer
         self._delivery_errors.clear()
+        began = time.perf_counter()
         try:
             producer.begin_transaction()
             for output in outcome.outputs:
@@ -443,7 +486,7 @@ class RouterWorker:
                     except BufferError:
                         producer.poll(0.05)
             producer.poll(0)
-            offsets = _next_offsets(messages)
+            offsets = offsets if offsets is not None else _next_offsets(messages)
             group = self._consumer.consumer_group_metadata()
             self._until_done(
                 "send_offsets_to_transaction",
@@ -451,6 +494,7 @@ class RouterWorker:
                 lambda: producer.send_offsets_to_transaction(offsets, group, 15),
             )
             self._until_done("commit_transaction", 60, lambda: producer.commit_transaction(60))
+            self._metrics.transaction(time.perf_counter() - began, committed=True)
             return None
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
@@ -466,6 +510,7 @@ class RouterWorker:
                 ) from None
             log.warning("batch aborted (%s); re-reading it", (cause or error).name())
             self._abort(error)
+            self._metrics.transaction(time.perf_counter() - began, committed=False)
             return _Refused((cause or error).name(), cause is not None)
 
     def _abort(self, error: KafkaError) -> None:
@@ -517,7 +562,7 @@ class RouterWorker:
                     log.warning("broker unreachable? %s not done for %.0f s (%s); retrying",
                                 name, now - started, error.name())  # fmt: skip
                     reported = now + 1e-6
-                time.sleep(0.5)
+                self.heartbeat.sleep(0.5)  # waiting for the broker is the loop's work
 
     def _renew_producer(self) -> None:
         """A new transactional producer with the same id: a refused record leaves the old
@@ -548,6 +593,7 @@ class RouterWorker:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("assigned %d partition(s)", len(partitions))
+        self._partitions |= {(tp.topic, tp.partition) for tp in partitions}
         if self._assigned:  # a rebalance after an outage: start the next commit afresh
             self._broker_lost = True
         self._until_done("seed the dedup window", 120, lambda: self._seed_dedup(partitions))
@@ -560,6 +606,7 @@ class RouterWorker:
             self._rewind_needed = True
         for tp in partitions:
             self._dedup.drop_partition((tp.topic, tp.partition))
+        self._partitions -= {(tp.topic, tp.partition) for tp in partitions}
 
     def _seed_dedup(self, partitions: list[TopicPartition]) -> None:
         """Remember the event ids routed just before the committed offsets.
