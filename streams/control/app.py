@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from schemas.errors import SerdeError
 from streams.bootstrap import Container
+from streams.control.instruments import ControlInstruments
 from streams.errors import ContactflowError
 from streams.ledger import LedgerError
 from streams.privacy.catchup import INPUT_ERRORS, handlers
@@ -65,6 +66,8 @@ def create_control_app(
         datadir=str(datadir),
     )
 
+    instruments = ControlInstruments(container.telemetry, APP_ID)
+
     def raw_topic(logical: str) -> Any:
         return app.topic(
             container.topics.name(logical), key_serializer="raw", value_serializer="raw"
@@ -78,12 +81,16 @@ def create_control_app(
     @app.agent(raw_topic(STANDARD), name="register-recordings")
     async def register_recordings(stream: Any) -> None:
         async for message, value in each_value(stream):
-            _guarded(service, message, "register", clock, service.ingest_recording, value)
+            with instruments.consumed(message):
+                _guarded(service, message, "register", clock, service.ingest_recording, value,
+                         instruments)  # fmt: skip
 
     @app.agent(raw_topic(SIGNALS), name="place-signal-holds")
     async def place_signal_holds(stream: Any) -> None:
         async for message, value in each_value(stream):
-            _guarded(service, message, "hold", clock, service.apply_signal, value)
+            with instruments.consumed(message):
+                _guarded(service, message, "hold", clock, service.apply_signal, value,
+                         instruments)  # fmt: skip
 
     @app.timer(interval=sweep_interval_s, name="expire-recordings")  # type: ignore[untyped-decorator]
     async def expire_recordings() -> None:
@@ -92,20 +99,22 @@ def create_control_app(
             log.info("%s expired %d recording(s)", result.sweep_id, len(result.expired))
 
     if privacy is not None:
-        _privacy_agents(app, raw_topic, each_value, privacy, clock, deadline_interval_s)
+        _privacy_agents(app, raw_topic, each_value, privacy, clock, deadline_interval_s,
+                        instruments)  # fmt: skip
         _request_cut(app, privacy, clock, request_cut_interval_s)
     return app
 
 
 def _privacy_agents(
     app: faust.App, raw_topic: Callable[[str], Any], each_value: Any, privacy: PrivacyService,
-    clock: Callable[[], datetime], deadline_interval_s: float,
+    clock: Callable[[], datetime], deadline_interval_s: float, instruments: ControlInstruments,
 ) -> None:  # fmt: skip
     """One agent per privacy input topic and a deadline timer, all through PrivacyService:
     requests replayed after a rebalance change nothing twice (stable ids, refused
     transitions, repeated answers)."""
     for logical, apply in handlers(privacy).items():
-        _privacy_agent(app, raw_topic(logical), logical, apply, each_value, privacy, clock)
+        _privacy_agent(app, raw_topic(logical), logical, apply, each_value, privacy, clock,
+                       instruments)  # fmt: skip
 
     @app.timer(interval=deadline_interval_s, name="privacy-deadlines")  # type: ignore[untyped-decorator]
     async def privacy_deadlines() -> None:
@@ -154,13 +163,16 @@ def _request_cut(
 def _privacy_agent(
     app: faust.App, topic: Any, logical: str, apply: Callable[[bytes, datetime], Any],
     each_value: Any, privacy: PrivacyService, clock: Callable[[], datetime],
+    instruments: ControlInstruments,
 ) -> None:  # fmt: skip
     async def agent(stream: Any) -> None:
         async for message, value in each_value(stream):
-            try:
-                apply(value, clock())
-            except INPUT_ERRORS as exc:
-                privacy.dead_letter(_Record(message, value), "privacy", exc, clock())
+            with instruments.consumed(message):
+                try:
+                    apply(value, clock())
+                except INPUT_ERRORS as exc:
+                    privacy.dead_letter(_Record(message, value), "privacy", exc, clock())
+                    instruments.dead_lettered(str(message.topic), type(exc).__name__)
 
     app.agent(topic, name=logical.replace(".", "-"))(agent)
 
@@ -211,6 +223,7 @@ def _guarded(
     clock: Callable[[], datetime],
     action: Callable[[bytes, datetime], Any],
     value: bytes,
+    instruments: ControlInstruments | None = None,
 ) -> None:
     """Run one input's action; an input it cannot use goes to the dead-letter topic."""
     try:
@@ -220,3 +233,5 @@ def _guarded(
                   message.offset, type(exc).__name__)  # fmt: skip
         service.dead_letter(message.topic, message.partition, message.offset, message.key,
                             value, stage, type(exc).__name__, str(exc), clock())  # fmt: skip
+        if instruments is not None:
+            instruments.dead_lettered(str(message.topic), type(exc).__name__)

@@ -47,7 +47,6 @@ class PrivacyInstruments:
     def _observe_requests(self, _options: Any) -> Iterator[Observation]:
         now = datetime.now(UTC)
         with self._sessions() as session:
-            requests = PrivacyRequests(session)
-            open_count, overdue = len(requests.open_requests()), len(requests.overdue(now))
+            open_count, overdue = PrivacyRequests(session).count_open(now)
         yield Observation(open_count, {"status": "open"})
         yield Observation(overdue, {"status": "overdue"})

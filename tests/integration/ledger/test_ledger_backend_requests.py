@@ -111,6 +111,8 @@ def test_overdue_requests_and_late_commands_on_a_moved_clock(
         assert [r.request_id for r in ledger.overdue(due + timedelta(microseconds=1))] == ["dsr-2"]
         late = ledger.overdue(extended.deadline + timedelta(microseconds=1))
         assert [r.request_id for r in late] == ["dsr-2", "dsr-1"]
+        assert ledger.count_open(due + timedelta(microseconds=1)) == (2, 1)
+        assert ledger.count_open(extended.deadline + timedelta(microseconds=1)) == (2, 2)
         commands = ledger.commands("dsr-1")
         first_late = min(c.answer_by for c in commands)
         assert ledger.commands_needing_attention(first_late) == []

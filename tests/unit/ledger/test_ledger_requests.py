@@ -175,6 +175,8 @@ def test_overdue_and_open_requests_on_a_moved_clock(
     assert ledger.overdue(submitted.due_at + timedelta(seconds=1)) == []
     overdue = ledger.overdue(extended.deadline + timedelta(days=5))
     assert [r.request_id for r in overdue] == ["dsr-2", "dsr-1"], "earliest deadline first"
+    assert ledger.count_open(submitted.due_at + timedelta(seconds=1)) == (2, 0)  # extended
+    assert ledger.count_open(extended.deadline + timedelta(days=5)) == (2, 2)
     escalated_at = extended.deadline + timedelta(days=5)
     escalation = p.escalate(extended, escalated_at)
     assert ledger.apply(escalation, "timer", escalated_at).escalated_at == escalated_at
