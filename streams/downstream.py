@@ -21,7 +21,7 @@ from typing import cast
 
 from confluent_kafka import Consumer, Message, TopicPartition
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from streams.bootstrap import Container
 from streams.downstream_model import (
@@ -37,7 +37,8 @@ from streams.downstream_model import (
 )
 from streams.downstream_offsets import OffsetTracker, Partition
 from streams.downstream_wire import AnswerSender, CommandReader, CommandSource, Guard, unguarded
-from streams.telemetry import extract_context
+from streams.health import Heartbeat
+from streams.telemetry import extract_context, kafka_span_attributes
 
 __all__ = [
     "Answer",
@@ -54,6 +55,9 @@ log = logging.getLogger(__name__)
 COMMAND_TOPICS = ("privacy.erasure.v1", "privacy.restriction.v1")
 ACK_TOPIC = "privacy.acks.v1"
 _SERVE_POLL_S = 0.5
+# /healthz fails when a serving loop has not turned for this long: three times its
+# longest guarded Kafka call (a synchronous commit, 60 s), which the watchdog ends sooner.
+HEALTH_STALE_S = 180.0
 
 
 def utc_now() -> datetime:
@@ -102,6 +106,9 @@ class DownstreamConsumer:
         self._stop = threading.Event()
         self._active_since: float | None = None  # last assignment or record
         self._closed = False
+        self.heartbeat = Heartbeat(HEALTH_STALE_S)  # beaten by `serve`, for /healthz
+        self._partitions: set[Partition] = set()  # assigned, for /readyz
+        self._ack_topic = container.topics.name(ACK_TOPIC)
         client = container.settings.kafka_client_config()
         self._source = CommandSource(client, self.group_id, topics, consumer, guard)
         try:
@@ -154,6 +161,7 @@ class DownstreamConsumer:
         ignored, unreadable = self.ignored, self.unreadable
         try:
             while not self._stop.is_set() and not _reached(stats, max_commands):
+                self.heartbeat.beat()
                 commands = self.poll(_SERVE_POLL_S)
                 if not commands and self._idle_for(max_idle_s):
                     break
@@ -173,6 +181,10 @@ class DownstreamConsumer:
             stats.ignored = self.ignored - ignored
             stats.unreadable = self.unreadable - unreadable
         return stats
+
+    def assignment_problem(self) -> str | None:
+        """For /readyz: None once partitions of the command topics are assigned."""
+        return None if self._partitions else f"consumer {self.name}: no partition assigned yet"
 
     def stop(self) -> None:
         """Ask `serve` to return after the batch in hand (safe from another thread)."""
@@ -229,18 +241,25 @@ class DownstreamConsumer:
         records an exception's message (it could quote personal data), only its type."""
         parent = self._contexts.pop((command.topic, command.partition, command.offset), None)
         attributes: dict[str, str | int | bool] = {
+            **kafka_span_attributes("process", destination=command.topic,
+                                    partition=command.partition, group=self.group_id,
+                                    offset=command.offset),
             "downstream.consumer": self.name, "downstream.command": command.command,
             "downstream.command_id": command.command_id, "downstream.attempt": command.attempt,
             "downstream.late": self._clock() > command.answer_by,
         }  # fmt: skip
         with self._tracer.start_as_current_span(
             "downstream.command", context=parent, attributes=attributes,
-            record_exception=False, set_status_on_exception=False,
+            kind=SpanKind.CONSUMER, record_exception=False, set_status_on_exception=False,
         ) as span:  # fmt: skip
             try:
                 answer = self._answer(command, handler, policy, stats, span)
                 span.set_attribute("downstream.outcome", answer.outcome)
-                self._sender.queue(command, answer, self._clock())
+                with self._tracer.start_as_current_span(
+                    f"send {self._ack_topic}", kind=SpanKind.PRODUCER,
+                    attributes=kafka_span_attributes("send", destination=self._ack_topic),
+                ):  # fmt: skip
+                    self._sender.queue(command, answer, self._clock())
             except BaseException as error:
                 span.set_status(Status(StatusCode.ERROR, type(error).__name__))
                 raise
@@ -267,7 +286,7 @@ class DownstreamConsumer:
         when `stop()` ended the wait first (the commands stay unacknowledged)."""
         if not answers:
             return True
-        if not self._sender.wait_delivered(len(answers), self._stop):
+        if not self._sender.wait_delivered(len(answers), self._stop, self.heartbeat.beat):
             return False
         delivered = Counter[tuple[str, str]]()
         for command, answer in answers:
@@ -289,11 +308,13 @@ class DownstreamConsumer:
         """Seek back to commands handed out but never answered, so a later poll returns them."""
         self._source.seek(self._offsets.release_pending())
 
-    def _on_assign(self, _consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._active_since = time.monotonic()
+        self._partitions |= {(tp.topic, tp.partition) for tp in partitions}
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         lost: set[Partition] = {(tp.topic, tp.partition) for tp in partitions}
+        self._partitions -= lost
         self._offsets.forget(lost)
         for key in [k for k in self._contexts if (k[0], k[1]) in lost]:
             del self._contexts[key]

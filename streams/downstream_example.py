@@ -41,6 +41,7 @@ def serve_registered(
     max_idle_s: float | None,
     say: Callable[[str], None],
     on_stuck: Stuck | None = None,
+    on_started: Callable[[list[DownstreamConsumer]], None] | None = None,
 ) -> dict[str, ServeStats]:
     """Answer for several registered consumers in one process, one thread (and one
     consumer group) each, until all are idle for `max_idle_s`, one fails (its error is
@@ -48,7 +49,8 @@ def serve_registered(
 
     A broker that goes away is waited for (one warning line per 30 s for the process);
     with `on_stuck`, each thread's Kafka calls run under a watchdog of its own, which
-    calls it for a call blocked past its timeout (`restart_in_place` for the CLI)."""
+    calls it for a call blocked past its timeout (`restart_in_place` for the CLI).
+    `on_started` gets the consumers once they exist (the CLI's health checks watch them)."""
     lock = Lock()
 
     def report(command: ReceivedCommand, answer: Answer) -> None:
@@ -71,6 +73,8 @@ def serve_registered(
             watchdog = watchdogs[name] = CallWatchdog(on_stuck) if on_stuck else None
             guard = watchdog.guard if watchdog is not None else unguarded
             consumers.append(DownstreamConsumer(container, name, guard=guard))
+        if on_started is not None:
+            on_started(consumers)
         with ThreadPoolExecutor(max_workers=max(1, len(consumers))) as pool:
             futures = {c.name: pool.submit(serve, c, watchdogs[c.name]) for c in consumers}
             try:

@@ -259,12 +259,18 @@ class AnswerSender:
             ) from None
         self._producer.poll(0)
 
-    def wait_delivered(self, count: int, stop: threading.Event | None = None) -> bool:
+    def wait_delivered(
+        self, count: int, stop: threading.Event | None = None,
+        beat: Callable[[], None] | None = None,
+    ) -> bool:  # fmt: skip
         """Block until Kafka has every queued answer (True), however long the broker is
         away, or until `stop` is set (False: the answers stay queued, their commands
-        uncommitted, so they are read and answered again). Raise if any was refused."""
+        uncommitted, so they are read and answered again). Raise if any was refused.
+        `beat` is called for every slice waited (the caller's heartbeat)."""
         started = time.monotonic()
         while True:
+            if beat is not None:
+                beat()
             with self._guard("flush", _FLUSH_SLICE_S):
                 remaining = self._producer.flush(_FLUSH_SLICE_S)
             if self._refused:

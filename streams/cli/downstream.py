@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import signal
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from streams.cli._app import app, console, container
+
+if TYPE_CHECKING:
+    from streams.downstream import DownstreamConsumer
+    from streams.health import Check
 
 downstream_app = typer.Typer(
     help="Downstream consumers: receive privacy commands, acknowledge them.",
@@ -35,8 +39,10 @@ def downstream_serve(
     Ctrl-C or SIGTERM stops after the batch in hand and prints the summary. A broker that
     is not up yet, or goes away, is waited for (one warning line per 30 s); a Kafka call
     that blocks past its timeout restarts the process in place (nothing answered is lost)."""
-    from streams.downstream import load_registry
+    from streams.cli.run import worker_endpoints
+    from streams.downstream import HEALTH_STALE_S, load_registry
     from streams.downstream_example import serve_registered
+    from streams.health import Heartbeat
     from streams.reachability import wait_for_broker
     from streams.watchdog import restart_in_place
 
@@ -46,22 +52,36 @@ def downstream_serve(
     root.service_name = "contactflow-downstream"
     names = sorted(load_registry(root).consumers) if all_consumers else list(consumer or [])
     previous = signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
+    heartbeat = Heartbeat(HEALTH_STALE_S)
+    endpoints = worker_endpoints(root, heartbeat, ledger=False)
+
+    def started(consumers: list[DownstreamConsumer]) -> None:
+        endpoints.started(_first_problem([c.assignment_problem for c in consumers]),
+                          live=_first_problem([c.heartbeat.check for c in consumers]))  # fmt: skip
+
     try:
         try:  # a broker not up yet is waited for, with one line now and then
-            wait_for_broker(root.settings, "downstream serve")
+            wait_for_broker(root.settings, "downstream serve", sleep=heartbeat.sleep)
         except KeyboardInterrupt:
             return
         console.print(f"answering for {', '.join(names)} from {root.settings.bootstrap}")
         results = serve_registered(root, names, max_idle_s=max_idle, say=_say,
-                                   on_stuck=restart_in_place("downstream serve"))  # fmt: skip
+                                   on_stuck=restart_in_place("downstream serve"),
+                                   on_started=started)  # fmt: skip
     finally:
         signal.signal(signal.SIGTERM, previous)
+        endpoints.close()
     for name, stats in results.items():
         outcomes = ", ".join(f"{n} {o}" for o, n in sorted(stats.answered.items())) or "none"
         console.print(
             f"{name}: {stats.received} received, answered: {outcomes}; "
             f"{stats.ignored} for other consumers, {stats.unreadable} unreadable"
         )
+
+
+def _first_problem(checks: list[Check]) -> Check:
+    """One check of several: the first problem any of them has."""
+    return lambda: next((p for p in (check() for check in checks) if p is not None), None)
 
 
 def _say(line: str) -> None:

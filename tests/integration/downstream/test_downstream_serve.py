@@ -51,6 +51,24 @@ def test_each_consumer_answers_only_its_own_commands_on_both_topics(
         ("crm", "erase", "done", 1), ("crm", "restrict", "done", 1),
         ("recording_store", "erase", "done", 1), ("recording_store", "stop_purpose", "done", 1),
     ]  # fmt: skip
+    from opentelemetry.trace import SpanKind
+
+    erasure = container.topics.name("privacy.erasure.v1")
+    for span in spans:
+        assert span.kind is SpanKind.CONSUMER
+    erase = next(s for s in spans if s.attributes["downstream.command"] == "erase")  # type: ignore[index]
+    messaging = {k: v for k, v in erase.attributes.items() if k.startswith("messaging.")}  # type: ignore[union-attr]
+    assert str(messaging.pop("messaging.destination.partition.id")).isdigit()
+    assert isinstance(messaging.pop("messaging.kafka.offset"), int)
+    assert messaging == {
+        "messaging.system": "kafka", "messaging.operation.type": "process",
+        "messaging.operation.name": "process", "messaging.destination.name": erasure,
+        "messaging.consumer.group.name":
+            f"contactflow-downstream-{erase.attributes['downstream.consumer']}",  # type: ignore[index]
+    }  # fmt: skip
+    sends = [s for s in telemetry.span_exporter.get_finished_spans()  # type: ignore[union-attr]
+             if s.kind is SpanKind.PRODUCER]  # fmt: skip
+    assert {s.name for s in sends} == {f"send {container.topics.name('privacy.acks.v1')}"}
     exported = telemetry.exported_text()
     assert "contactflow.downstream.answers" in exported
     for record in [*mine["crm"], *mine["recording_store"], unserved]:
