@@ -14,6 +14,7 @@ Port rule of a new cluster: node N listens for clients on `CONTACTFLOW_BROKER_PO
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -194,3 +195,27 @@ def layout_for_up(home: Path, settings: Settings, nodes: int | None) -> ClusterL
     if layout.cluster_id is None and layout.is_cluster:
         layout.check_ports()
     return layout
+
+
+def _taken(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def free_cluster_ports(nodes: int, attempts: int = 100) -> tuple[int, int]:
+    """Node 1's client and controller ports such that every node's ports, by the port rule,
+    are free on loopback now: for a throwaway cluster (tests, `bench faults`)."""
+    for _ in range(attempts):
+        with socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", 0))
+            b.bind(("127.0.0.1", 0))
+            port, controller = int(a.getsockname()[1]), int(b.getsockname()[1])
+        ports = [base + PORT_STEP * i for base in (port, controller) for i in range(nodes)]
+        usable = max(ports) <= 65535 and len(set(ports)) == len(ports)
+        if usable and not any(_taken(p) for p in ports):
+            return port, controller
+    raise BrokerError(f"found no free loopback ports for a {nodes}-node cluster")

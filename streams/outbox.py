@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 from sqlalchemy.orm import Session
 
 from schemas.catalog import SchemaCatalog
 from schemas.serde import AvroSerde
 from streams.errors import ContactflowError
+from streams.kafka_refusals import about_the_records
 from streams.ledger import AuditLog
 from streams.topics import TopicCatalog
 
@@ -64,9 +65,28 @@ def deliver_all(producer: Producer, records: Iterable[Record], timeout: float = 
                 break
             except BufferError:  # local queue full: serve delivery reports, then retry
                 producer.poll(0.05)
+            except KafkaException as exc:  # refused before sending (too large for the client)
+                delivery.refusals.append(exc.args[0].name())
+                break
         producer.poll(0)
     delivery.undelivered = producer.flush(timeout)
     return delivery
+
+
+class OutboxRefused(ContactflowError):
+    """Kafka did not take a unit's messages, so nothing was committed. `about_the_records`:
+    it refused them for what they are (size, form), so sending them again cannot succeed;
+    otherwise (the broker away, a timeout) the same unit may well succeed later."""
+
+    def __init__(self, message: str, delivery: Delivery) -> None:
+        super().__init__(message)
+        self.delivery = delivery
+        self.about_the_records = not delivery.undelivered and about_the_records(delivery.refusals)
+
+    @property
+    def reason_code(self) -> str:
+        """The broker's error name (the first), for a dead letter."""
+        return sorted(set(self.delivery.refusals))[0] if self.delivery.refusals else "timed_out"
 
 
 class Outbox:
@@ -87,15 +107,16 @@ class Outbox:
         return self.serde.serialize(dict(record), self._schemas.latest(contract))
 
     def send(self, messages: Sequence[Message], what: str) -> None:
-        """Produce and flush; ContactflowError (nothing committed) if Kafka refuses any."""
+        """Produce and flush; OutboxRefused (nothing committed) unless Kafka takes them all."""
         records = (
             (self._topics.name(logical), key, value, None) for logical, key, value in messages
         )
         delivery = deliver_all(self._producer, records, 30)
         if not delivery.complete:
-            raise ContactflowError(
+            raise OutboxRefused(
                 f"Kafka did not take the {what} messages ({delivery.describe()}); "
-                "nothing was committed"
+                "nothing was committed",
+                delivery,
             )
 
     def audit(

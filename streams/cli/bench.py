@@ -48,3 +48,28 @@ def bench_privacy(
         )
     for line in result.report_lines():
         console.print(line, soft_wrap=True)
+
+
+@bench_app.command("faults")
+def bench_faults(
+    events: Annotated[
+        int, typer.Option(min=100, help="At least this many events in the steady flow.")
+    ] = 6000,
+    kills: Annotated[int, typer.Option(min=0, help="Router SIGKILLs before the node faults.")] = 3,
+    rate: Annotated[float, typer.Option(min=5, help="Events per second in the flow.")] = 40.0,
+    down: Annotated[
+        float, typer.Option(min=1, help="Seconds a killed node or the cluster stays down.")
+    ] = 10.0,
+) -> None:
+    """Router and privacy app on a throwaway 3-node cluster under a steady flow while
+    routers, nodes and the cluster die and poison records arrive; every output is read back.
+    Last line: faults= lost= duplicated= stalled_partitions= max_recovery_s=; exit 1 unless
+    nothing was lost, duplicated or stalled."""
+    from streams.bench.faults import run_fault_bench
+
+    with progress("bench faults") as say:
+        result = run_fault_bench(say, events=events, kills=kills, rate=rate, down_s=down)
+    for line in result.report_lines():
+        console.print(line, soft_wrap=True)
+    if not result.ok:
+        raise typer.Exit(1)

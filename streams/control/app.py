@@ -12,8 +12,10 @@ idempotent effects). The clock is injected.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
@@ -28,6 +30,7 @@ from streams.bootstrap import Container
 from streams.control.instruments import ControlInstruments
 from streams.errors import ContactflowError
 from streams.ledger import LedgerError
+from streams.outbox import OutboxRefused
 from streams.privacy.catchup import INPUT_ERRORS, handlers
 from streams.privacy.service import PrivacyService
 from streams.retention.service import STANDARD, RetentionService
@@ -38,6 +41,8 @@ SIGNALS = "retention.signals.v1"
 APP_ID = "contactflow-control"
 REQUEST_CUT_INTERVAL_S = 5.0
 _HELD_ROUNDS_BEFORE_WARNING = 12
+_RETRY_REPORT_S = 30.0  # one line per input per this long while Kafka does not take it
+_RETRY_PAUSE_MAX_S = 30.0
 CUT_ERRORS = (KafkaException, SQLAlchemyError, ContactflowError, ConsumerNotStarted)
 
 
@@ -82,15 +87,15 @@ def create_control_app(
     async def register_recordings(stream: Any) -> None:
         async for message, value in each_value(stream):
             with instruments.consumed(message):
-                _guarded(service, message, "register", clock, service.ingest_recording, value,
-                         instruments)  # fmt: skip
+                await _guarded(service, message, "register", clock,
+                               service.ingest_recording, value, instruments)  # fmt: skip
 
     @app.agent(raw_topic(SIGNALS), name="place-signal-holds")
     async def place_signal_holds(stream: Any) -> None:
         async for message, value in each_value(stream):
             with instruments.consumed(message):
-                _guarded(service, message, "hold", clock, service.apply_signal, value,
-                         instruments)  # fmt: skip
+                await _guarded(service, message, "hold", clock, service.apply_signal,
+                               value, instruments)  # fmt: skip
 
     @app.timer(interval=sweep_interval_s, name="expire-recordings")  # type: ignore[untyped-decorator]
     async def expire_recordings() -> None:
@@ -168,11 +173,22 @@ def _privacy_agent(
     async def agent(stream: Any) -> None:
         async for message, value in each_value(stream):
             with instruments.consumed(message):
-                try:
-                    apply(value, clock())
-                except INPUT_ERRORS as exc:
-                    privacy.dead_letter(_Record(message, value), "privacy", exc, clock())
-                    instruments.dead_lettered(str(message.topic), type(exc).__name__)
+                record = _Record(message, value)
+
+                def step(value: bytes, record: _Record = record) -> None:
+                    try:
+                        apply(value, clock())
+                    except INPUT_ERRORS as exc:
+                        privacy.dead_letter(record, "privacy", exc, clock())
+                        instruments.dead_lettered(record.topic(), type(exc).__name__)
+                    except OutboxRefused as exc:
+                        if not exc.about_the_records:
+                            raise
+                        code = exc.reason_code
+                        privacy.dead_letter(record, "privacy", exc, clock(), code=code)
+                        instruments.dead_lettered(record.topic(), code)
+
+                await _until_kafka_takes_it(record, step, value)
 
     app.agent(topic, name=logical.replace(".", "-"))(agent)
 
@@ -216,7 +232,7 @@ def faust_credentials(settings: Settings) -> Any:
     )
 
 
-def _guarded(
+async def _guarded(
     service: RetentionService,
     message: Any,
     stage: str,
@@ -225,13 +241,49 @@ def _guarded(
     value: bytes,
     instruments: ControlInstruments | None = None,
 ) -> None:
-    """Run one input's action; an input it cannot use goes to the dead-letter topic."""
-    try:
-        action(value, clock())
-    except (SerdeError, LedgerError, KeyError, ValueError) as exc:
-        log.error("%s failed at %s[%s]@%s: %s", stage, message.topic, message.partition,
-                  message.offset, type(exc).__name__)  # fmt: skip
-        service.dead_letter(message.topic, message.partition, message.offset, message.key,
-                            value, stage, type(exc).__name__, str(exc), clock())  # fmt: skip
-        if instruments is not None:
-            instruments.dead_lettered(str(message.topic), type(exc).__name__)
+    """Run one input's action; an input it cannot use goes to the dead-letter topic, and so
+    does one whose messages Kafka refuses for what they are (with the broker's error)."""
+    record = _Record(message, value)
+
+    def step(value: bytes) -> None:
+        try:
+            action(value, clock())
+        except (SerdeError, LedgerError, KeyError, ValueError, OutboxRefused) as exc:
+            if isinstance(exc, OutboxRefused) and not exc.about_the_records:
+                raise
+            code = exc.reason_code if isinstance(exc, OutboxRefused) else type(exc).__name__
+            log.error("%s failed at %s[%s]@%s: %s", stage, record.topic(), record.partition(),
+                      record.offset(), code)  # fmt: skip
+            service.dead_letter(record.topic(), record.partition(), record.offset(),
+                                record.key(), value, stage, code, str(exc), clock())  # fmt: skip
+            if instruments is not None:
+                instruments.dead_lettered(record.topic(), code)
+
+    await _until_kafka_takes_it(record, step, value)
+
+
+async def _until_kafka_takes_it(
+    record: _Record, step: Callable[[bytes], None], value: bytes
+) -> None:
+    """Run `step` on one input until Kafka takes what it sends. A refusal that is not about
+    the messages themselves (the broker away, a timeout) leaves the ledger as it was, so
+    the same input is tried again after a pause: never skipped (its offset is not passed),
+    never a crash of the agent, one line per `_RETRY_REPORT_S`."""
+    pause, said, tries = 1.0, 0.0, 0
+    while True:
+        try:
+            step(value)
+        except OutboxRefused as exc:
+            tries += 1
+            if time.monotonic() - said >= _RETRY_REPORT_S:
+                said = time.monotonic()
+                log.warning("%s[%d]@%d: Kafka did not take its messages (%s, try %d); "
+                            "trying again", record.topic(), record.partition(),
+                            record.offset(), exc.reason_code, tries)  # fmt: skip
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _RETRY_PAUSE_MAX_S)
+            continue
+        if tries:
+            log.warning("%s[%d]@%d: taken after %d tries", record.topic(), record.partition(),
+                        record.offset(), tries + 1)  # fmt: skip
+        return

@@ -46,7 +46,7 @@ from streams.outbox import Message, Outbox
 from streams.privacy import execution
 from streams.privacy.config import PrivacyConfig
 from streams.privacy.instruments import PrivacyInstruments
-from streams.privacy.intake import Intake
+from streams.privacy.intake import Intake, checked
 from streams.privacy.messages import command_message, controller_message
 from streams.privacy.request_cut import REQUESTS, RequestCut, RequestRecords, dead_letter_audit
 from streams.privacy.resolution import resolve_step
@@ -90,8 +90,9 @@ class PrivacyService:
 
     def submit(self, intake: Intake, now: datetime, *, via: str | None = None) -> PrivacyRequest:
         """Store a new request (or return the stored one with that id) and move it on;
-        `via` names the topic it came from (the evidence says whether a record was cut)."""
-        request_id, intake = intake.with_id()
+        `via` names the topic it came from (the evidence says whether a record was cut).
+        A receipt time or purpose that may not be taken in raises `RequestRefused`."""
+        request_id, intake = checked(intake, now, self._config.request_purposes).with_id()
         with self._instruments.span("privacy.intake", request_id, intake.request_type):
             step = privacy.submit(
                 request_id, intake.request_type, intake.received_at, intake.submitted_by, now,
@@ -237,11 +238,15 @@ class PrivacyService:
         """The ledger session factory (for reports and exports)."""
         return self._sessions
 
-    def dead_letter(self, message: Any, stage: str, error: Exception, now: datetime) -> None:
+    def dead_letter(
+        self, message: Any, stage: str, error: Exception, now: datetime, *,
+        code: str | None = None,
+    ) -> None:  # fmt: skip
         """Park an input record the privacy app cannot use, with its bytes and the reason
-        (the exception's type and message: messages here never hold personal data), and
-        say so in the audit log: the request topic's cut may then pass the record."""
-        code = type(error).__name__
+        (`code`, by default the exception's type, and its message: messages here never
+        hold personal data), and say so in the audit log: the request topic's cut may then
+        pass the record."""
+        code = code or type(error).__name__
         log.error("%s failed at %s[%s]@%s: %s", stage, message.topic(), message.partition(),
                   message.offset(), code)  # fmt: skip
         self._retention.dead_letter(message.topic(), message.partition(), message.offset(),

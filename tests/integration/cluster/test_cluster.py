@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from typer.testing import CliRunner
 from streams.bootstrap import bootstrap
 from streams.broker import Broker
 from streams.cli import app
-from streams.cluster import PORT_STEP
+from streams.cluster import PORT_STEP, free_cluster_ports
 from streams.settings import Settings
 from streams.telemetry import Telemetry
 from streams.topics import apply_plan, plan
@@ -35,28 +34,8 @@ NODES = 3
 TOPIC = "contact.raw.phone.v1"  # 6 partitions; replication 3 in the production profile
 
 
-def _taken(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
 def _free_ports() -> tuple[int, int]:
-    """Node 1's client and controller ports, such that every node's ports (the rule: +100
-    per node) are free."""
-    for _ in range(100):
-        with socket.socket() as a, socket.socket() as b:
-            a.bind(("127.0.0.1", 0))
-            b.bind(("127.0.0.1", 0))
-            port, controller = int(a.getsockname()[1]), int(b.getsockname()[1])
-        ports = [base + PORT_STEP * i for base in (port, controller) for i in range(NODES)]
-        usable = max(ports) <= 65535 and len(set(ports)) == len(ports)
-        if usable and not any(_taken(p) for p in ports):
-            return port, controller
-    raise AssertionError("no free ports for a three-node cluster")
+    return free_cluster_ports(NODES)
 
 
 @dataclass

@@ -10,13 +10,16 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_cluster import _free_ports, _java_processes_in
 
+from streams.bench.flow import fresh_events
+from streams.bench.routers import RouterFleet, wait_for
+from streams.bench.verdict import GroupProbe, exactly_once_problems, expected_routes, read_outputs
 from streams.bootstrap import Container, bootstrap
 from streams.broker import Broker
 from streams.keys import load_keys
@@ -24,12 +27,6 @@ from streams.ledger import upgrade
 from streams.settings import KAFKA_CLIENT_LOGGER, Settings
 from streams.telemetry import Telemetry
 from streams.topics import apply_plan, plan
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "router"))
-from routercheck import GroupProbe, exactly_once_problems, expected_routes, read_outputs
-from routerflow import fresh_events
-from routerproc import RouterFleet, wait_for
-from test_cluster import _free_ports, _java_processes_in
 
 pytestmark = pytest.mark.integration
 FLOW_PER_SECOND = 40.0

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from routercheck import GroupProbe
-from routerproc import RouterFleet
 
+from streams.bench.routers import RouterFleet
+from streams.bench.verdict import GroupProbe
 from streams.bootstrap import Container
 from streams.keys import load_keys
 from streams.ledger import upgrade

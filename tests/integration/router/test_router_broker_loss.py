@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from routercheck import GroupProbe, exactly_once_problems, expected_routes, read_outputs
-from routerflow import fresh_events
-from routerproc import RouterFleet, wait_for
 
+from streams.bench.flow import fresh_events
+from streams.bench.routers import RouterFleet, wait_for
+from streams.bench.verdict import GroupProbe, exactly_once_problems, expected_routes, read_outputs
 from streams.bootstrap import Container
 from streams.broker import Broker
 

@@ -14,17 +14,17 @@ import random
 import time
 
 import pytest
-from routercheck import (
+
+from processors.routing import QUARANTINE_TOPIC
+from streams.bench.flow import RawEvent, encode_events, fresh_events, produce
+from streams.bench.routers import RouterFleet, RouterProcess, wait_for
+from streams.bench.verdict import (
     TAGGED_TOPICS,
     GroupProbe,
     exactly_once_problems,
     expected_routes,
     read_outputs,
 )
-from routerflow import RawEvent, encode_events, fresh_events, produce
-from routerproc import RouterFleet, RouterProcess, wait_for
-
-from processors.routing import QUARANTINE_TOPIC
 from streams.bootstrap import Container
 from streams.readback import read_all
 

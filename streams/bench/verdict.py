@@ -10,7 +10,6 @@ from typing import Any
 
 from confluent_kafka import Consumer, IsolationLevel, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
-from routerflow import RawEvent
 
 from processors.policy import ContactFacts, attribute_controller, hold_signal_of
 from processors.routing import (
@@ -22,6 +21,7 @@ from processors.routing import (
     SIGNALS_TOPIC,
 )
 from schemas.serde import AvroSerde
+from streams.bench.flow import RawEvent
 from streams.bootstrap import Container
 from streams.producer import CHANNELS, raw_topic
 from streams.readback import read_all
@@ -90,8 +90,9 @@ class GroupProbe:
     def _end_offsets(
         self, isolation: IsolationLevel = IsolationLevel.READ_UNCOMMITTED
     ) -> dict[tuple[str, int], int]:
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
         futures = self._admin.list_offsets(
-            dict.fromkeys(self._output_partitions, OffsetSpec.latest()),
+            dict.fromkeys(self._output_partitions, latest),
             isolation_level=isolation,
             request_timeout=15,
         )
@@ -138,18 +139,18 @@ def read_outputs(container: Container) -> RoutedOutputs:
     topics_of_event: dict[str, list[str]] = {}
     for logical in TAGGED_TOPICS:
         for message in read_all(client, container.topics.name(logical), timeout=60):
-            event_id = serde.deserialize(message.value())[1]["event_id"]
+            event_id = serde.deserialize(message.value() or b"")[1]["event_id"]
             topics_of_event.setdefault(event_id, []).append(logical)
     recordings = Counter(
         (m.key() or b"").decode()
         for m in read_all(client, container.topics.name(RECORDINGS_TOPIC), timeout=60)
     )
     signals = Counter(
-        serde.deserialize(m.value())[1]["signal_id"]
+        serde.deserialize(m.value() or b"")[1]["signal_id"]
         for m in read_all(client, container.topics.name(SIGNALS_TOPIC), timeout=60)
     )
     dead = [
-        serde.deserialize(m.value())[1]
+        serde.deserialize(m.value() or b"")[1]
         for m in read_all(client, container.topics.name(DEADLETTER_TOPIC), timeout=60)
     ]
     return RoutedOutputs(topics_of_event, recordings, signals, dead)

@@ -1,10 +1,11 @@
-"""Routers as real subprocesses, for the crash and scale-out tests.
+"""Routers as real subprocesses, for the crash, scale-out and fault tests and `bench faults`.
 
 They need `contactflow run router` exactly as an operator runs it: a process that can be
 SIGKILLed mid-transaction and restarted with the same instance id (its `transactional.id`
 fences the zombie). Each incarnation writes stdout and stderr to files;
 `RouterFleet.report()` quotes their tails so a failed assertion shows what the routers
-said. The events they route come from `routerflow`, the checks from `routercheck`.
+said. The events they route come from `streams.bench.flow`, the checks from
+`streams.bench.verdict`.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from routerflow import BackgroundFlow, RawEvent
-
+from streams.bench.flow import BackgroundFlow, RawEvent
 from streams.bootstrap import Container
+from streams.errors import ContactflowError
 from streams.settings import PROJECT_ROOT
 
 READY_LINE = "router ready"
@@ -32,7 +33,7 @@ STOPPED_LINE = re.compile(
 )
 
 
-class RouterFailure(AssertionError):
+class RouterFailure(ContactflowError):
     """A router did not do what the test waited for; the message quotes its output."""
 
 
@@ -173,7 +174,11 @@ class RouterFleet:
             self.routers[instance] = RouterProcess(instance, env, self._log_dir)
         return self.routers[instance]
 
-    def start_flow(self, events: list[RawEvent], per_second: float) -> BackgroundFlow:
+    def process_env(self, **extra: str) -> dict[str, str]:
+        """The environment of a contactflow process on this fleet's broker, topics and data."""
+        return {**self._base_env, **extra}
+
+    def start_flow(self, events: Iterable[RawEvent], per_second: float) -> BackgroundFlow:
         """A steady flow of `events` to the raw topics, stopped at teardown at the latest."""
         flow = BackgroundFlow(self._container, events, per_second)
         self._flows.append(flow)

@@ -1,4 +1,5 @@
-"""Raw events for the router tests, produced at once or as a paced background flow.
+"""Raw events for the router's fault tests and `bench faults`, produced at once or as a
+paced background flow.
 
 Events are the `schemas.examples` shapes with fresh event ids, contact ids and recording
 ids, a few of them for a service the policy does not know (quarantine).
@@ -11,7 +12,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,13 @@ from schemas.examples import example_events
 from schemas.serde import AvroSerde
 from schemas.validation import from_json
 from streams.bootstrap import Container
+from streams.errors import ContactflowError
 from streams.producer import CHANNELS, SCHEMA_HEADER, raw_topic
+
+
+class ProduceFailed(ContactflowError):
+    """The broker did not acknowledge every event of a flow; the message says how many."""
+
 
 UNKNOWN_SERVICE = "unlisted_service"  # no policy rule names it: quarantined
 RECORDING_ID_FIELD = {kind: spec[1] for kind, spec in RECORDING_KINDS.items()}
@@ -44,14 +51,19 @@ class RawEvent:
 
 
 def fresh_events(count: int, *, quarantine_every: int = 40) -> list[RawEvent]:
-    """`count` valid events cycling over every example, each with new ids.
+    """`count` valid events cycling over every example, each with new ids (see
+    `fresh_event_stream`)."""
+    return list(itertools.islice(fresh_event_stream(quarantine_every=quarantine_every), count))
+
+
+def fresh_event_stream(*, quarantine_every: int = 40) -> Iterator[RawEvent]:
+    """Valid events without end, cycling over every example, each with new ids.
 
     Contact ids are spread (so keys cover the partitions); recording ids are unique, so
     recordings.standard.v1 can be checked one record per event.
     """
     templates = [(c, e) for c in CHANNELS for e in example_events(c)]
-    events = []
-    for index, (channel, template) in zip(range(count), itertools.cycle(templates), strict=False):
+    for index, (channel, template) in enumerate(itertools.cycle(templates)):
         event = {**template, "envelope": dict(template["envelope"])}
         event["payload"] = dict(template["payload"])
         envelope = event["envelope"]
@@ -65,8 +77,7 @@ def fresh_events(count: int, *, quarantine_every: int = 40) -> list[RawEvent]:
             event["payload"][id_field] = (
                 f"<{unique}@mail.example.org>" if id_field == "message_id" else f"rec-{unique}"
             )
-        events.append(RawEvent(channel, event))
-    return events
+        yield RawEvent(channel, event)
 
 
 @dataclass(frozen=True)
@@ -78,9 +89,12 @@ class EncodedEvent:
     headers: tuple[tuple[str, bytes], ...]
 
 
-def encode_events(container: Container, events: Iterable[RawEvent]) -> list[EncodedEvent]:
-    """Validate and Avro-encode each event for its channel's raw topic (as the SDK does)."""
-    serde = AvroSerde(container.schemas)
+def encode_events(
+    container: Container, events: Iterable[RawEvent], serde: AvroSerde | None = None
+) -> list[EncodedEvent]:
+    """Validate and Avro-encode each event for its channel's raw topic (as the SDK does);
+    pass the `serde` of earlier calls to reuse its compiled encoders."""
+    serde = serde or AvroSerde(container.schemas)
     encoded = []
     for item in events:
         logical = raw_topic(item.channel)
@@ -150,8 +164,8 @@ class _Sender:
     def flush(self) -> Delivered:
         remaining = self._producer.flush(60)
         if remaining or self.delivered.failures:
-            raise AssertionError(f"producing failed: {remaining} unacknowledged, "
-                                 f"refused {dict(self.delivered.failures)}")  # fmt: skip
+            raise ProduceFailed(f"producing failed: {remaining} unacknowledged, "
+                                f"refused {dict(self.delivered.failures)}")  # fmt: skip
         return self.delivered
 
 
@@ -164,15 +178,17 @@ def produce(container: Container, records: Iterable[EncodedEvent]) -> Delivered:
 
 
 class BackgroundFlow:
-    """A steady flow of `events` from a thread until `finish` (or until they run out).
+    """A steady flow of `events` from a thread until `finish` (or until they run out; an
+    endless stream such as `fresh_event_stream()` is fine).
 
     Each event is encoded just before it is sent; `finish` returns the events the broker
     acknowledged, in send order, and re-raises a failure of the flow.
     """
 
-    def __init__(self, container: Container, events: list[RawEvent], per_second: float):
+    def __init__(self, container: Container, events: Iterable[RawEvent], per_second: float):
         self._container = container
         self._events = events
+        self._sent_events: list[RawEvent] = []
         self._per_second = per_second
         self._stop = threading.Event()
         self._error: BaseException | None = None
@@ -181,12 +197,14 @@ class BackgroundFlow:
 
     def _run(self) -> None:
         try:
+            serde = AvroSerde(self._container.schemas)
             started = time.monotonic()
             for index, event in enumerate(self._events):
                 if self._stop.is_set():
                     break
-                (record,) = encode_events(self._container, [event])
+                (record,) = encode_events(self._container, [event], serde)
                 self._sender.send(record)
+                self._sent_events.append(event)
                 self._stop.wait(max(started + (index + 1) / self._per_second - time.monotonic(), 0))
             self._sender.flush()
         except BaseException as exc:  # noqa: BLE001 - handed to the test thread by finish()
@@ -214,7 +232,7 @@ class BackgroundFlow:
         self._stop.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
-            raise AssertionError(f"the event flow did not stop within {timeout:.0f}s")
+            raise ProduceFailed(f"the event flow did not stop within {timeout:.0f}s")
         if self._error is not None:
             raise self._error
-        return self._events[: self._sender.sent]
+        return self._sent_events
