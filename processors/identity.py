@@ -8,7 +8,8 @@ Rules (documented in docs/architecture.md):
   parse, or parses to a number that cannot exist, is refused.
 - e-mail addresses: trimmed and case-folded whole (providers treat the local part
   case-insensitively in practice), one `@`, a dotted domain, no spaces.
-- social handles: qualified by platform, `platform:handle`, lower-cased, leading `@` dropped.
+- social handles: qualified by platform, `platform:handle`, lower-cased, leading `@` dropped;
+  the platform is one the contracts know (`SOCIAL_PLATFORMS`, the `SocialPlatform` enum).
 - the controller's customer reference: as given, only surrounding spaces removed.
 
 Errors never contain the identifier itself: they may end up in logs and dead letters.
@@ -27,6 +28,9 @@ DEFAULT_REGION = "BE"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$")
 _HANDLE = re.compile(r"^[\w.\-]{1,100}$")
 _MAX_IDENTIFIER = 320
+# the symbols of schemas/avro/common/SocialPlatform.avsc (a unit test keeps them equal)
+SOCIAL_PLATFORMS = frozenset({"facebook", "instagram", "x", "linkedin", "tiktok", "youtube",
+                              "other"})  # fmt: skip
 
 
 class IdentifierKind(StrEnum):
@@ -115,11 +119,15 @@ def normalise_email(raw: str) -> Identifier:
 
 
 def qualify_handle(platform: str, raw: str) -> Identifier:
-    """`platform:handle`, lower-cased, without a leading `@`."""
+    """`platform:handle`, lower-cased, without a leading `@`, on a known platform."""
     handle = raw.strip().lstrip("@").casefold()
+    platform = platform.strip().casefold()
     if not platform or not _HANDLE.match(handle):
         raise InvalidIdentifier(IdentifierKind.SOCIAL_HANDLE, "not a social-media handle")
-    return Identifier(IdentifierKind.SOCIAL_HANDLE, f"{platform.casefold()}:{handle}")
+    if platform not in SOCIAL_PLATFORMS:
+        known = ", ".join(sorted(SOCIAL_PLATFORMS))
+        raise InvalidIdentifier(IdentifierKind.SOCIAL_HANDLE, f"unknown platform (one of {known})")
+    return Identifier(IdentifierKind.SOCIAL_HANDLE, f"{platform}:{handle}")
 
 
 def customer_reference(raw: str) -> Identifier:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TypeVar
 
@@ -41,6 +41,9 @@ from processors.consumers import CONTROLLERS, Command
 from processors.deadlines import deadline_after
 
 MAX_EXTENSION_MONTHS = 2
+# receipt times taken in: see check_receipt
+MAX_RECEIPT_AGE_MONTHS = 1 + MAX_EXTENSION_MONTHS
+RECEIPT_CLOCK_SKEW = timedelta(minutes=5)
 REASON_LIMIT = 500
 ABSOLUTE_OBJECTION_PURPOSES = frozenset({"direct_marketing", "direct_marketing_profiling"})
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
@@ -103,6 +106,43 @@ class PrivacyRequestError(ValueError):
 
 class TransitionError(PrivacyRequestError):
     """The transition is not allowed for this request now (state, deadline, answers)."""
+
+
+class RequestRefused(PrivacyRequestError):
+    """A request value outside what may be taken in: `field` and `rule`, never the value."""
+
+    def __init__(self, field: str, rule: str) -> None:
+        super().__init__(f"{field}: {rule}")
+        self.field = field
+        self.rule = rule
+
+
+def check_receipt(received_at: datetime, now: datetime) -> datetime:
+    """The receipt time to record (a time within the clock skew ahead becomes `now`), or
+    `RequestRefused` when it is in the future or further back than the law can be met.
+
+    The window: no more than MAX_RECEIPT_AGE_MONTHS (3) calendar months back, the longest
+    time the law allows to answer (one month, extended by at most two, GDPR Art. 12(3)):
+    an older receipt cannot be answered lawfully whatever is done and is far likelier a
+    mistyped year than a letter. At most RECEIPT_CLOCK_SKEW ahead (two systems' clocks);
+    such a time is taken as `now`, the earlier deadline."""
+    if not isinstance(received_at, datetime) or received_at.utcoffset() is None:
+        raise RequestRefused("received_at", "a time with its zone is required")
+    if received_at > now + RECEIPT_CLOCK_SKEW:
+        raise RequestRefused(
+            "received_at", f"in the future (more than {_minutes(RECEIPT_CLOCK_SKEW)} ahead)"
+        )
+    if deadline_after(received_at, MAX_RECEIPT_AGE_MONTHS) < now:
+        raise RequestRefused(
+            "received_at",
+            f"more than {MAX_RECEIPT_AGE_MONTHS} months ago: even an extended deadline (GDPR "
+            "Art. 12(3)) has passed; check the date",
+        )
+    return min(received_at, now)
+
+
+def _minutes(delta: timedelta) -> str:
+    return f"{int(delta.total_seconds() // 60)} minutes"
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,9 +216,8 @@ def submit(
 ) -> Step:
     """A new request: `received` when its proof of identity came with it, else
     `identity_unverified` (which executes nothing until `verify`)."""
-    now, received_at = _aware(now), _aware(received_at, "received_at")
-    if received_at > now:
-        raise PrivacyRequestError("received_at must not be in the future")
+    now = _aware(now)
+    received_at = check_receipt(_aware(received_at, "received_at"), now)
     kind = _choice(RequestType, request_type, "request_type")
     if (purpose is not None) != (kind in PURPOSE_REQUIRED):
         needing = ", ".join(sorted(PURPOSE_REQUIRED))

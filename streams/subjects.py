@@ -8,6 +8,7 @@ and looked up in the ledger's subject index. It is never stored or logged.
 from __future__ import annotations
 
 from processors.identity import (
+    SOCIAL_PLATFORMS,
     Identifier,
     customer_reference,
     normalise_email,
@@ -19,8 +20,6 @@ from streams.bootstrap import Container
 from streams.keys import load_keys
 from streams.ledger import SubjectIndex, session_factory
 
-PLATFORMS = ("facebook", "instagram", "x", "linkedin", "tiktok", "youtube", "other")
-
 
 def parse_identifier(text: str) -> Identifier:
     """`phone:…`, `email:…`, `customer:…`, `<platform>:<handle>`, or a bare phone/e-mail."""
@@ -31,7 +30,7 @@ def parse_identifier(text: str) -> Identifier:
         return normalise_email(rest)
     if rest and prefix == "customer":
         return customer_reference(rest)
-    if rest and prefix in PLATFORMS:
+    if rest and prefix in SOCIAL_PLATFORMS:
         return qualify_handle(prefix, rest)
     if "@" in text:
         return normalise_email(text)

@@ -86,8 +86,10 @@ def submit(
     reason: Annotated[str | None, typer.Option(help="Why (e.g. for lift-restriction).")] = None,
     submitted_by: Annotated[str, typer.Option()] = "privacy-office",
 ) -> None:
-    """Record a request and print its id; without --verified-by it waits for `dsr verify`."""
-    from streams.privacy.intake import Intake, identifiers
+    """Record a request and print its id; without --verified-by it waits for `dsr verify`.
+    Values that may not be taken in are refused before anything is reached."""
+    from streams.privacy.config import load_privacy_config
+    from streams.privacy.intake import Intake, checked, identifiers
 
     pairs = [("phone", v) for v in phone or []] + [("email", v) for v in email or []]
     pairs += [("social_handle", v) for v in handle or []]
@@ -100,6 +102,7 @@ def submit(
             verified_by=verified_by,
             purpose=purpose, reason=reason,
         )  # fmt: skip
+        intake = checked(intake, now, load_privacy_config(container()).request_purposes)
     except (InvalidIdentifier, PrivacyRequestError) as exc:
         raise ContactflowError(str(exc)) from None
     _, service = _service()

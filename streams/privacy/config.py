@@ -3,11 +3,13 @@ instructions, and the policy facts a request needs (its version, COMNEXIO's purp
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from processors.consumers import ConsumerRegistry
 from processors.privacy import RequestType
+from processors.request_intake import request_purposes
 from streams.bootstrap import Container
 from streams.downstream_model import load_registry
 from streams.errors import ContactflowError
@@ -23,6 +25,7 @@ class PrivacyConfig:
     policy_version: str
     comnexio_purposes: frozenset[str]
     grace_days: int
+    request_purposes: Mapping[str, frozenset[str]]  # what a request may name
 
     def retention_service(self, container: Container, actor: str) -> RetentionService:
         from streams.retention.service import RetentionService
@@ -58,4 +61,5 @@ def load_privacy_config(container: Container) -> PrivacyConfig:
         policy_version=policy.version,
         comnexio_purposes=comnexio,
         grace_days=policy.release_grace_days,
+        request_purposes=request_purposes(policy),
     )

@@ -2,14 +2,17 @@
 
 Identifiers are normalised exactly as the router normalises them and leave this module
 only as keyed digests: the ledger never stores the raw values, and errors name the kind
-of identifier, never its value.
+of identifier, never its value. What may be taken in (receipt time, purposes, platforms,
+a request id, sizes) is `processors.request_intake`: an `Intake` checks what it holds
+alone, `checked` what needs the clock and the policy; the CLI calls it before connecting,
+`PrivacyService.submit` again for every path.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +25,13 @@ from processors.identity import (
 )
 from processors.privacy import PrivacyRequestError
 from processors.pseudonym import Pseudonymiser
+from processors.request_intake import (
+    check_identifier_count,
+    check_purpose,
+    check_reason,
+    check_receipt,
+    check_request_id,
+)
 
 KINDS = ("phone", "email", "social_handle", "customer_ref")
 
@@ -39,9 +49,15 @@ class Intake:
     reason: str | None = None
     request_id: str | None = None
 
+    def __post_init__(self) -> None:
+        check_identifier_count(len(self.identifiers))
+        check_reason(self.reason)
+        if self.request_id is not None:  # given (the topic's records always give one)
+            check_request_id(self.request_id)
+
     def with_id(self) -> tuple[str, Intake]:
         """The request id (a new one when none was given) and the intake carrying it."""
-        request_id = self.request_id or f"dsr-{uuid.uuid4().hex[:16]}"
+        request_id = f"dsr-{uuid.uuid4().hex[:16]}" if self.request_id is None else self.request_id
         return request_id, Intake(**{**_fields(self), "request_id": request_id})
 
     def digests(self, pseudonymiser: Pseudonymiser) -> list[tuple[str, str]]:
@@ -66,14 +82,25 @@ def identifier(kind: str, value: str) -> Identifier:
 
 
 def identifiers(pairs: Sequence[tuple[str, str]]) -> tuple[Identifier, ...]:
-    """Normalised identifiers; at least one is required."""
+    """Normalised identifiers; at least one is required, at most MAX_IDENTIFIERS."""
     if not pairs:
         raise PrivacyRequestError("a request needs at least one identifier of the person")
+    check_identifier_count(len(pairs))
     return tuple(identifier(kind, value) for kind, value in pairs)
 
 
+def checked(intake: Intake, now: datetime, purposes: Mapping[str, frozenset[str]]) -> Intake:
+    """`intake` once its receipt time and purpose pass (`RequestRefused` otherwise), the
+    receipt time a clock slightly ahead gave taken as `now`."""
+    check_purpose(intake.request_type, intake.purpose, purposes)
+    return replace(intake, received_at=check_receipt(intake.received_at, now))
+
+
 def from_message(record: Mapping[str, Any]) -> Intake:
-    """A decoded `PrivacyRequest` record from privacy.requests.v1."""
+    """A decoded `PrivacyRequest` record from privacy.requests.v1: its id is required."""
+    check_request_id(record["request_id"])
+    check_reason(record.get("reason"))
+    check_identifier_count(len(record["identifiers"]))
     pairs = [(item["kind"], item["value"]) for item in record["identifiers"]]
     return Intake(
         request_type=record["request_type"],

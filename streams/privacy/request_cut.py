@@ -196,7 +196,7 @@ class RequestRecords:
         request_id: str | None = None
         try:
             _, record = self._serde.deserialize(value, "PrivacyRequest")
-            request_id = str(record["request_id"])
+            request_id = str(record["request_id"]) or None  # an empty id names nothing
         except (SerdeError, KeyError, ValueError):
             pass  # no usable request: taken in only as a dead letter
         if request_id is not None and PrivacyRequests(session).get(request_id) is not None:

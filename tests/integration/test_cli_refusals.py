@@ -156,3 +156,35 @@ def test_a_reachable_postgresql_ledger_still_works_with_the_connect_timeout(
     for command in LEDGER_READERS[::-1]:  # ledger upgrade first
         result = _run(env, *command)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _submit(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`dsr submit` with no broker to reach: a refusal must come before any connection."""
+    env = {"CONTACTFLOW_DATA_DIR": str(tmp_path), "CONTACTFLOW_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    return _run(env, "dsr", "submit", *args)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [(["erasure", "--email", "a.person@example.org", "--received-at", "1970-01-01T00:00:00Z"],
+      ["received_at", "more than 3 months ago"]),
+     (["erasure", "--email", "a.person@example.org", "--received-at", "2999-01-01T00:00:00Z"],
+      ["received_at", "in the future"]),
+     (["erasure", "--handle", "myspace:someone"], ["social_handle", "unknown platform"]),
+     (["objection", "--email", "a.person@example.org", "--purpose", "world_domination"],
+      ["purpose", "not a purpose"]),
+     (["restriction", "--email", "a.person@example.org", "--reason", "why " * 25_000],
+      ["reason", "500"]),
+     (["erasure", *[a for i in range(10_000) for a in ("--customer-ref", f"C-{i}")]],
+      ["identifiers", "at most 50"])],
+    ids=["received-1970", "received-future", "platform", "purpose", "reason", "identifiers"],
+)  # fmt: skip
+def test_dsr_submit_refuses_bad_values_in_one_line(
+    args: list[str], words: list[str], tmp_path: Path
+) -> None:
+    result = _submit(tmp_path, *args)
+    _refused(result, *words)
+    assert result.returncode == 2
+    said = result.stdout + result.stderr
+    for secret in ("a.person@example.org", "someone", "myspace", "world_domination", "1970"):
+        assert secret not in said

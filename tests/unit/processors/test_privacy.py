@@ -129,7 +129,7 @@ def test_submission_errors_never_echo_the_values() -> None:
         lambda: submit("dsr-1", RAW_PHONE, T0, "dpo", T0),
         lambda: submit("dsr-1", "erasure", T0, "dpo", T0, verified_by=RAW_EMAIL),
         lambda: submit("dsr-1", "objection", T0, "dpo", T0, purpose=RAW_PHONE),
-        lambda: submit("dsr-1", "erasure", T0 + timedelta(seconds=1), "dpo", T0),
+        lambda: submit("dsr-1", "erasure", T0 + timedelta(minutes=6), "dpo", T0),
         lambda: submit("dsr-1", "erasure", T0.replace(tzinfo=None), "dpo", T0),
         lambda: submit("dsr-1", "erasure", T0, "   ", T0),
     ]
