@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
+import typer
+from rich.markup import escape
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from streams.cli import (  # noqa: F401 - each module registers its commands
@@ -20,6 +22,7 @@ from streams.cli import (  # noqa: F401 - each module registers its commands
     retention,
     run,
     schemas,
+    status,
     topics,
 )
 from streams.cli._app import app, err_console
@@ -37,11 +40,37 @@ def _configure_logging(level: str) -> None:
         logging.getLogger(KAFKA_CLIENT_LOGGER).setLevel(logging.CRITICAL)
 
 
+def usage_error_line(exc: typer.TyperException) -> str:
+    """A usage error (unknown option or command, missing argument, bad value) as one line
+    naming where help is, `No such option: --bogus (try contactflow dsr submit --help)`,
+    instead of click's usage lines and boxed panel."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (try {ctx.command_path} --help)" if ctx is not None else ""
+    return f"{message}{hint}"
+
+
+def _run_app() -> int:
+    """The app without click's standalone handling, so that usage errors come back as
+    exceptions and are shown in one line; `--help`, the help shown for no arguments and
+    `typer.Exit(code)` keep their output and exit codes."""
+    try:
+        result = app(standalone_mode=False)
+    except typer.TyperException as exc:  # click's UsageError (exit 2) and its kin
+        if type(exc).__name__ != "NoArgsIsHelpError":  # that one's help is shown already
+            err_console.print(f"[red]error:[/] {escape(usage_error_line(exc))}")
+        return exc.exit_code
+    except typer.Abort:  # EOF at a prompt
+        err_console.print("[red]error:[/] aborted")
+        return 1
+    return result if isinstance(result, int) else 0  # an Exit's code comes back as a value
+
+
 def main() -> None:
     """Console-script entry point: user-facing errors become one line and exit code 2."""
     try:
         _configure_logging(load_settings().log_level)
-        app()
+        sys.exit(_run_app())
     except ContactflowError as exc:
         err_console.print(f"[red]error:[/] {exc}")
         sys.exit(exc.exit_code)
@@ -57,4 +86,4 @@ def main() -> None:
         sys.exit(2)
 
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "usage_error_line"]
