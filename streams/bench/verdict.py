@@ -141,9 +141,10 @@ def read_outputs(container: Container) -> RoutedOutputs:
         for message in read_all(client, container.topics.name(logical), timeout=60):
             event_id = serde.deserialize(message.value() or b"")[1]["event_id"]
             topics_of_event.setdefault(event_id, []).append(logical)
-    recordings = Counter(
-        (m.key() or b"").decode()
+    recordings = Counter(  # the router's records; a tombstone is the retention service's
+        (m.key() or b"").decode()  # (a recording moved to the hold topic, or expired)
         for m in read_all(client, container.topics.name(RECORDINGS_TOPIC), timeout=60)
+        if m.value() is not None
     )
     signals = Counter(
         serde.deserialize(m.value() or b"")[1]["signal_id"]
