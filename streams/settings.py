@@ -109,8 +109,17 @@ class Settings(BaseSettings):
 
     @property
     def bootstrap(self) -> str:
-        """Where clients connect: CONTACTFLOW_BOOTSTRAP_SERVERS, else the local broker."""
-        return self.bootstrap_servers or f"127.0.0.1:{self.broker_port}"
+        """Where clients connect: CONTACTFLOW_BOOTSTRAP_SERVERS, else the local broker (every
+        node of a local cluster, so a client starting while node 1 is down still finds it)."""
+        if self.bootstrap_servers:
+            return self.bootstrap_servers
+        from streams.cluster import stored_cluster  # the layout module reads settings
+
+        try:
+            layout = stored_cluster(self.broker_dir)
+        except ContactflowError:  # an unreadable layout: `broker up` and `status` say so
+            layout = None
+        return layout.bootstrap if layout is not None else f"127.0.0.1:{self.broker_port}"
 
     @property
     def broker_dir(self) -> Path:

@@ -108,3 +108,14 @@ def test_a_stopped_cluster_reports_each_node(tmp_path: Path) -> None:
         broker.node_bootstrap(4)
     with pytest.raises(BrokerError, match="no storage yet"):
         broker.start_node(2)
+
+
+def test_clients_of_a_local_cluster_are_given_every_node(tmp_path: Path) -> None:
+    """Without CONTACTFLOW_BOOTSTRAP_SERVERS a client of a local cluster knows all three
+    nodes: one started while node 1 is down still finds the cluster."""
+    settings = _settings(tmp_path, broker_port=9092, controller_port=9093)
+    assert settings.bootstrap == "127.0.0.1:9092"
+    planned_cluster(settings.broker_dir, settings, 3).with_cluster_id("abc").save()
+    assert settings.bootstrap == "127.0.0.1:9092,127.0.0.1:9192,127.0.0.1:9292"
+    chosen = _settings(tmp_path, bootstrap_servers="kafka.example:9092")
+    assert chosen.bootstrap == "kafka.example:9092"
