@@ -40,6 +40,7 @@ from processors.routing import (
 from schemas.catalog import SchemaCatalog
 from schemas.serde import AvroSerde
 from streams.errors import ContactflowError
+from streams.kafka_refusals import SIZE_ERROR_NAMES
 from streams.producer import CHANNELS, raw_topic
 from streams.router.decode import (
     Decoded,
@@ -331,7 +332,7 @@ class RouterPipeline:
         a dead-letter reference, `too_large` for a size error, else `broker_rejected`."""
         outcome = BatchOutcome()
         outcome.counts["in", self._channel_of.get(message.topic() or "", "unknown")] += 1
-        size_error = error in ("MSG_SIZE_TOO_LARGE", "INVALID_MSG_SIZE", "RECORD_LIST_TOO_LARGE")
+        size_error = error in SIZE_ERROR_NAMES
         reason = f"the broker refused its outputs ({error})"
         code = TOO_LARGE if size_error else BROKER_REJECTED
         self._reject(message, Rejection("produce", code, reason), now, outcome, reference=True)

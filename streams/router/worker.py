@@ -37,6 +37,7 @@ from streams.errors import ContactflowError
 from streams.health import Heartbeat
 from streams.heap import freeze_startup_heap
 from streams.infra_files import load_infra_file
+from streams.kafka_refusals import RECORD_ERRORS
 from streams.keys import load_keys
 from streams.ledger import current_revision, head_revision, session_factory
 from streams.router.decode import Decoded, Outcome
@@ -64,20 +65,6 @@ _OUTAGE_ERRORS = frozenset(
      KafkaError.COORDINATOR_LOAD_IN_PROGRESS}
 )  # fmt: skip
 _ISOLATION_RETRIES = 3  # errors not about a record while isolating one, before re-reading
-# Errors of the broker (or librdkafka) about one record of a transaction, not about the
-# broker's state: re-reading the batch fails the same way, so the record is isolated.
-RECORD_ERRORS = frozenset(
-    {
-        KafkaError.MSG_SIZE_TOO_LARGE,
-        KafkaError.INVALID_MSG_SIZE,
-        KafkaError.INVALID_MSG,
-        KafkaError.INVALID_RECORD,
-        KafkaError.RECORD_LIST_TOO_LARGE,
-        KafkaError.POLICY_VIOLATION,
-        KafkaError.INVALID_TIMESTAMP,
-        KafkaError.UNSUPPORTED_FOR_MESSAGE_FORMAT,
-    }
-)
 Clock = Callable[[], datetime]
 # /healthz fails when the loop has not turned for this long: twice the longest guarded
 # call (seeding the dedup window, 120 s) plus the watchdog's grace, which restarts a
