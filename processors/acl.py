@@ -164,26 +164,30 @@ def _prefixes(role: str, key: str, raw: Any, *, wildcard: bool = False) -> tuple
 
 
 def grants(policy: AclPolicy, topic_prefix: str = "") -> frozenset[Grant]:
-    """Every ACL the policy stands for, with the deployment's topic prefix applied."""
+    """Every ACL the policy stands for in the deployment's namespace: its topic prefix
+    applies to topics, consumer groups, transactional ids and internal topics alike (a
+    deployment's workers scope their group ids and `transactional.id`s with it)."""
     return frozenset(grant for role in policy.roles for grant in _role_grants(role, topic_prefix))
 
 
-def _role_grants(role: Role, topic_prefix: str) -> Iterable[Grant]:
+def _role_grants(role: Role, ns: str) -> Iterable[Grant]:
     who = role.principal
     for operation, names in sorted(role.topics.items()):
         for name in sorted(names):
-            yield Grant(who, "topic", "literal", topic_prefix + name, operation)
+            yield Grant(who, "topic", "literal", ns + name, operation)
     for prefix in role.group_read:
-        yield Grant(who, "group", "prefixed", prefix, "read")
+        yield Grant(who, "group", "prefixed", ns + prefix, "read")
     for prefix in role.group_describe:
-        pattern: Literal["literal", "prefixed"] = "literal" if prefix == ALL else "prefixed"
-        yield Grant(who, "group", pattern, prefix, "describe")
+        if prefix == ALL:
+            yield Grant(who, "group", "literal", ALL, "describe")
+        else:
+            yield Grant(who, "group", "prefixed", ns + prefix, "describe")
     for prefix in role.transactional_ids:
-        yield Grant(who, "transactional_id", "prefixed", prefix, "write")
-        yield Grant(who, "transactional_id", "prefixed", prefix, "describe")
+        yield Grant(who, "transactional_id", "prefixed", ns + prefix, "write")
+        yield Grant(who, "transactional_id", "prefixed", ns + prefix, "describe")
     for prefix in role.internal_topics:
         for operation in INTERNAL_OPERATIONS:
-            yield Grant(who, "topic", "prefixed", prefix, operation)
+            yield Grant(who, "topic", "prefixed", ns + prefix, operation)
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ class DownstreamConsumer:
                 f"(registered: {', '.join(sorted(registered))})"
             )
         self.name = consumer
-        self.group_id = group_id or f"contactflow-downstream-{consumer}"
+        self.group_id = group_id or container.settings.scoped(f"contactflow-downstream-{consumer}")
         self.ignored = 0  # running totals of skipped records, over every poll
         self.unreadable = 0
         self._clock = clock

@@ -120,16 +120,19 @@ def known_groups(container: Container) -> list[ConsumerGroupRef]:
     from streams.router.worker import GROUP_ID
 
     privacy = (REQUESTS, INSTRUCTIONS, ACKS)
+    scoped = container.settings.scoped
     groups = [
-        ConsumerGroupRef(GROUP_ID, "router", tuple(sorted(CHANNEL_OF_TOPIC))),
-        ConsumerGroupRef(APP_ID, "privacy-app", (STANDARD, SIGNALS, *privacy)),
+        ConsumerGroupRef(scoped(GROUP_ID), "router", tuple(sorted(CHANNEL_OF_TOPIC))),
+        ConsumerGroupRef(scoped(APP_ID), "privacy-app", (STANDARD, SIGNALS, *privacy)),
     ]
     for name in sorted(load_registry(container).consumers):
         groups.append(
-            ConsumerGroupRef(f"contactflow-downstream-{name}", f"downstream:{name}",
+            ConsumerGroupRef(scoped(f"contactflow-downstream-{name}"), f"downstream:{name}",
                              tuple(COMMAND_TOPICS))
         )  # fmt: skip
-    groups.append(ConsumerGroupRef(DSR_PROCESS_GROUP, "dsr-process", privacy, optional=True))
+    groups.append(
+        ConsumerGroupRef(scoped(DSR_PROCESS_GROUP), "dsr-process", privacy, optional=True)
+    )
     return groups
 
 

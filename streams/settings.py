@@ -121,6 +121,12 @@ class Settings(BaseSettings):
             layout = None
         return layout.bootstrap if layout is not None else f"127.0.0.1:{self.broker_port}"
 
+    def scoped(self, name: str) -> str:
+        """A consumer group or `transactional.id` in this deployment's namespace: the topic
+        prefix, so two deployments sharing a broker never join each other's groups nor
+        fence each other's transactional producers."""
+        return self.topic_prefix + name
+
     @property
     def broker_dir(self) -> Path:
         return self.data_dir / "kafka"

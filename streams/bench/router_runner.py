@@ -33,12 +33,12 @@ def run_real_router(root: Container, input_topics: Sequence[str], events: int) -
             client_config={},
             input_topics=list(input_topics),
             outputs={},
-            group_id=GROUP_ID,
+            group_id=root.settings.scoped(GROUP_ID),
             report_path=str(workdir / "report.json"),
         )
         launch = PeerLaunch(
             "router", [sys.executable, "-m", "streams.bench.router_peer"], workdir, env
         )
-        progress = GroupProgress(root.admin(), GROUP_ID, input_topics)
+        progress = GroupProgress(root.admin(), root.settings.scoped(GROUP_ID), input_topics)
         run = run_peer(launch, spec, progress, events)
     return RouterRun(run.events_per_s, run.peak_rss_bytes, run.cpu_s)

@@ -36,12 +36,13 @@ class GroupProbe:
     def __init__(self, container: Container) -> None:
         client = container.settings.kafka_client_config()
         self._prefix = container.settings.topic_prefix
+        self._group = container.settings.scoped(GROUP_ID)
         # Never subscribes, so never joins the group: it only reads the group's offsets.
         # read_uncommitted: offsets of a dead router's pending transaction do not block it.
         self._consumer = Consumer(
             {
                 **client,
-                "group.id": GROUP_ID,
+                "group.id": self._group,
                 "enable.auto.commit": False,
                 "isolation.level": "read_uncommitted",
             }
@@ -100,7 +101,8 @@ class GroupProbe:
 
     def members(self) -> dict[str, frozenset[tuple[str, int]]]:
         """member id -> the raw partitions of this test it owns (members owning none omitted)."""
-        future = self._admin.describe_consumer_groups([GROUP_ID], request_timeout=15)[GROUP_ID]
+        group = self._group
+        future = self._admin.describe_consumer_groups([group], request_timeout=15)[group]
         description = future.result()
         owned = {}
         for member in description.members:

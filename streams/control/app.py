@@ -60,7 +60,7 @@ def create_control_app(
     datadir = settings.data_dir / "faust"
     datadir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level itself
     app = faust.App(
-        APP_ID,
+        settings.scoped(APP_ID),  # the app's consumer group
         broker=f"kafka://{settings.bootstrap}",
         broker_credentials=faust_credentials(settings),
         store="memory://",
@@ -71,7 +71,7 @@ def create_control_app(
         datadir=str(datadir),
     )
 
-    instruments = ControlInstruments(container.telemetry, APP_ID)
+    instruments = ControlInstruments(container.telemetry, settings.scoped(APP_ID))
 
     def raw_topic(logical: str) -> Any:
         return app.topic(

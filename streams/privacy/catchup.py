@@ -52,7 +52,8 @@ def apply_privacy_topics(
     result = Drained()
     for logical, apply in handlers(service).items():
         topic = container.topics.name(logical)
-        consumer = Consumer({**container.settings.kafka_client_config(), "group.id": group,
+        consumer = Consumer({**container.settings.kafka_client_config(),
+                             "group.id": container.settings.scoped(group),
                              "enable.auto.commit": False, "auto.offset.reset": "earliest",
                              "isolation.level": "read_committed"})  # fmt: skip
         try:

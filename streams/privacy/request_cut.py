@@ -149,7 +149,8 @@ class RequestRecords:
         if self._consumer is None:
             self._consumer = Consumer({
                 **self._container.settings.kafka_client_config(),
-                "group.id": "contactflow-readback-request-cut",  # assigned, never committed
+                # assigned, never committed; librdkafka still finds its coordinator (ACL)
+                "group.id": self._container.settings.scoped("contactflow-readback-request-cut"),
                 "enable.auto.commit": False, "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest", "isolation.level": "read_committed",
             })  # fmt: skip

@@ -178,7 +178,7 @@ class RouterWorker:
         self._consumer = Consumer(
             {
                 **client,
-                "group.id": GROUP_ID,
+                "group.id": settings.scoped(GROUP_ID),
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
@@ -189,7 +189,7 @@ class RouterWorker:
         )
         self._producer_config = {
             **client,
-            "transactional.id": f"contactflow-router-{settings.router_instance}",
+            "transactional.id": settings.scoped(f"contactflow-router-{settings.router_instance}"),
             "transaction.timeout.ms": 60_000,
             "linger.ms": 5,
             "compression.type": "lz4",
@@ -337,7 +337,7 @@ class RouterWorker:
         offsets = _next_offsets(messages)
         single = offsets[0] if len(offsets) == 1 else None
         attributes = kafka_span_attributes(
-            "process", group=GROUP_ID, batch=len(messages),
+            "process", group=self._container.settings.scoped(GROUP_ID), batch=len(messages),
             destination=single.topic if single else None,
             partition=single.partition if single else None,
         )  # fmt: skip
@@ -615,7 +615,7 @@ class RouterWorker:
         reader = Consumer(
             {
                 **self._container.settings.kafka_client_config(),
-                "group.id": f"{GROUP_ID}-seed",
+                "group.id": self._container.settings.scoped(f"{GROUP_ID}-seed"),
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
                 "fetch.wait.max.ms": 50,

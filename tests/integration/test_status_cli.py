@@ -133,14 +133,15 @@ def test_status_names_lag_dead_letters_overdue_requests_and_late_consumers(
     assert _codes(document) == ["lag_over_threshold"]
     assert phone_topic in document["problems"][0]["message"]
     router = _group(document, "router")
-    assert (router["group"], router["members"]) == ("contactflow-router", 0)
-    assert router["state"] in {"dead", "empty"}  # other tests' routers share the group id
+    scoped = deployment.settings.scoped
+    assert (router["group"], router["members"]) == (scoped("contactflow-router"), 0)
+    assert router["state"] in {"dead", "empty"}
     assert _topic_lag(router, phone_topic) == 3
     assert router["lag"] == 7
     lag = _run(env, "lag", "--group", "router", "--format", "json", "--max-lag", "2")
     assert lag.returncode == 1, lag.stderr
     (only,) = json.loads(lag.stdout)["groups"]
-    assert (only["group"], only["lag"]) == ("contactflow-router", 7)
+    assert (only["group"], only["lag"]) == (scoped("contactflow-router"), 7)
     assert _run(env, "lag", "--group", "router").returncode == 0  # under the default 10,000
     code, _ = _status(env)
     assert code == 0  # the same lag is no problem under the default threshold
@@ -206,15 +207,15 @@ def test_lag_of_a_registered_consumer_that_committed_behind(deployment: Containe
         producer.produce(topic, f"command-{index}".encode(), b"k", partition=0)
     assert producer.flush(10) == 0
     consumer = Consumer({**deployment.settings.kafka_client_config(),
-                         "group.id": "contactflow-downstream-crm",
+                         "group.id": deployment.settings.scoped("contactflow-downstream-crm"),
                          "enable.auto.commit": False})  # fmt: skip
     try:
         consumer.commit(offsets=[TopicPartition(topic, 0, 1)], asynchronous=False)
     finally:
         consumer.close()
 
-    lag = _run(env, "lag", "--group", "contactflow-downstream-crm", "--format", "json",
-               "--max-lag", "3")  # fmt: skip
+    lag = _run(env, "lag", "--group", deployment.settings.scoped("contactflow-downstream-crm"),
+               "--format", "json", "--max-lag", "3")  # fmt: skip
     assert lag.returncode == 1, lag.stderr
     (crm,) = json.loads(lag.stdout)["groups"]
     assert (crm["role"], crm["state"], crm["lag"]) == ("downstream:crm", "empty", 4)

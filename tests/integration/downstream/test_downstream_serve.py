@@ -64,7 +64,9 @@ def test_each_consumer_answers_only_its_own_commands_on_both_topics(
         "messaging.system": "kafka", "messaging.operation.type": "process",
         "messaging.operation.name": "process", "messaging.destination.name": erasure,
         "messaging.consumer.group.name":
-            f"contactflow-downstream-{erase.attributes['downstream.consumer']}",  # type: ignore[index]
+            container.settings.scoped(  # type: ignore[index]
+                f"contactflow-downstream-{erase.attributes['downstream.consumer']}"
+            ),
     }  # fmt: skip
     sends = [s for s in telemetry.span_exporter.get_finished_spans()  # type: ignore[union-attr]
              if s.kind is SpanKind.PRODUCER]  # fmt: skip

@@ -54,7 +54,9 @@ def _members_with_requests(root: Container) -> int:
     """Members of the apps' group holding a partition of privacy.requests.v1."""
     requests = root.topics.name("privacy.requests.v1")
     admin = root.admin()  # kept until the answer: a collected client never resolves it
-    (future,) = admin.describe_consumer_groups([APP_ID], request_timeout=10).values()
+    (future,) = admin.describe_consumer_groups(
+        [root.settings.scoped(APP_ID)], request_timeout=10
+    ).values()
     group = future.result(timeout=30)
     return sum(
         1

@@ -147,7 +147,9 @@ def test_a_record_not_taken_in_stays_with_every_record_behind_it(  # type: ignor
     assert producer.flush(10) == 0
     # the app's group committed past both, as faust does for an event its agent failed on:
     # offsets prove nothing, the ledger does
-    group = Consumer({**container.settings.kafka_client_config(), "group.id": APP_ID})
+    group = Consumer(
+        {**container.settings.kafka_client_config(), "group.id": container.settings.scoped(APP_ID)}
+    )
     group.commit(offsets=[TopicPartition(topic, 0, 2)], asynchronous=False)
     group.close()
     privacy.submit_message(later, NOW)  # the ledger holds the later request only

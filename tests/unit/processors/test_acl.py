@@ -79,17 +79,19 @@ def test_only_the_privacy_app_may_cut_and_only_the_request_topic(policy) -> None
     )
 
 
-def test_grants_apply_the_topic_prefix_and_stay_literal(policy) -> None:  # type: ignore[no-untyped-def]
+def test_grants_apply_the_deployment_prefix_to_every_name(policy) -> None:  # type: ignore[no-untyped-def]
+    """Topics, consumer groups, transactional ids and the privacy app's internal topics are
+    all in the deployment's namespace: two deployments on one broker share nothing."""
     bindings = grants(policy, "t1.")
     phone = Grant("User:producer-phone", "topic", "literal", "t1.contact.raw.phone.v1", "write")
     assert phone in bindings
     topic_grants = [g for g in bindings if g.resource_type == "topic" and g.pattern == "literal"]
     assert all(g.name.startswith("t1.") for g in topic_grants)
     router = {g for g in bindings if g.principal == "User:router"}
-    assert Grant("User:router", "transactional_id", "prefixed", "contactflow-router-",
+    assert Grant("User:router", "transactional_id", "prefixed", "t1.contactflow-router-",
                  "write") in router  # fmt: skip
-    assert Grant("User:router", "group", "prefixed", "contactflow-router", "read") in router
-    faust = Grant("User:privacy-app", "topic", "prefixed", "contactflow-control", "create")
+    assert Grant("User:router", "group", "prefixed", "t1.contactflow-router", "read") in router
+    faust = Grant("User:privacy-app", "topic", "prefixed", "t1.contactflow-control", "create")
     assert faust in bindings
     wildcard = Grant("User:data-engineer", "group", "literal", "*", "describe")
     assert wildcard in bindings
