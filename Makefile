@@ -1,5 +1,7 @@
 # The two commands of the README, plus the checks CI runs.
 PYTHON ?= python3
+# Tests mostly wait on brokers (outages, rebalances): two workers, one test file each at a time.
+TEST_WORKERS ?= 2
 VENV := .venv
 BIN := $(VENV)/bin
 
@@ -17,7 +19,8 @@ demo: $(BIN)/contactflow
 
 ## The tests: starts a throwaway PostgreSQL and a real Kafka broker, runs pytest, stops both.
 test: $(BIN)/contactflow
-	PATH="$(abspath $(BIN)):$$PATH" infra/with-test-services.sh $(BIN)/pytest $(PYTEST_ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" infra/with-test-services.sh \
+		$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(BIN)/contactflow
 	$(BIN)/ruff check .
