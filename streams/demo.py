@@ -80,7 +80,8 @@ def reset_demo(root: Container, say: Say) -> None:
 def migrate_ledger(root: Container, say: Say) -> str:
     from streams.ledger import current_revision, upgrade
 
-    upgrade(root.settings.resolved_database_url())
+    settings = root.settings
+    upgrade(settings.resolved_database_url(), connect_timeout_s=settings.connect_timeout_s)
     revision = current_revision(root.ledger_engine) or "none"
     say(f"ledger migrated to revision {revision}")
     return revision

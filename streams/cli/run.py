@@ -117,7 +117,8 @@ def _run_privacy(root: Container, heartbeat: Heartbeat, endpoints: WorkerEndpoin
     service = RetentionService(
         root, actor="privacy-app", grace_days=load_policy(root).release_grace_days
     )
-    upgrade(root.settings.resolved_database_url())
+    settings = root.settings
+    upgrade(settings.resolved_database_url(), connect_timeout_s=settings.connect_timeout_s)
     privacy = PrivacyService(root, load_privacy_config(root), actor="privacy-app")
     app = create_control_app(
         root, service, utc_now, sweep_interval_s=root.settings.retention_sweep_interval_s,
