@@ -291,6 +291,14 @@ class DownstreamConsumer:
         delivered = Counter[tuple[str, str]]()
         for command, answer in answers:
             self._offsets.acknowledged((command.topic, command.partition), command.offset)
+            error = self._sender.dropped.pop(command.command_id, None)
+            if error is not None:  # refused for what it is: skipped, not blocking the rest
+                log.warning("consumer %s: Kafka refused the answer to command %s (%s) and "
+                            "would refuse it again; the command is skipped, and the privacy "
+                            "app will see this consumer as late on it", self.name,
+                            command.command_id, error)  # fmt: skip
+                self._skips.add(1, {"consumer": self.name, "reason": "answer_refused"})
+                continue
             delivered[(command.command, answer.outcome)] += 1
         for (kind, outcome), count in delivered.items():
             self._answers.add(count, {"consumer": self.name, "command": kind, "outcome": outcome})

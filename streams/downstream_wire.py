@@ -14,6 +14,7 @@ permission, a record the broker will never take) raises.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -29,6 +30,7 @@ from schemas.errors import MalformedPayload, SchemaMismatch, UnknownFingerprint
 from schemas.serde import AvroSerde
 from streams.downstream_model import Answer, DownstreamError, ReceivedCommand
 from streams.downstream_offsets import Partition
+from streams.kafka_refusals import RECORD_ERROR_NAMES
 from streams.telemetry import inject_context
 
 log = logging.getLogger("streams.downstream")
@@ -233,7 +235,8 @@ class AnswerSender:
         self._consumer = consumer
         self._who = f"consumer {consumer}"
         self._guard = guard
-        self._refused: list[str] = []
+        self._refused: dict[str, str] = {}  # command id -> the error Kafka refused it with
+        self.dropped: dict[str, str] = {}  # refused for what the answer is; see wait_delivered
         # No local delivery timeout: an answer waits in the producer until the broker
         # takes it (or refuses it); a person stopping the process is the only way out.
         self._producer = Producer(
@@ -249,7 +252,8 @@ class AnswerSender:
         try:
             self._producer.produce(
                 self._topic, self._serde.serialize(value, self._contract),
-                command.request_id.encode(), on_delivery=self._on_delivery,
+                command.request_id.encode(),
+                on_delivery=functools.partial(self._on_delivery, command.command_id),
                 headers=inject_context([]),  # type: ignore[arg-type]
             )  # fmt: skip
         except (KafkaException, BufferError) as exc:
@@ -265,16 +269,22 @@ class AnswerSender:
     ) -> bool:  # fmt: skip
         """Block until Kafka has every queued answer (True), however long the broker is
         away, or until `stop` is set (False: the answers stay queued, their commands
-        uncommitted, so they are read and answered again). Raise if any was refused.
-        `beat` is called for every slice waited (the caller's heartbeat)."""
+        uncommitted, so they are read and answered again). An answer refused for what it
+        is (its size, its form, a topic policy: `streams.kafka_refusals`) would be refused
+        again on every try: it goes to `dropped` (command id -> error) and counts as
+        delivered, so one command cannot block its partition. Raise if any was refused
+        for another reason. `beat` is called for every slice waited (the heartbeat)."""
         started = time.monotonic()
         while True:
             if beat is not None:
                 beat()
             with self._guard("flush", _FLUSH_SLICE_S):
                 remaining = self._producer.flush(_FLUSH_SLICE_S)
+            for command_id, error in list(self._refused.items()):
+                if error in RECORD_ERROR_NAMES:
+                    self.dropped[command_id] = self._refused.pop(command_id)
             if self._refused:
-                refused = sorted(set(self._refused))
+                refused = sorted(set(self._refused.values()))
                 self._refused.clear()
                 raise DownstreamError(
                     f"consumer {self._consumer}: Kafka refused answer(s) ({refused}) of "
@@ -298,6 +308,8 @@ class AnswerSender:
             log.warning("consumer %s: %d answer(s) not delivered at close; their commands "
                         "will be read again", self._consumer, remaining)  # fmt: skip
 
-    def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
+    def _on_delivery(
+        self, command_id: str, error: KafkaError | None, _message: Message | None
+    ) -> None:
         if error is not None:
-            self._refused.append(error.name())
+            self._refused[command_id] = error.name()

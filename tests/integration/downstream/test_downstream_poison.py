@@ -1,0 +1,51 @@
+"""No single command may stop a downstream consumer: one whose answer the broker refuses
+for what the answer is (here: `privacy.acks.v1` limited under the size of one answer, an
+operator's mistake or a topic policy) is skipped, said in one line, counted, and the
+consumer goes on; the privacy app then sees that consumer as late on that request.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+from downstream_commands import command, publish, read_acks
+
+from streams.bootstrap import Container
+from streams.downstream import DownstreamConsumer
+from streams.downstream_example import example_answer
+
+pytestmark = pytest.mark.integration
+
+
+def _ack_limit(container: Container, max_bytes: int | None) -> None:
+    op = AlterConfigOpType.SET if max_bytes is not None else AlterConfigOpType.DELETE
+    entry = ConfigEntry("max.message.bytes", str(max_bytes or ""), incremental_operation=op)
+    resource = ConfigResource(ResourceType.TOPIC, container.topics.name("privacy.acks.v1"),
+                              incremental_configs=[entry])  # fmt: skip
+    admin = container.admin()  # kept until the futures resolve
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(timeout=30)
+
+
+def test_a_command_whose_answer_the_broker_refuses_is_skipped_and_serving_goes_on(
+    container: Container, caplog: pytest.LogCaptureFixture
+) -> None:
+    refused = [command("crm", "erase"), command("crm", "restrict")]
+    publish(container, refused)
+    _ack_limit(container, 64)  # no answer fits
+    with caplog.at_level(logging.WARNING), DownstreamConsumer(container, "crm") as consumer:
+        stats = consumer.serve(example_answer, max_idle_s=2)  # returns: it did not stop
+        assert stats.received == 2
+        _ack_limit(container, None)
+        later = command("crm", "erase")
+        publish(container, [later])
+        again = consumer.serve(example_answer, max_idle_s=2)
+    assert (again.received, again.answered["done"]) == (1, 1), "the refused ones are not re-read"
+    acks = {a["command_id"] for _, a in read_acks(container)}
+    assert acks == {later["command_id"]}
+    said = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert said, caplog.text
+    assert all(c["command_id"] in caplog.text for c in refused), "each skipped command named"
+    assert "MSG_SIZE_TOO_LARGE" in caplog.text
