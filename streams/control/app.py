@@ -25,11 +25,9 @@ from confluent_kafka import KafkaException
 from faust.exceptions import ConsumerNotStarted
 from sqlalchemy.exc import SQLAlchemyError
 
-from schemas.errors import SerdeError
 from streams.bootstrap import Container
 from streams.control.instruments import ControlInstruments
 from streams.errors import ContactflowError
-from streams.ledger import LedgerError
 from streams.outbox import OutboxRefused
 from streams.privacy.catchup import INPUT_ERRORS, handlers
 from streams.privacy.service import PrivacyService
@@ -175,20 +173,11 @@ def _privacy_agent(
             with instruments.consumed(message):
                 record = _Record(message, value)
 
-                def step(value: bytes, record: _Record = record) -> None:
-                    try:
-                        apply(value, clock())
-                    except INPUT_ERRORS as exc:
-                        privacy.dead_letter(record, "privacy", exc, clock())
-                        instruments.dead_lettered(record.topic(), type(exc).__name__)
-                    except OutboxRefused as exc:
-                        if not exc.about_the_records:
-                            raise
-                        code = exc.reason_code
-                        privacy.dead_letter(record, "privacy", exc, clock(), code=code)
-                        instruments.dead_lettered(record.topic(), code)
+                def dead_letter(exc: Exception, code: str, record: _Record = record) -> None:
+                    privacy.dead_letter(record, "privacy", exc, clock(), code=code)
+                    instruments.dead_lettered(record.topic(), code)
 
-                await _until_kafka_takes_it(record, step, value)
+                await _apply_input(record, lambda v: apply(v, clock()), dead_letter)
 
     app.agent(topic, name=logical.replace(".", "-"))(agent)
 
@@ -241,39 +230,45 @@ async def _guarded(
     value: bytes,
     instruments: ControlInstruments | None = None,
 ) -> None:
-    """Run one input's action; an input it cannot use goes to the dead-letter topic, and so
-    does one whose messages Kafka refuses for what they are (with the broker's error)."""
+    """Run one retention input's action (see `_apply_input`); its dead letters go through
+    the retention service."""
     record = _Record(message, value)
 
-    def step(value: bytes) -> None:
-        try:
-            action(value, clock())
-        except (SerdeError, LedgerError, KeyError, ValueError, OutboxRefused) as exc:
-            if isinstance(exc, OutboxRefused) and not exc.about_the_records:
-                raise
-            code = exc.reason_code if isinstance(exc, OutboxRefused) else type(exc).__name__
-            log.error("%s failed at %s[%s]@%s: %s", stage, record.topic(), record.partition(),
-                      record.offset(), code)  # fmt: skip
-            service.dead_letter(record.topic(), record.partition(), record.offset(),
-                                record.key(), value, stage, code, str(exc), clock())  # fmt: skip
-            if instruments is not None:
-                instruments.dead_lettered(record.topic(), code)
+    def dead_letter(exc: Exception, code: str) -> None:
+        log.error("%s failed at %s[%s]@%s: %s", stage, record.topic(), record.partition(),
+                  record.offset(), code)  # fmt: skip
+        service.dead_letter(record.topic(), record.partition(), record.offset(),
+                            record.key(), value, stage, code, str(exc), clock())  # fmt: skip
+        if instruments is not None:
+            instruments.dead_lettered(record.topic(), code)
 
-    await _until_kafka_takes_it(record, step, value)
+    await _apply_input(record, lambda v: action(v, clock()), dead_letter)
 
 
-async def _until_kafka_takes_it(
-    record: _Record, step: Callable[[bytes], None], value: bytes
-) -> None:
-    """Run `step` on one input until Kafka takes what it sends. A refusal that is not about
-    the messages themselves (the broker away, a timeout) leaves the ledger as it was, so
-    the same input is tried again after a pause: never skipped (its offset is not passed),
-    never a crash of the agent, one line per `_RETRY_REPORT_S`."""
+async def _apply_input(
+    record: _Record, action: Callable[[bytes], Any],
+    dead_letter: Callable[[Exception, str], None],
+) -> None:  # fmt: skip
+    """Run one input's action until Kafka takes what it sends.
+
+    An input the action cannot use (`INPUT_ERRORS`) goes to `dead_letter` with its error's
+    type, and so does one whose messages Kafka refuses for what they are (size, form,
+    policy), with the broker's error name: sending them again cannot succeed. Any other
+    refusal (the broker away, a timeout) leaves the ledger as it was, so the same input is
+    tried again after a pause: never skipped (its offset is not passed), never a crash of
+    the agent, one line per `_RETRY_REPORT_S`."""
     pause, said, tries = 1.0, 0.0, 0
     while True:
         try:
-            step(value)
-        except OutboxRefused as exc:
+            try:
+                action(record.value())
+            except INPUT_ERRORS as exc:
+                dead_letter(exc, type(exc).__name__)
+            except OutboxRefused as exc:
+                if not exc.about_the_records:
+                    raise
+                dead_letter(exc, exc.reason_code)
+        except OutboxRefused as exc:  # from the action or from the dead letter itself
             tries += 1
             if time.monotonic() - said >= _RETRY_REPORT_S:
                 said = time.monotonic()
