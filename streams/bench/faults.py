@@ -42,7 +42,6 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from schemas.examples import example_events
 from schemas.serde import AvroSerde
 from streams.bench.flow import RawEvent, encode_events, fresh_event_stream, produce
 from streams.bench.routers import RouterFleet, RouterProcess
@@ -533,12 +532,10 @@ def _produce_refused(container: Container, event: RawEvent, timeout_s: float) ->
 def _chat_with_text(size: int) -> RawEvent:
     """A valid chat whose transcript is `size` characters of a four-word vocabulary: it
     compresses under the raw topic's limit, and no output of it can fit anywhere."""
-    template = next(e for e in example_events("chat") if e["kind"] == "transcript_available")
     chat = next(e for e in fresh_event_stream(quarantine_every=0) if e.channel == "chat"
                 and e.event["kind"] == "transcript_available")  # fmt: skip
     payload = dict(chat.event["payload"])
-    messages = [dict(m) for m in template["payload"]["messages"]]
-    words = " ".join(f"mot{i % 4}" for i in range(size // 5 + 1))[:size]
-    messages[0]["text"] = words
+    messages = [dict(m) for m in payload["messages"]]  # the example's own list stays as it is
+    messages[0]["text"] = " ".join(f"mot{i % 4}" for i in range(size // 5 + 1))[:size]
     payload["messages"] = messages
     return RawEvent("chat", {**chat.event, "payload": payload})

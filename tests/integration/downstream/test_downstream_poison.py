@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 
 import pytest
-from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 from downstream_commands import command, publish, read_acks
+from topicconfig import set_max_message_bytes
 
 from streams.bootstrap import Container
 from streams.downstream import DownstreamConsumer
@@ -19,26 +19,16 @@ from streams.downstream_example import example_answer
 pytestmark = pytest.mark.integration
 
 
-def _ack_limit(container: Container, max_bytes: int | None) -> None:
-    op = AlterConfigOpType.SET if max_bytes is not None else AlterConfigOpType.DELETE
-    entry = ConfigEntry("max.message.bytes", str(max_bytes or ""), incremental_operation=op)
-    resource = ConfigResource(ResourceType.TOPIC, container.topics.name("privacy.acks.v1"),
-                              incremental_configs=[entry])  # fmt: skip
-    admin = container.admin()  # kept until the futures resolve
-    for future in admin.incremental_alter_configs([resource]).values():
-        future.result(timeout=30)
-
-
 def test_a_command_whose_answer_the_broker_refuses_is_skipped_and_serving_goes_on(
     container: Container, caplog: pytest.LogCaptureFixture
 ) -> None:
     refused = [command("crm", "erase"), command("crm", "restrict")]
     publish(container, refused)
-    _ack_limit(container, 64)  # no answer fits
+    set_max_message_bytes(container, "privacy.acks.v1", 64)  # no answer fits
     with caplog.at_level(logging.WARNING), DownstreamConsumer(container, "crm") as consumer:
         stats = consumer.serve(example_answer, max_idle_s=2)  # returns: it did not stop
         assert stats.received == 2
-        _ack_limit(container, None)
+        set_max_message_bytes(container, "privacy.acks.v1", None)
         later = command("crm", "erase")
         publish(container, [later])
         again = consumer.serve(example_answer, max_idle_s=2)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Producer
-from people import one_person_on_five_channels
+from people import PHONE, one_person_on_five_channels
 
 from schemas.serde import AvroSerde
 from streams.bootstrap import Container
@@ -49,6 +49,17 @@ def decoded(container: Container, logical: str) -> list[tuple[Any, dict[str, Any
     config = container.settings.kafka_client_config()
     messages = read_all(config, container.topics.name(logical))
     return [(m, serde.deserialize(m.value())[1]) for m in messages if m.value() is not None]
+
+
+def restriction_request(request_id: str) -> dict[str, Any]:
+    """A restriction of the five-channel person (PHONE), as a platform system sends it on
+    privacy.requests.v1, received now and with proof of identity."""
+    return {
+        "request_id": request_id, "request_type": "restriction",
+        "identifiers": [{"kind": "phone", "value": PHONE}], "purpose": None,
+        "received_at": datetime.now(UTC), "verified_by": "id_card_copy",
+        "submitted_by": "intake-portal", "reason": None,
+    }  # fmt: skip
 
 
 def publish(

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 from appproc import app_env, running_privacy_app
-from flow import publish, route_person
-from people import PHONE
+from flow import publish, restriction_request, route_person
 
 from streams.bootstrap import Container
 from streams.broker import Broker
@@ -29,15 +28,6 @@ from streams.privacy.service import PrivacyService
 pytestmark = pytest.mark.integration
 OUTAGE_S = 20.0
 RESUME_WITHIN_S = 60.0
-
-
-def _request(request_id: str) -> dict[str, object]:
-    return {
-        "request_id": request_id, "request_type": "restriction",
-        "identifiers": [{"kind": "phone", "value": PHONE}], "purpose": None,
-        "received_at": datetime.now(UTC), "verified_by": "id_card_copy",
-        "submitted_by": "intake-portal", "reason": None,
-    }  # fmt: skip
 
 
 def _taken_in(privacy: PrivacyService, request_id: str) -> bool:
@@ -68,7 +58,7 @@ def test_privacy_app_rides_out_a_broker_outage(
     try:
         with running_privacy_app(app_env(container, CONTACTFLOW_LOG_LEVEL="INFO"), log) as app:
             publish(container, "privacy.requests.v1", "PrivacyRequest", "dsr-before",
-                    _request("dsr-before"))  # fmt: skip
+                    restriction_request("dsr-before"))  # fmt: skip
             _wait(lambda: _taken_in(privacy, "dsr-before"), 90, "the first request", log)
             if fault == "stop":
                 own_broker.down()
@@ -79,7 +69,7 @@ def test_privacy_app_rides_out_a_broker_outage(
             own_broker.up()
             back = time.monotonic()
             publish(container, "privacy.requests.v1", "PrivacyRequest", "dsr-after",
-                    _request("dsr-after"))  # fmt: skip
+                    restriction_request("dsr-after"))  # fmt: skip
             _wait(lambda: _taken_in(privacy, "dsr-after"), RESUME_WITHIN_S - 2,
                   "the request sent after the broker's return", log)  # fmt: skip
             print(f"taken in {time.monotonic() - back:.1f}s after the broker's return")
@@ -127,7 +117,7 @@ def test_privacy_app_started_before_the_broker_waits_for_it(
             assert _probe(port, "/readyz") == 503
             own_broker.up()
             publish(container, "privacy.requests.v1", "PrivacyRequest", "dsr-early",
-                    _request("dsr-early"))  # fmt: skip
+                    restriction_request("dsr-early"))  # fmt: skip
             _wait(lambda: _taken_in(privacy, "dsr-early"), RESUME_WITHIN_S,
                   "the request sent once the broker is up", log)  # fmt: skip
             _wait(lambda: _probe(port, "/readyz") == 200, 60, "/readyz to turn ready", log)

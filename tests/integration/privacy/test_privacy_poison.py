@@ -8,16 +8,15 @@ restriction request that needs an instruction is refused by the broker on every 
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from appproc import privacy_app
-from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
-from flow import decoded, publish, route_person
+from appproc import privacy_app, wait_for
+from flow import decoded, publish, restriction_request, route_person
 from people import PHONE
+from topicconfig import set_max_message_bytes
 
 from streams.bootstrap import Container
 from streams.ledger import UnknownRequestError
@@ -27,36 +26,6 @@ pytestmark = pytest.mark.integration
 INSTRUCTIONS = "privacy.controller.ores.v1"
 
 
-def _restriction(request_id: str) -> dict[str, Any]:
-    return {
-        "request_id": request_id, "request_type": "restriction",
-        "identifiers": [{"kind": "phone", "value": PHONE}], "purpose": None,
-        "received_at": datetime.now(UTC), "verified_by": "id_card_copy",
-        "submitted_by": "intake-portal", "reason": None,
-    }  # fmt: skip
-
-
-def _limit(container: Container, max_bytes: int | None) -> None:
-    """Set (or, with None, remove) the instruction topic's `max.message.bytes`."""
-    op = AlterConfigOpType.SET if max_bytes is not None else AlterConfigOpType.DELETE
-    entry = ConfigEntry("max.message.bytes", str(max_bytes or ""), incremental_operation=op)
-    resource = ConfigResource(ResourceType.TOPIC, container.topics.name(INSTRUCTIONS),
-                              incremental_configs=[entry])  # fmt: skip
-    admin = container.admin()  # kept until the futures resolve
-    for future in admin.incremental_alter_configs([resource]).values():
-        future.result(timeout=30)
-
-
-def _wait(condition, what: str, log: Path, timeout: float = 90.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}\n{log.read_text()[-4000:]}")
-
-
 def test_a_request_whose_outputs_the_broker_refuses_is_dead_lettered_and_the_app_goes_on(
     container: Container, privacy: PrivacyService, tmp_path: Path
 ) -> None:
@@ -64,9 +33,9 @@ def test_a_request_whose_outputs_the_broker_refuses_is_dead_lettered_and_the_app
     requests_topic = container.topics.name("privacy.requests.v1")
     log = tmp_path / "privacy-app.log"
     with privacy_app(container, log, CONTACTFLOW_LOG_LEVEL="INFO") as app:
-        _limit(container, 64)  # no instruction fits
+        set_max_message_bytes(container, INSTRUCTIONS, 64)  # no instruction fits
         publish(container, "privacy.requests.v1", "PrivacyRequest", "dsr-refused",
-                _restriction("dsr-refused"))  # fmt: skip
+                restriction_request("dsr-refused"))  # fmt: skip
 
         def letter() -> dict[str, Any] | None:
             for _, record in decoded(container, "contact.deadletter.v1"):
@@ -74,15 +43,15 @@ def test_a_request_whose_outputs_the_broker_refuses_is_dead_lettered_and_the_app
                     return record
             return None
 
-        dead = _wait(letter, "the refused request's dead letter", log)
+        dead = wait_for(letter, "the refused request's dead letter", log)
         assert dead["reason_code"] == "MSG_SIZE_TOO_LARGE"
         assert dead["source_offset"] == 0
         assert PHONE not in dead["reason"]
         assert app.poll() is None, f"the app stopped on one request\n{log.read_text()}"
 
-        _limit(container, None)
+        set_max_message_bytes(container, INSTRUCTIONS, None)
         publish(container, "privacy.requests.v1", "PrivacyRequest", "dsr-after",
-                _restriction("dsr-after"))  # fmt: skip
+                restriction_request("dsr-after"))  # fmt: skip
 
         def instructed() -> bool:
             try:
@@ -91,7 +60,7 @@ def test_a_request_whose_outputs_the_broker_refuses_is_dead_lettered_and_the_app
                 return False
             return any(r["request_id"] == "dsr-after" for _, r in decoded(container, INSTRUCTIONS))
 
-        _wait(instructed, "the next request to be taken in and instructed", log)
+        wait_for(instructed, "the next request to be taken in and instructed", log)
         assert app.poll() is None
     said = log.read_text()
     assert "Traceback" not in said

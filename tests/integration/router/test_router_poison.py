@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 from people import EMAIL, PHONE, example, fresh
+from topicconfig import set_max_message_bytes
 
 from processors.identity import normalise_phone
 from processors.pseudonym import Pseudonymiser
@@ -171,17 +171,7 @@ def test_a_record_the_broker_refuses_is_isolated_and_the_rest_committed(
         producer.produce(topic, sdk.encode("chat", event)[1], key=b"k", partition=0)
     assert producer.flush(30) == 0
     worker = RouterWorker(container)
-    ores = container.topics.name("contact.ores.v1")
-    admin = container.admin()
-    resource = ConfigResource(
-        ResourceType.TOPIC,
-        ores,
-        incremental_configs=[
-            ConfigEntry("max.message.bytes", "8000", incremental_operation=AlterConfigOpType.SET)
-        ],
-    )
-    for future in admin.incremental_alter_configs([resource]).values():
-        future.result()
+    set_max_message_bytes(container, "contact.ores.v1", 8000)
     time.sleep(1)  # not a clock: the brokers' config propagation (KRaft) before the first batch
 
     worker.run(max_idle_s=2.0)
