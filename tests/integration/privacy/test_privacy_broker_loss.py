@@ -8,15 +8,13 @@ stay up (or restart itself in place), say what happens in a few lines, never a t
 from __future__ import annotations
 
 import signal
-import socket
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from appproc import app_env, running_privacy_app
+from endpoints import free_port, get, wait_for_status
 from flow import publish, restriction_request, route_person
 
 from streams.bootstrap import Container
@@ -86,16 +84,6 @@ def test_privacy_app_rides_out_a_broker_outage(
     assert len(loud) <= 15, "a few lines for the outage, not one per client retry"
 
 
-def _probe(port: int, path: str) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
-            return int(answer.status)
-    except urllib.error.HTTPError as refused:
-        return int(refused.code)
-    except OSError:
-        return 0  # not listening yet
-
-
 def test_privacy_app_started_before_the_broker_waits_for_it(
     own_broker: Broker, own_broker_container: Container, tmp_path: Path
 ) -> None:
@@ -103,9 +91,7 @@ def test_privacy_app_started_before_the_broker_waits_for_it(
     by itself and turns ready."""
     container = own_broker_container
     privacy = PrivacyService(container, load_privacy_config(container), actor="test")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     log = tmp_path / "privacy-app.log"
     env = app_env(container, CONTACTFLOW_LOG_LEVEL="INFO", CONTACTFLOW_HTTP_PORT=str(port))
     try:
@@ -113,14 +99,14 @@ def test_privacy_app_started_before_the_broker_waits_for_it(
         with running_privacy_app(env, log) as app:
             _wait(lambda: "waiting for" in log.read_text(), 30, "the app to say it waits", log)
             assert app.poll() is None, log.read_text()
-            assert _probe(port, "/healthz") == 200, "alive while it waits"
-            assert _probe(port, "/readyz") == 503
+            assert get(port, "/healthz")[0] == 200, "alive while it waits"
+            assert get(port, "/readyz")[0] == 503
             own_broker.up()
             publish(container, "privacy.requests.v1", "PrivacyRequest", "dsr-early",
                     restriction_request("dsr-early"))  # fmt: skip
             _wait(lambda: _taken_in(privacy, "dsr-early"), RESUME_WITHIN_S,
                   "the request sent once the broker is up", log)  # fmt: skip
-            _wait(lambda: _probe(port, "/readyz") == 200, 60, "/readyz to turn ready", log)
+            wait_for_status(port, "/readyz", 200, 60, log.read_text)
     finally:
         privacy.close()
     said = log.read_text()

@@ -9,15 +9,12 @@ retry lines), and still stop cleanly on SIGTERM.
 
 from __future__ import annotations
 
-import json
 import signal
-import socket
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
+from endpoints import free_port, get, wait_for_status
 
 from streams.bench.flow import fresh_events
 from streams.bench.routers import RouterFleet, wait_for
@@ -90,29 +87,13 @@ def test_router_rides_out_a_broker_outage(
     print(report())
 
 
-def _probe(port: int, path: str) -> tuple[int, dict[str, object]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as refused:
-        return refused.code, json.loads(refused.read())
-    except OSError:
-        return 0, {}  # not listening yet
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_router_started_before_the_broker_waits_for_it(
     own_broker: Broker, own_broker_container: Container, tmp_path: Path
 ) -> None:
     """One line saying it waits (and where, and what to do), alive but not ready on its
     endpoints meanwhile, then it starts by itself and turns ready."""
     fleet = RouterFleet(own_broker_container, tmp_path / "routers")
-    port = _free_port()
+    port = free_port()
     try:
         own_broker.down()
         router = fleet.router("early-1")
@@ -128,13 +109,12 @@ def test_router_started_before_the_broker_waits_for_it(
         assert "contactflow broker up" in waiting[0]
         assert router.alive
         assert "router ready" not in router.stdout()
-        assert _probe(port, "/healthz")[0] == 200, "alive while it waits"
-        status, body = _probe(port, "/readyz")
+        assert get(port, "/healthz")[0] == 200, "alive while it waits"
+        status, body = get(port, "/readyz")
         assert status == 503, body
         own_broker.up()
         router.wait_ready(timeout=60)
-        wait_for(lambda: _probe(port, "/readyz")[0] == 200, 60, "/readyz to turn ready",
-                 fleet.report)  # fmt: skip
+        wait_for_status(port, "/readyz", 200, 60, fleet.report)
         assert router.stop(timeout=60) == 0, fleet.report()
     finally:
         fleet.close()
