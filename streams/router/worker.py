@@ -58,6 +58,7 @@ GROUP_ID = "contactflow-router"
 _DECODE_AHEAD = 2
 PRODUCER_MAX_BYTES = 4 * 1024 * 1024
 _OUTAGE_REPORT_S = 30.0  # one line per this while the broker is away
+_SEED_TRY_S = 10.0  # one try at the group's committed offsets when seeding the dedup window
 # Errors that mean "the broker is away", not "this call is wrong": wait and call again.
 _OUTAGE_ERRORS = frozenset(
     {KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
@@ -605,9 +606,11 @@ class RouterWorker:
         window = self._dedup.capacity
         if window == 0 or not partitions:
             return
+        # A short try: right after a broker's return the first request can stall on a
+        # stale connection for its whole timeout (30 s seen); `_until_done` tries again.
         ends = {
             (tp.topic, tp.partition): tp.offset
-            for tp in self._consumer.committed(partitions, timeout=30)
+            for tp in self._consumer.committed(partitions, timeout=_SEED_TRY_S)
             if tp.offset > 0
         }
         if not ends:
