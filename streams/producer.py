@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from schemas.catalog import Contract, SchemaCatalog
 from schemas.serde import AvroSerde
@@ -45,7 +45,10 @@ class DeliveryTally:
         if error is None:
             self.delivered += 1
         else:
-            self.failed[error.name()] = self.failed.get(error.name(), 0) + 1
+            self.refused(error)
+
+    def refused(self, error: KafkaError) -> None:
+        self.failed[error.name()] = self.failed.get(error.name(), 0) + 1
 
 
 class ContactEventProducer:
@@ -121,6 +124,11 @@ class ContactEventProducer:
                 break
             except BufferError:  # local queue full: serve delivery reports, then retry
                 self._producer.poll(0.1)
+            except KafkaException as refused:
+                # librdkafka refuses at once what cached metadata already forbids (a topic
+                # this principal may not write); report it at flush like a refused delivery
+                self.tally.refused(refused.args[0])
+                break
         self._producer.poll(0)
 
     def flush(self, timeout: float = 30.0) -> DeliveryTally:
