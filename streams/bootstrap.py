@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from streams.broker import Broker
 from streams.settings import Settings, load_settings
 from streams.telemetry import Telemetry, configure_telemetry
 from streams.topics import TopicCatalog, load_topics
@@ -19,7 +18,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from schemas.catalog import SchemaCatalog
-    from streams.producer import ContactEventProducer
+    from streams.sdk.producer import ContactEventProducer
 
 
 @dataclass
@@ -29,10 +28,6 @@ class Container:
     settings: Settings
     service_name: str = "contactflow"
     _telemetry: Telemetry | None = field(default=None, repr=False)
-
-    @cached_property
-    def broker(self) -> Broker:
-        return Broker(self.settings)
 
     @cached_property
     def topics(self) -> TopicCatalog:
@@ -62,7 +57,7 @@ class Container:
         return AdminClient(dict(self.settings.kafka_client_config()))
 
     def producer(self) -> ContactEventProducer:
-        from streams.producer import ContactEventProducer
+        from streams.sdk.producer import ContactEventProducer
 
         return ContactEventProducer(
             self.settings.kafka_client_config(), self.topics, self.schemas, self.telemetry

@@ -113,7 +113,7 @@ class Settings(BaseSettings):
         node of a local cluster, so a client starting while node 1 is down still finds it)."""
         if self.bootstrap_servers:
             return self.bootstrap_servers
-        from streams.cluster import stored_cluster  # the layout module reads settings
+        from streams.ops.cluster import stored_cluster  # the layout module reads settings
 
         try:
             layout = stored_cluster(self.broker_dir)

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from streams.bootstrap import Container, bootstrap
-from streams.reachability import require_broker
+from streams.kafka.reachability import require_broker
 
 app = typer.Typer(
     help="contactflow: GDPR-governed contact-centre events on Apache Kafka.",

@@ -17,7 +17,7 @@ app.add_typer(acl_app, name="acl")
 
 
 def _policy(root: Container):  # type: ignore[no-untyped-def]
-    from streams.acl import load_acl_policy
+    from streams.ops.acl import load_acl_policy
 
     return load_acl_policy(root.settings.infra_dir / "acl.yaml", root.topics)
 
@@ -35,9 +35,9 @@ def acl_apply(
     ] = False,
 ) -> None:
     """Create the roles' SCRAM users and exactly their ACLs; idempotent. Connect as admin."""
-    from streams.acl.apply import apply_access, plan_access, require_admin_login
-    from streams.acl.credentials import generate_missing as write_missing
-    from streams.acl.credentials import require_passwords, role_password
+    from streams.ops.acl.apply import apply_access, plan_access, require_admin_login
+    from streams.ops.acl.credentials import generate_missing as write_missing
+    from streams.ops.acl.credentials import require_passwords, role_password
 
     root = kafka_container()
     policy = _policy(root)
@@ -87,9 +87,9 @@ def acl_verify() -> None:
     """Try every role on every topic (read, write, describe, create) on the real broker,
     print the matrix and `acl_checks=<n> unexpected_allows=<a> unexpected_denies=<d>`;
     exit 1 unless both counts are 0. Connect as admin; the roles' passwords are needed."""
-    from streams.acl.apply import require_admin_login, require_role_logins
-    from streams.acl.credentials import require_passwords
-    from streams.acl.verify import verify_access
+    from streams.ops.acl.apply import require_admin_login, require_role_logins
+    from streams.ops.acl.credentials import require_passwords
+    from streams.ops.acl.verify import verify_access
 
     root = kafka_container()
     policy = _policy(root)

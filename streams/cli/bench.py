@@ -20,8 +20,8 @@ def bench_router(
     ] = 20_000,
 ) -> None:
     """Limit, Quix Streams, faust and the router on one workload; ratios on the last line."""
-    from streams.bench.router_bench import run_router_bench
-    from streams.bench.router_runner import run_real_router
+    from streams.dev.bench.router_bench import run_router_bench
+    from streams.dev.bench.router_runner import run_real_router
 
     root = kafka_container()
     with progress("bench") as say:
@@ -39,7 +39,7 @@ def bench_privacy(
     restrictions: Annotated[int, typer.Option(min=1, help="Restrictions to time.")] = 5,
 ) -> None:
     """Erasure and restriction end to end on the real broker; figures on the last line."""
-    from streams.bench.privacy_bench import run_privacy_bench
+    from streams.dev.bench.privacy_bench import run_privacy_bench
 
     root = kafka_container()
     with progress("bench") as say:
@@ -65,7 +65,7 @@ def bench_faults(
     routers, nodes and the cluster die and poison records arrive; every output is read back.
     Last line: faults= lost= duplicated= stalled_partitions= max_recovery_s=; exit 1 unless
     nothing was lost, duplicated or stalled."""
-    from streams.bench.faults import run_fault_bench
+    from streams.dev.bench.faults import run_fault_bench
 
     with progress("bench faults") as say:
         result = run_fault_bench(say, events=events, kills=kills, rate=rate, down_s=down)

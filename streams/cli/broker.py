@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from streams.cli._app import broker_app, console, container
+from streams.ops.broker import Broker
 
 
 @broker_app.command("up")
@@ -41,7 +42,7 @@ def broker_up(
     On an existing cluster storage, start whichever of its nodes are not running."""
     root = container()
     with console.status("starting broker") as status:
-        state = root.broker.up(
+        state = Broker(root.settings).up(
             report=lambda msg: status.update(msg), secure=secure, tls=tls, nodes=nodes
         )
     if state.nodes:
@@ -56,7 +57,7 @@ def broker_up(
         f"[green]broker up[/] Apache Kafka {state.kafka_version} on {state.bootstrap} "
         f"(pid {state.pid}, data {state.data_dir}, {state.security})"
     )
-    security = root.broker.security
+    security = Broker(root.settings).security
     if security.secure:
         console.print(
             f"super user 'admin': password in {security.admin_password_file} (owner-only); "
@@ -74,7 +75,7 @@ def broker_up(
 def broker_down() -> None:
     """Stop the broker started by `broker up` (every node of a cluster)."""
     root = container()
-    if root.broker.down(report=console.print):
+    if Broker(root.settings).down(report=console.print):
         console.print("[green]broker stopped[/]")
     else:
         console.print("no broker running")
@@ -85,7 +86,7 @@ def broker_status() -> None:
     """Report whether the broker runs, where, and how many topics it has; exit 1 if down.
 
     A cluster also lists each node; it counts as running while any node answers."""
-    state = container().broker.status()
+    state = Broker(container().settings).status()
     table = Table(show_header=False, box=None)
     answering = sum(n.answering for n in state.nodes)
     if state.nodes and state.running and answering < len(state.nodes):
@@ -121,7 +122,7 @@ def broker_status() -> None:
 @broker_app.command("install")
 def broker_install() -> None:
     """Fetch and verify the pinned Kafka jars without starting anything."""
-    distribution = container().broker.distribution
+    distribution = Broker(container().settings).distribution
     with console.status("installing Kafka jars") as status:
         libs = distribution.install(report=lambda msg: status.update(msg))
     console.print(f"[green]Apache Kafka {distribution.version}[/] jars verified in {libs}")

@@ -23,7 +23,7 @@ def deadletters_summary(
     output: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
 ) -> None:
     """Dead letters counted by source topic, stage and reason code (never their bytes)."""
-    from streams.deadletters import DeadLetters
+    from streams.ops.deadletters import DeadLetters
 
     if output is Format.json:  # standard output holds the JSON alone
         console.print_json(DeadLetters(kafka_container()).summarise().as_json())
@@ -55,7 +55,7 @@ def deadletters_replay(
     For after a fix (a contract deployed, a policy rule added, a producer corrected): the
     worker reads them again. Each replay is in the audit log; replayed ones are skipped.
     """
-    from streams.deadletters import DeadLetters
+    from streams.ops.deadletters import DeadLetters
 
     moment = parse_now(now)
     with progress("reading dead letters") as say:
@@ -93,7 +93,7 @@ def deadletters_purge(
     They hold the original bytes, personal data in clear, which an erasure cannot reach
     otherwise: `--older-than 0` once fixable ones are replayed. Recorded in the audit log.
     """
-    from streams.deadletters import DeadLetters
+    from streams.ops.deadletters import DeadLetters
 
     moment = parse_now(now)
     cut_off = moment - parse_age(older_than)

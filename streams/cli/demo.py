@@ -8,8 +8,8 @@ import typer
 from rich.table import Table
 
 from streams.cli._app import app, console, container, progress
-from streams.demo import reset_demo, run_demo
-from streams.privacy.evidence import render_report
+from streams.control.privacy.evidence import render_report
+from streams.dev.demo import reset_demo, run_demo
 
 
 @app.command("demo")

@@ -11,8 +11,8 @@ import typer
 from streams.cli._app import app, console, container
 
 if TYPE_CHECKING:
-    from streams.downstream import DownstreamConsumer
-    from streams.health import Check
+    from streams.runtime.health import Check
+    from streams.sdk.downstream.client import DownstreamConsumer
 
 downstream_app = typer.Typer(
     help="Downstream consumers: receive privacy commands, acknowledge them.",
@@ -34,17 +34,17 @@ def downstream_serve(
         float | None, typer.Option(help="Stop after this many seconds without a record.")
     ] = None,
 ) -> None:
-    """Answer commands with the reference consumer (streams.downstream_example): erase with
+    """Answer commands with the reference consumer (streams.sdk.downstream.example): erase with
     held recordings -> retained_under_hold, everything else -> done. One line per answer;
     Ctrl-C or SIGTERM stops after the batch in hand and prints the summary. A broker that
     is not up yet, or goes away, is waited for (one warning line per 30 s); a Kafka call
     that blocks past its timeout restarts the process in place (nothing answered is lost)."""
     from streams.cli.run import worker_endpoints
-    from streams.downstream import HEALTH_STALE_S, load_registry
-    from streams.downstream_example import serve_registered
-    from streams.health import Heartbeat
-    from streams.reachability import wait_for_broker
-    from streams.watchdog import restart_in_place
+    from streams.kafka.reachability import wait_for_broker
+    from streams.runtime.health import Heartbeat
+    from streams.runtime.watchdog import restart_in_place
+    from streams.sdk.downstream.client import HEALTH_STALE_S, load_registry
+    from streams.sdk.downstream.example import serve_registered
 
     if all_consumers == bool(consumer):
         raise typer.BadParameter("give --all or at least one --consumer NAME, not both")

@@ -25,7 +25,7 @@ from streams.errors import ContactflowError
 
 if TYPE_CHECKING:
     from streams.bootstrap import Container
-    from streams.privacy.service import PrivacyService
+    from streams.control.privacy.service import PrivacyService
 
 T = TypeVar("T")
 dsr_app = typer.Typer(help="Data-subject requests: intake, instruction, status, evidence.",
@@ -49,9 +49,9 @@ class DecisionChoice(StrEnum):
 
 
 def _service() -> tuple[Container, PrivacyService]:
+    from streams.control.privacy.config import load_privacy_config
+    from streams.control.privacy.service import PrivacyService
     from streams.ledger import upgrade
-    from streams.privacy.config import load_privacy_config
-    from streams.privacy.service import PrivacyService
 
     root = kafka_container()
     upgrade(
@@ -88,8 +88,8 @@ def submit(
 ) -> None:
     """Record a request and print its id; without --verified-by it waits for `dsr verify`.
     Values that may not be taken in are refused before anything is reached."""
-    from streams.privacy.config import load_privacy_config
-    from streams.privacy.intake import Intake, checked, identifiers
+    from streams.control.privacy.config import load_privacy_config
+    from streams.control.privacy.intake import Intake, checked, identifiers
 
     pairs = [("phone", v) for v in phone or []] + [("email", v) for v in email or []]
     pairs += [("social_handle", v) for v in handle or []]
@@ -140,8 +140,8 @@ def instruct(
     reason: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Stand in for ORES's system: publish its instruction on privacy.instructions.v1."""
-    from streams.outbox import Outbox
-    from streams.privacy.messages import send_ores_instruction
+    from streams.control.privacy.messages import send_ores_instruction
+    from streams.kafka.outbox import Outbox
 
     root = kafka_container()
     outbox = Outbox(root.settings.kafka_client_config(), root.topics, root.schemas)
@@ -169,7 +169,7 @@ def extend(
 def process(now: Annotated[str | None, typer.Option(help="ISO-8601 clock.")] = None) -> None:
     """Apply what privacy.requests/instructions/acks hold now, then check deadlines (what
     `contactflow run privacy` does continuously)."""
-    from streams.privacy.catchup import apply_privacy_topics
+    from streams.control.privacy.catchup import apply_privacy_topics
 
     clock = parse_now(now)
     root, service = _service()
@@ -198,8 +198,8 @@ def status(
     output: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Open requests, earliest deadline first; overdue ones and late consumers flagged."""
+    from streams.control.privacy.evidence import open_status
     from streams.ledger import session_factory
-    from streams.privacy.evidence import open_status
 
     root, _ = container(), None
     with session_factory(root.ledger_engine)() as session:
@@ -225,8 +225,8 @@ def report(
 ) -> None:
     """The evidence of one request: found where, instructions, answers, timings, and until
     when clear copies of the person's events can remain (raw topics, dead letters)."""
+    from streams.control.privacy.evidence import render_report, request_report
     from streams.ledger import session_factory
-    from streams.privacy.evidence import render_report, request_report
 
     root = container()
     with session_factory(root.ledger_engine)() as session:
@@ -242,7 +242,7 @@ def report(
 @dsr_app.command("export")
 def export(request_id: str, out: Annotated[Path, typer.Option("--out")]) -> None:
     """Access / portability: write every decrypted record of the subject as JSON."""
-    from streams.privacy.export import export_subject_data
+    from streams.control.privacy.export import export_subject_data
 
     root, service = _service()
     try:

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from schemas.validation import ContractViolation
 from streams.cli._app import app, console, container, err_console, kafka_container
-from streams.producer import CHANNELS
+from streams.sdk.producer import CHANNELS
 
 
 @app.command("produce")

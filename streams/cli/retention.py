@@ -18,7 +18,7 @@ from streams.errors import ContactflowError
 from streams.ledger.errors import UnknownRecordingError
 
 if TYPE_CHECKING:
-    from streams.retention.service import RetentionService
+    from streams.control.retention.service import RetentionService
 
 hold_app = typer.Typer(help="Legal holds on recordings (they outrank expiry and erasure).",
                        no_args_is_help=True)  # fmt: skip
@@ -50,7 +50,7 @@ def parse_now(value: str | None) -> datetime:
 
 def _service(*, kafka: bool = True) -> tuple[Container, RetentionService]:
     """The retention service; `kafka=False` for commands that only read the ledger."""
-    from streams.retention.service import RetentionService
+    from streams.control.retention.service import RetentionService
     from streams.router.worker import load_policy
 
     root = kafka_container() if kafka else container()

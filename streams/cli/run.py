@@ -11,7 +11,7 @@ from streams.cli._app import app, console, container
 
 if TYPE_CHECKING:
     from streams.bootstrap import Container
-    from streams.health import Heartbeat, WorkerEndpoints
+    from streams.runtime.health import Heartbeat, WorkerEndpoints
 
 run_app = typer.Typer(help="Run a contactflow worker until stopped.", no_args_is_help=True)
 app.add_typer(run_app, name="run")
@@ -31,10 +31,10 @@ def run_router(
     import signal
     import threading
 
-    from streams.health import Heartbeat
-    from streams.reachability import wait_for_broker
+    from streams.kafka.reachability import wait_for_broker
     from streams.router.worker import HEALTH_STALE_S, RouterWorker
-    from streams.watchdog import CallWatchdog, restart_in_place
+    from streams.runtime.health import Heartbeat
+    from streams.runtime.watchdog import CallWatchdog, restart_in_place
 
     root = container()
     root.service_name = f"contactflow-router-{root.settings.router_instance}"
@@ -71,7 +71,7 @@ def run_router(
 
 def worker_endpoints(root: Container, heartbeat: Heartbeat, *, ledger: bool) -> WorkerEndpoints:
     """/healthz, /readyz and /metrics when CONTACTFLOW_HTTP_PORT is set (one line says where)."""
-    from streams.health import WorkerEndpoints
+    from streams.runtime.health import WorkerEndpoints
 
     endpoints = WorkerEndpoints(root, heartbeat, ledger=ledger)
     if endpoints.address is not None:
@@ -84,8 +84,8 @@ def run_privacy() -> None:
     """The control plane (faust-streaming): data-subject requests (intake, ORES's
     instructions, acknowledgements, deadlines), recording registration, the holds that
     complaints, fraud attempts and disputes signal, and the expiry sweep."""
-    from streams.health import Heartbeat
-    from streams.reachability import wait_for_broker
+    from streams.kafka.reachability import wait_for_broker
+    from streams.runtime.health import Heartbeat
 
     root = container()
     root.service_name = "contactflow-privacy"
@@ -107,11 +107,11 @@ def _run_privacy(root: Container, heartbeat: Heartbeat, endpoints: WorkerEndpoin
     import faust
 
     from streams.control.app import create_control_app
+    from streams.control.privacy.config import load_privacy_config
+    from streams.control.privacy.service import PrivacyService
+    from streams.control.retention.service import RetentionService
+    from streams.kafka.reachability import OutageMonitor
     from streams.ledger import upgrade
-    from streams.privacy.config import load_privacy_config
-    from streams.privacy.service import PrivacyService
-    from streams.reachability import OutageMonitor
-    from streams.retention.service import RetentionService
     from streams.router.worker import load_policy, utc_now
 
     service = RetentionService(

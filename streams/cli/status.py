@@ -19,11 +19,11 @@ from rich.text import Text
 
 from streams.cli._app import app, console, container, kafka_container
 from streams.cli.retention import Format, parse_now
-from streams.status import DEFAULT_MAX_LAG
+from streams.ops.status import DEFAULT_MAX_LAG
 
 if TYPE_CHECKING:
-    from streams.lag import GroupLag
-    from streams.status import StatusSnapshot
+    from streams.ops.lag import GroupLag
+    from streams.ops.status import StatusSnapshot
 
 NEEDS_A_PERSON = 1  # exit code of status and lag when a problem is found
 
@@ -52,7 +52,7 @@ def status(
     and holds on one screen. Exit 1 when something needs a person: broker unreachable,
     topic drift, lag over --max-lag, an overdue request, a late consumer, an unreadable
     ledger."""
-    from streams.status import collect_status
+    from streams.ops.status import collect_status
 
     root = container()
 
@@ -82,7 +82,7 @@ def lag(
 ) -> None:
     """Consumer lag per group and topic (committed against end offsets). Exit 1 when a
     group lags more than --max-lag on a topic."""
-    from streams.lag import ConsumerGroupRef, consumer_lag, known_groups
+    from streams.ops.lag import ConsumerGroupRef, consumer_lag, known_groups
 
     root = kafka_container()
     refs = known_groups(root)

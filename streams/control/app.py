@@ -27,11 +27,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from streams.bootstrap import Container
 from streams.control.instruments import ControlInstruments
+from streams.control.privacy.catchup import INPUT_ERRORS, handlers
+from streams.control.privacy.service import PrivacyService
+from streams.control.retention.service import STANDARD, RetentionService
 from streams.errors import ContactflowError
-from streams.outbox import OutboxRefused
-from streams.privacy.catchup import INPUT_ERRORS, handlers
-from streams.privacy.service import PrivacyService
-from streams.retention.service import STANDARD, RetentionService
+from streams.kafka.outbox import OutboxRefused
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

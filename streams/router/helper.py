@@ -23,9 +23,9 @@ from typing import IO, Any, Final, NamedTuple, cast
 from processors.policy import Policy
 from processors.pseudonym import Pseudonymiser
 from schemas.catalog import SchemaCatalog
-from streams.heap import freeze_startup_heap
 from streams.router.decode import Decoded, EventDecoder, Outcome, Rejection, Request
 from streams.router.templates import Templates
+from streams.runtime.heap import freeze_startup_heap
 
 
 class DecoderConfig(NamedTuple):

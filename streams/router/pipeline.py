@@ -40,8 +40,7 @@ from processors.routing import (
 from schemas.catalog import SchemaCatalog
 from schemas.serde import AvroSerde
 from streams.errors import ContactflowError
-from streams.kafka_refusals import SIZE_ERROR_NAMES
-from streams.producer import CHANNELS, raw_topic
+from streams.kafka.refusals import SIZE_ERROR_NAMES
 from streams.router.decode import (
     Decoded,
     EventDecoder,
@@ -55,6 +54,7 @@ from streams.router.directory import SubjectDirectory
 from streams.router.helper import DecoderConfig
 from streams.router.limits import OutputLimits, record_size
 from streams.router.templates import Decisions, TaggedWriter, fill
+from streams.sdk.producer import CHANNELS, raw_topic
 from streams.topics import TopicCatalog
 
 SCHEMA_HEADER = "contactflow-schema"

@@ -34,10 +34,8 @@ from processors.pseudonym import Pseudonymiser
 from schemas.serde import AvroSerde
 from streams.bootstrap import Container
 from streams.errors import ContactflowError
-from streams.health import Heartbeat
-from streams.heap import freeze_startup_heap
 from streams.infra_files import load_infra_file
-from streams.kafka_refusals import RECORD_ERRORS
+from streams.kafka.refusals import RECORD_ERRORS
 from streams.keys import load_keys
 from streams.ledger import current_revision, head_revision, session_factory
 from streams.router.decode import Decoded, Outcome
@@ -48,8 +46,10 @@ from streams.router.limits import OutputLimits, read_output_limits
 from streams.router.pipeline import OUTPUT_TOPICS, BatchOutcome, RouterPipeline, decode_request
 from streams.router.state import SubjectStateTable
 from streams.router.telemetry import RouterMetrics, batch_links
+from streams.runtime.health import Heartbeat
+from streams.runtime.heap import freeze_startup_heap
+from streams.runtime.watchdog import CallWatchdog
 from streams.telemetry import kafka_span_attributes
-from streams.watchdog import CallWatchdog
 
 log = logging.getLogger(__name__)
 GROUP_ID = "contactflow-router"

@@ -1,7 +1,7 @@
 """Integration fixtures: one real Kafka broker per test session, fresh topics per test.
 
 With CONTACTFLOW_TEST_BOOTSTRAP set (as `.ci/run` does) the tests use that broker;
-otherwise the session starts its own with `streams.broker` on free ports and stops it.
+otherwise the session starts its own with `streams.ops.broker` on free ports and stops it.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from streams.bootstrap import Container, bootstrap
-from streams.broker import Broker
 from streams.keys import load_keys
 from streams.ledger import upgrade
+from streams.ops.broker import Broker
 from streams.settings import KAFKA_CLIENT_LOGGER, Settings
 from streams.telemetry import Telemetry
 from streams.topics import apply_plan, delete_topics, plan

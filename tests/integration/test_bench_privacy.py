@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from streams.bench.privacy_bench import run_privacy_bench
 from streams.bootstrap import Container
+from streams.dev.bench.privacy_bench import run_privacy_bench
 
 pytestmark = pytest.mark.integration
 

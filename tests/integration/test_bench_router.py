@@ -8,11 +8,11 @@ import re
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from streams.bench.harness import GroupProgress
-from streams.bench.router_bench import run_router_bench
-from streams.bench.router_runner import run_real_router
-from streams.bench.workload import generate_workload
 from streams.bootstrap import Container
+from streams.dev.bench.harness import GroupProgress
+from streams.dev.bench.router_bench import run_router_bench
+from streams.dev.bench.router_runner import run_real_router
+from streams.dev.bench.workload import generate_workload
 
 pytestmark = pytest.mark.integration
 

@@ -13,12 +13,12 @@ from typer.testing import CliRunner
 
 from schemas.examples import example_events
 from streams.cli import app
-from streams.deadletters import REPLAY_HEADER, REPLAYED_ACTION
 from streams.errors import ContactflowError
+from streams.kafka.readback import read_all
 from streams.ledger import AuditLog, session_factory, upgrade
-from streams.producer import raw_topic
-from streams.readback import read_all
+from streams.ops.deadletters import REPLAY_HEADER, REPLAYED_ACTION
 from streams.router.worker import RouterWorker
+from streams.sdk.producer import raw_topic
 
 pytestmark = pytest.mark.integration
 
@@ -120,7 +120,7 @@ def test_purge_deletes_dead_letters_older_than_the_cut_off_per_partition(contain
     from confluent_kafka import Consumer, TopicPartition
 
     from schemas.serde import AvroSerde
-    from streams.deadletters import PURGED_ACTION
+    from streams.ops.deadletters import PURGED_ACTION
 
     upgrade(container.settings.resolved_database_url())
     now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

@@ -13,8 +13,8 @@ from schemas.examples import example_events
 from schemas.serde import AvroSerde
 from schemas.validation import ContractViolation
 from streams.cli import app
-from streams.producer import CHANNELS, SCHEMA_HEADER, raw_topic
-from streams.readback import read_all
+from streams.kafka.readback import read_all
+from streams.sdk.producer import CHANNELS, SCHEMA_HEADER, raw_topic
 
 pytestmark = pytest.mark.integration
 

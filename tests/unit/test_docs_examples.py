@@ -8,7 +8,7 @@ import pytest
 
 from schemas.catalog import SchemaCatalog
 from schemas.validation import from_json
-from streams.producer import CHANNELS
+from streams.sdk.producer import CHANNELS
 from streams.settings import PROJECT_ROOT
 from streams.topics import load_topics
 

@@ -44,3 +44,32 @@ def test_layout_check_catches_an_offender(tmp_path: Path) -> None:
     sample = tmp_path / "bad.py"
     sample.write_text("import os\nfrom confluent_kafka import Producer\n")
     assert _imported_roots(sample) & IO_FRAMEWORKS == {"confluent_kafka"}
+
+
+def test_runtime_workers_do_not_load_the_broker_launcher_nor_dev_tools() -> None:
+    """The router, the control plane and the SDKs run beside a broker someone else runs:
+    importing them loads neither the Maven/Java launcher nor the bench and demo."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "import streams.router.worker, streams.control.app, streams.sdk.producer\n"
+        "import streams.sdk.downstream.client, streams.bootstrap\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('streams.ops.broker', "
+        "'streams.dev'))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_streams_root_keeps_only_shared_modules() -> None:
+    """streams/ is grouped by what it serves; only the shared core stays at its root."""
+    loose = sorted(p.name for p in (ROOT / "streams").glob("*.py") if p.name != "__init__.py")
+    groups = sorted(p.name for p in (ROOT / "streams").iterdir() if (p / "__init__.py").exists())
+    assert groups == [
+        "cli", "control", "dev", "kafka", "ledger", "ops", "router", "runtime", "sdk"
+    ]  # fmt: skip
+    assert len(loose) <= 10, loose

@@ -21,9 +21,9 @@ from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from typer.testing import CliRunner
 
 from streams.bootstrap import bootstrap
-from streams.broker import Broker
 from streams.cli import app
-from streams.cluster import PORT_STEP, free_cluster_ports
+from streams.ops.broker import Broker
+from streams.ops.cluster import PORT_STEP, free_cluster_ports
 from streams.settings import Settings
 from streams.telemetry import Telemetry
 from streams.topics import apply_plan, plan

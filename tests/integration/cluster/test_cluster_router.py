@@ -17,13 +17,18 @@ from pathlib import Path
 import pytest
 from test_cluster import _free_ports, _java_processes_in
 
-from streams.bench.flow import fresh_events
-from streams.bench.routers import RouterFleet, wait_for
-from streams.bench.verdict import GroupProbe, exactly_once_problems, expected_routes, read_outputs
 from streams.bootstrap import Container, bootstrap
-from streams.broker import Broker
+from streams.dev.bench.flow import fresh_events
+from streams.dev.bench.routers import RouterFleet, wait_for
+from streams.dev.bench.verdict import (
+    GroupProbe,
+    exactly_once_problems,
+    expected_routes,
+    read_outputs,
+)
 from streams.keys import load_keys
 from streams.ledger import upgrade
+from streams.ops.broker import Broker
 from streams.settings import KAFKA_CLIENT_LOGGER, Settings
 from streams.telemetry import Telemetry
 from streams.topics import apply_plan, plan

@@ -12,8 +12,8 @@ from confluent_kafka import Producer
 
 from schemas.serde import AvroSerde
 from streams.bootstrap import Container
-from streams.downstream import DownstreamConsumer, ReceivedCommand
-from streams.readback import read_all
+from streams.kafka.readback import read_all
+from streams.sdk.downstream.client import DownstreamConsumer, ReceivedCommand
 
 ISSUED = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 

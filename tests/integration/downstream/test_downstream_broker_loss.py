@@ -26,7 +26,7 @@ from downstream_commands import command, publish, read_acks, topic_of
 
 from schemas.serde import AvroSerde
 from streams.bootstrap import Container
-from streams.broker import Broker
+from streams.ops.broker import Broker
 from streams.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ from downstream_commands import command, poll_until, publish, publish_raw, read_
 
 from schemas.serde import AvroSerde
 from streams.bootstrap import Container
-from streams.downstream import Answer, DownstreamConsumer, DownstreamError
-from streams.downstream_example import example_answer
+from streams.sdk.downstream.client import Answer, DownstreamConsumer, DownstreamError
+from streams.sdk.downstream.example import example_answer
 
 pytestmark = pytest.mark.integration
 
@@ -121,7 +121,7 @@ def test_two_instances_of_one_consumer_answer_everything_between_them(
     """Scale-out: two members of one group (rebalancing as the second joins) lose nothing."""
     import threading
 
-    from streams.downstream import ServeStats
+    from streams.sdk.downstream.client import ServeStats
 
     commands = [command("ores_systems", kind) for kind in ("erase", "suppress") for _ in range(20)]
     publish(container, commands)

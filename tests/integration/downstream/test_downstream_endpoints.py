@@ -15,7 +15,7 @@ from downstream_commands import command, publish, read_acks
 from endpoints import free_port, get, personal_data_in, wait_for_metrics, wait_for_status
 
 from streams.bootstrap import Container
-from streams.broker import Broker
+from streams.ops.broker import Broker
 from streams.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration

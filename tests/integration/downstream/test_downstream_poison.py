@@ -13,8 +13,8 @@ from downstream_commands import command, publish, read_acks
 from topicconfig import set_max_message_bytes
 
 from streams.bootstrap import Container
-from streams.downstream import DownstreamConsumer
-from streams.downstream_example import example_answer
+from streams.sdk.downstream.client import DownstreamConsumer
+from streams.sdk.downstream.example import example_answer
 
 pytestmark = pytest.mark.integration
 

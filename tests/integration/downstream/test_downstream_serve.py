@@ -9,8 +9,8 @@ import pytest
 from downstream_commands import command, publish, read_acks
 
 from streams.bootstrap import Container
-from streams.downstream import Answer, DownstreamConsumer, ReceivedCommand
-from streams.downstream_example import example_answer
+from streams.sdk.downstream.client import Answer, DownstreamConsumer, ReceivedCommand
+from streams.sdk.downstream.example import example_answer
 from streams.telemetry import Telemetry
 
 pytestmark = pytest.mark.integration

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import pytest
 
 from streams.bootstrap import Container
+from streams.control.privacy.config import load_privacy_config
+from streams.control.privacy.service import PrivacyService
 from streams.keys import load_keys
 from streams.ledger import upgrade
-from streams.privacy.config import load_privacy_config
-from streams.privacy.service import PrivacyService
 
 
 @pytest.fixture

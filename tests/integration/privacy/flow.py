@@ -10,11 +10,11 @@ from people import PHONE, one_person_on_five_channels
 
 from schemas.serde import AvroSerde
 from streams.bootstrap import Container
-from streams.privacy.catchup import apply_privacy_topics
-from streams.privacy.service import PrivacyService
-from streams.readback import read_all
-from streams.retention.catchup import apply_retention_topics
-from streams.retention.service import RetentionService
+from streams.control.privacy.catchup import apply_privacy_topics
+from streams.control.privacy.service import PrivacyService
+from streams.control.retention.catchup import apply_retention_topics
+from streams.control.retention.service import RetentionService
+from streams.kafka.readback import read_all
 from streams.router.worker import RouterWorker
 
 

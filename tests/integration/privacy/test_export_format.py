@@ -16,7 +16,7 @@ from people import EMAIL, coaching_recording
 from typer.testing import CliRunner
 
 from streams.cli import app
-from streams.privacy.intake import Intake, identifiers
+from streams.control.privacy.intake import Intake, identifiers
 
 pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC)

@@ -18,10 +18,10 @@ from endpoints import free_port, get, wait_for_status
 from flow import publish, restriction_request, route_person
 
 from streams.bootstrap import Container
-from streams.broker import Broker
+from streams.control.privacy.config import load_privacy_config
+from streams.control.privacy.service import PrivacyService
 from streams.ledger import UnknownRequestError
-from streams.privacy.config import load_privacy_config
-from streams.privacy.service import PrivacyService
+from streams.ops.broker import Broker
 
 pytestmark = pytest.mark.integration
 OUTAGE_S = 20.0

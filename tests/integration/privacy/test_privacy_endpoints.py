@@ -13,7 +13,7 @@ from flow import publish, route_person
 from people import PHONE
 
 from streams.bootstrap import Container
-from streams.broker import Broker
+from streams.ops.broker import Broker
 
 pytestmark = pytest.mark.integration
 

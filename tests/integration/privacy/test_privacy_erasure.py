@@ -11,14 +11,14 @@ from people import EMAIL, HANDLE, PHONE, RAW_SPELLINGS, coaching_recording, exam
 
 from processors.crypto import KeyUnavailable
 from schemas.serde import AvroSerde
-from streams.downstream_example import serve_registered
+from streams.control.privacy.config import load_registry
+from streams.control.privacy.evidence import request_report
+from streams.control.privacy.intake import Intake, identifiers
+from streams.control.retention.service import RetentionService
 from streams.keys import load_keys
 from streams.ledger import session_factory
 from streams.plaintext import open_event, vault_lookup
-from streams.privacy.config import load_registry
-from streams.privacy.evidence import request_report
-from streams.privacy.intake import Intake, identifiers
-from streams.retention.service import RetentionService
+from streams.sdk.downstream.example import serve_registered
 
 pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC)

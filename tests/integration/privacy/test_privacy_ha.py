@@ -21,12 +21,12 @@ from pgschema import private_postgres_schema
 
 from streams.bootstrap import Container, bootstrap
 from streams.control.app import APP_ID
+from streams.control.privacy.config import load_privacy_config
+from streams.control.privacy.request_cut import REMOVED_ACTION
+from streams.control.privacy.service import PrivacyService
+from streams.kafka.readback import read_all
 from streams.keys import load_keys
 from streams.ledger import AuditLog, UnknownRequestError, session_factory, upgrade
-from streams.privacy.config import load_privacy_config
-from streams.privacy.request_cut import REMOVED_ACTION
-from streams.privacy.service import PrivacyService
-from streams.readback import read_all
 from streams.telemetry import Telemetry
 from streams.topics import apply_plan, delete_topics, plan
 

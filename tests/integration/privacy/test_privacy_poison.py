@@ -19,8 +19,8 @@ from people import PHONE
 from topicconfig import set_max_message_bytes
 
 from streams.bootstrap import Container
+from streams.control.privacy.service import PrivacyService
 from streams.ledger import UnknownRequestError
-from streams.privacy.service import PrivacyService
 
 pytestmark = pytest.mark.integration
 INSTRUCTIONS = "privacy.controller.ores.v1"

@@ -21,15 +21,15 @@ from schemas.serde import AvroSerde
 from streams.bootstrap import Container
 from streams.cli import app
 from streams.control.app import APP_ID
-from streams.deadletters import DeadLetters
-from streams.downstream_example import serve_registered
+from streams.control.privacy.catchup import apply_privacy_topics
+from streams.control.privacy.config import load_registry
+from streams.control.privacy.evidence import request_report
+from streams.control.privacy.request_cut import DEAD_LETTERED_ACTION, REMOVED_ACTION
+from streams.control.privacy.service import PrivacyService
+from streams.kafka.readback import read_all
 from streams.ledger import AuditLog, UnknownRequestError, session_factory
-from streams.privacy.catchup import apply_privacy_topics
-from streams.privacy.config import load_registry
-from streams.privacy.evidence import request_report
-from streams.privacy.request_cut import DEAD_LETTERED_ACTION, REMOVED_ACTION
-from streams.privacy.service import PrivacyService
-from streams.readback import read_all
+from streams.ops.deadletters import DeadLetters
+from streams.sdk.downstream.example import serve_registered
 
 pytestmark = pytest.mark.integration
 REQUESTS = "privacy.requests.v1"

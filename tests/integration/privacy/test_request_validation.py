@@ -13,10 +13,10 @@ from people import EMAIL, PHONE
 from sqlalchemy import select
 
 from streams.bootstrap import Container
+from streams.control.privacy.catchup import apply_privacy_topics
+from streams.control.privacy.service import PrivacyService
 from streams.ledger import UnknownRequestError, session_factory
 from streams.ledger.models import PrivacyRequestRow
-from streams.privacy.catchup import apply_privacy_topics
-from streams.privacy.service import PrivacyService
 
 pytestmark = pytest.mark.integration
 REQUESTS = "privacy.requests.v1"

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from schemas.serde import AvroSerde
+from streams.control.retention.service import RetentionService
+from streams.kafka.readback import read_all
 from streams.ledger import RetentionLedger, session_factory, upgrade
-from streams.readback import read_all
-from streams.retention.service import RetentionService
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from schemas.examples import example_events
 from schemas.serde import AvroSerde
 from streams.cli import app
+from streams.kafka.readback import read_all
 from streams.ledger import AuditLog, RetentionLedger, session_factory, upgrade
-from streams.readback import read_all
 from streams.router.worker import RouterWorker
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.bench.routers import RouterFleet
-from streams.bench.verdict import GroupProbe
 from streams.bootstrap import Container
+from streams.dev.bench.routers import RouterFleet
+from streams.dev.bench.verdict import GroupProbe
 from streams.keys import load_keys
 from streams.ledger import upgrade
 

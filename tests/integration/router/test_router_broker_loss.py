@@ -16,11 +16,16 @@ from pathlib import Path
 import pytest
 from endpoints import free_port, get, wait_for_status
 
-from streams.bench.flow import fresh_events
-from streams.bench.routers import RouterFleet, wait_for
-from streams.bench.verdict import GroupProbe, exactly_once_problems, expected_routes, read_outputs
 from streams.bootstrap import Container
-from streams.broker import Broker
+from streams.dev.bench.flow import fresh_events
+from streams.dev.bench.routers import RouterFleet, wait_for
+from streams.dev.bench.verdict import (
+    GroupProbe,
+    exactly_once_problems,
+    expected_routes,
+    read_outputs,
+)
+from streams.ops.broker import Broker
 
 pytestmark = pytest.mark.integration
 

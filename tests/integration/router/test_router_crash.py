@@ -16,17 +16,17 @@ import time
 import pytest
 
 from processors.routing import QUARANTINE_TOPIC
-from streams.bench.flow import RawEvent, encode_events, fresh_events, produce
-from streams.bench.routers import RouterFleet, RouterProcess, wait_for
-from streams.bench.verdict import (
+from streams.bootstrap import Container
+from streams.dev.bench.flow import RawEvent, encode_events, fresh_events, produce
+from streams.dev.bench.routers import RouterFleet, RouterProcess, wait_for
+from streams.dev.bench.verdict import (
     TAGGED_TOPICS,
     GroupProbe,
     exactly_once_problems,
     expected_routes,
     read_outputs,
 )
-from streams.bootstrap import Container
-from streams.readback import read_all
+from streams.kafka.readback import read_all
 
 pytestmark = pytest.mark.integration
 

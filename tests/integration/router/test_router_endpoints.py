@@ -15,7 +15,7 @@ from endpoints import free_port, get, personal_data_in, wait_for_metrics, wait_f
 from people import one_person_on_five_channels
 
 from streams.bootstrap import Container
-from streams.broker import Broker
+from streams.ops.broker import Broker
 from streams.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration

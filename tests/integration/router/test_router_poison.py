@@ -25,11 +25,11 @@ from topicconfig import set_max_message_bytes
 from processors.identity import normalise_phone
 from processors.pseudonym import Pseudonymiser
 from schemas.serde import AvroSerde
-from streams.deadletters import DeadLetters
+from streams.kafka.readback import read_all
 from streams.keys import load_keys
-from streams.producer import raw_topic
-from streams.readback import read_all
+from streams.ops.deadletters import DeadLetters
 from streams.router.worker import RouterWorker
+from streams.sdk.producer import raw_topic
 
 pytestmark = pytest.mark.integration
 _VALID_BEHIND = 15

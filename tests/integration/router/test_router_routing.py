@@ -15,12 +15,12 @@ from processors.crypto import KeyUnavailable
 from processors.identity import normalise_phone
 from processors.pseudonym import Pseudonymiser
 from schemas.serde import AvroSerde
+from streams.kafka.readback import read_all
 from streams.keys import load_keys
 from streams.ledger import KeyVault, session_factory, upgrade
 from streams.plaintext import open_event, vault_lookup
-from streams.producer import raw_topic
-from streams.readback import read_all
 from streams.router.worker import RouterWorker
+from streams.sdk.producer import raw_topic
 
 pytestmark = pytest.mark.integration
 

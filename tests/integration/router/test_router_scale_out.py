@@ -13,10 +13,15 @@ import time
 
 import pytest
 
-from streams.bench.flow import fresh_events
-from streams.bench.routers import RouterFleet, wait_for
-from streams.bench.verdict import GroupProbe, exactly_once_problems, expected_routes, read_outputs
 from streams.bootstrap import Container
+from streams.dev.bench.flow import fresh_events
+from streams.dev.bench.routers import RouterFleet, wait_for
+from streams.dev.bench.verdict import (
+    GroupProbe,
+    exactly_once_problems,
+    expected_routes,
+    read_outputs,
+)
 
 pytestmark = pytest.mark.integration
 

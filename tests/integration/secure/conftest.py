@@ -1,6 +1,6 @@
 """A secured real broker for the need-to-know tests: SASL/SCRAM-SHA-512, the KRaft
 StandardAuthorizer, every topic of infra/topics.yaml under one session prefix, and the
-users and ACLs of infra/acl.yaml applied by `streams.acl` as `contactflow acl apply` does.
+users and ACLs of infra/acl.yaml applied by `streams.ops.acl` as `contactflow acl apply` does.
 
 The broker always starts here (never CONTACTFLOW_TEST_BOOTSTRAP: that one is plain), on
 free ports with its own temporary data directory, and is stopped at the end. Each role's
@@ -23,11 +23,11 @@ from pydantic import SecretStr
 from secureclients import free_port
 
 from processors.acl import AclPolicy
-from streams.acl import load_acl_policy
-from streams.acl.apply import apply_access, plan_access
-from streams.acl.credentials import require_passwords
 from streams.bootstrap import Container, bootstrap
-from streams.broker import Broker
+from streams.ops.acl import load_acl_policy
+from streams.ops.acl.apply import apply_access, plan_access
+from streams.ops.acl.credentials import require_passwords
+from streams.ops.broker import Broker
 from streams.settings import Settings
 from streams.telemetry import Telemetry
 from streams.topics import apply_plan, plan

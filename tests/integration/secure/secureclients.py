@@ -1,4 +1,4 @@
-"""Plain confluent-kafka tries as a role, independent of `streams.acl.verify`.
+"""Plain confluent-kafka tries as a role, independent of `streams.ops.acl.verify`.
 
 The tests use these to see with their own eyes what the broker lets a role do; the
 verify command has its own, side-effect-free probes.

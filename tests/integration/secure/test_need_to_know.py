@@ -20,16 +20,16 @@ from secureclients import read_outcomes
 
 from schemas.examples import example_events
 from schemas.serde import AvroSerde
-from streams.acl.apply import authenticates
-from streams.deadletters import PURGED_ACTION, REPLAY_HEADER, DeadLetters
+from streams.control.privacy.catchup import apply_privacy_topics
+from streams.control.privacy.config import load_privacy_config
+from streams.control.privacy.service import PrivacyService
 from streams.errors import ContactflowError
+from streams.kafka.readback import read_all
 from streams.keys import load_keys
 from streams.ledger import AuditLog, session_factory, upgrade
-from streams.privacy.catchup import apply_privacy_topics
-from streams.privacy.config import load_privacy_config
-from streams.privacy.service import PrivacyService
-from streams.producer import CHANNELS, DeliveryError
-from streams.readback import read_all
+from streams.ops.acl.apply import authenticates
+from streams.ops.deadletters import PURGED_ACTION, REPLAY_HEADER, DeadLetters
+from streams.sdk.producer import CHANNELS, DeliveryError
 
 pytestmark = pytest.mark.integration
 TAGGED = ("contact.ores.v1", "contact.comnexio.v1", "contact.restricted.v1")

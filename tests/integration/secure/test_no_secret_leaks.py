@@ -12,9 +12,9 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from streams.acl.apply import authenticates
 from streams.cli import app
 from streams.control.app import faust_credentials
+from streams.ops.acl.apply import authenticates
 
 pytestmark = pytest.mark.integration
 

@@ -14,11 +14,11 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from secureclients import free_port, recording_call, wait_registered
 
-from streams.acl.apply import authenticates
 from streams.bootstrap import bootstrap
-from streams.broker import Broker
 from streams.keys import load_keys
 from streams.ledger import upgrade
+from streams.ops.acl.apply import authenticates
+from streams.ops.broker import Broker
 from streams.router.worker import RouterWorker
 from streams.settings import Settings
 from streams.telemetry import Telemetry

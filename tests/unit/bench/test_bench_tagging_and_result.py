@@ -15,11 +15,11 @@ import pytest
 from processors.pseudonym import Pseudonymiser
 from schemas.catalog import SchemaCatalog
 from schemas.serde import AvroSerde
-from streams.bench.harness import SystemRun, process_cpu_s, tree_cpu_s
-from streams.bench.router_bench import BenchResult
-from streams.bench.spec import COMNEXIO, ORES, QUARANTINE, PeerSpec
-from streams.bench.tagging import UNENCRYPTED_KEY_ID, BareTagger, load_policy
-from streams.bench.workload import encode_workload, generate_workload
+from streams.dev.bench.harness import SystemRun, process_cpu_s, tree_cpu_s
+from streams.dev.bench.router_bench import BenchResult
+from streams.dev.bench.spec import COMNEXIO, ORES, QUARANTINE, PeerSpec
+from streams.dev.bench.tagging import UNENCRYPTED_KEY_ID, BareTagger, load_policy
+from streams.dev.bench.workload import encode_workload, generate_workload
 from streams.settings import PROJECT_ROOT
 
 OUTPUTS = {ORES: "out.ores", COMNEXIO: "out.comnexio", QUARANTINE: "out.quarantine"}

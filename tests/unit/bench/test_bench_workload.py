@@ -11,8 +11,8 @@ from processors.identity import normalise_email, normalise_phone
 from schemas.catalog import CHANNEL_CONTRACTS, SchemaCatalog
 from schemas.serde import AvroSerde
 from schemas.validation import from_json
-from streams.bench.contacts import UNKNOWN_SERVICE
-from streams.bench.workload import RawEvent, encode_workload, generate_workload
+from streams.dev.bench.contacts import UNKNOWN_SERVICE
+from streams.dev.bench.workload import RawEvent, encode_workload, generate_workload
 
 N = 3000
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from streams.bench.faults import Fault, FaultBenchResult, _count
-from streams.bench.verdict import Expected, RoutedOutputs
+from streams.dev.bench.faults import Fault, FaultBenchResult, _count
+from streams.dev.bench.verdict import Expected, RoutedOutputs
 
 POISON = ("t.contact.raw.chat.v1", 0, 7)
 

@@ -16,7 +16,7 @@ from schemas.errors import SerdeError
 from schemas.examples import CHANNELS, example_events
 from schemas.serde import HEADER_SIZE, AvroSerde
 from schemas.validation import ContractViolation, from_json
-from streams.bench.workload import encode_workload, generate_workload
+from streams.dev.bench.workload import encode_workload, generate_workload
 
 
 def _fastavro_only(catalog: SchemaCatalog) -> AvroSerde:

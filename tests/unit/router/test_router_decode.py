@@ -22,7 +22,7 @@ from schemas.catalog import CHANNEL_CONTRACTS, SchemaCatalog
 from schemas.examples import CHANNELS, example_events
 from schemas.serde import AvroSerde
 from schemas.validation import from_json
-from streams.bench.workload import encode_workload, generate_workload
+from streams.dev.bench.workload import encode_workload, generate_workload
 from streams.router.decode import Decoded, EventDecoder, Rejection, seal
 from streams.router.helper import DecodeHelper, DecoderConfig, HelperFailed
 from streams.router.templates import Decisions, TaggedWriter, fill

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import Broker
-from streams.cluster import current_layout, layout_for_up, planned_cluster, stored_cluster
 from streams.errors import BrokerError
+from streams.ops.broker import Broker
+from streams.ops.cluster import current_layout, layout_for_up, planned_cluster, stored_cluster
 from streams.settings import Settings
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import Broker
 from streams.errors import BrokerError
+from streams.ops.broker import Broker
 from streams.settings import Settings
 
 
@@ -47,7 +47,7 @@ def test_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) ->
     """The storage tool reads an id starting with `-` as an option: such a draw is redone."""
     import uuid as uuid_module
 
-    from streams import broker
+    from streams.ops import broker
 
     draws = iter([uuid_module.UUID(bytes=b"\xf8" + b"\x00" * 15), uuid_module.UUID(int=7)])
     monkeypatch.setattr(broker.uuid, "uuid4", lambda: next(draws))

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from streams.bootstrap import bootstrap
-from streams.downstream import (
+from streams.sdk.downstream.client import (
     Answer,
     DownstreamConsumer,
     DownstreamError,
     ReceivedCommand,
     answer_failed,
 )
-from streams.downstream_example import example_answer
+from streams.sdk.downstream.example import example_answer
 from streams.settings import Settings
 
 ISSUED = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -82,7 +82,7 @@ def test_an_unregistered_consumer_is_refused_before_connecting(tmp_path: Path) -
 def test_command_reader_gives_reason_codes_for_what_it_cannot_read() -> None:
     from schemas.catalog import SchemaCatalog
     from schemas.serde import AvroSerde
-    from streams.downstream_wire import CommandReader
+    from streams.sdk.downstream.wire import CommandReader
 
     schemas = SchemaCatalog.load()
     serde = AvroSerde(schemas)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.downstream_offsets import OffsetTracker
+from streams.sdk.downstream.offsets import OffsetTracker
 
 P0, P1 = ("privacy.erasure.v1", 0), ("privacy.erasure.v1", 1)
 

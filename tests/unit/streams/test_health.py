@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from streams.errors import ContactflowError
-from streams.health import Health, HealthServer, Heartbeat, Probes, serve_health
+from streams.runtime.health import Health, HealthServer, Heartbeat, Probes, serve_health
 from streams.settings import Settings
 from streams.telemetry import configure_telemetry
 

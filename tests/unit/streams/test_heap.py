@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.heap import freeze_startup_heap
+from streams.runtime.heap import freeze_startup_heap
 
 
 class _Node:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import KafkaDistribution
 from streams.errors import BrokerError
+from streams.ops.broker import KafkaDistribution
 from streams.settings import PROJECT_ROOT, Settings
 
 

@@ -10,9 +10,9 @@ import pytest
 from processors.identity import InvalidIdentifier
 from processors.privacy import PrivacyRequestError, RequestType
 from processors.pseudonym import Pseudonymiser
+from streams.control.privacy.config import standing_instructions
+from streams.control.privacy.intake import Intake, from_message, identifiers
 from streams.errors import ContactflowError
-from streams.privacy.config import standing_instructions
-from streams.privacy.intake import Intake, from_message, identifiers
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.privacy.evidence import clear_copies, render_report
-from streams.privacy.request_cut import cut_offset, key_request_id
+from streams.control.privacy.evidence import clear_copies, render_report
+from streams.control.privacy.request_cut import cut_offset, key_request_id
 from streams.topics import TopicCatalog, load_topics
 
 INFRA = Path(__file__).resolve().parents[3] / "infra"

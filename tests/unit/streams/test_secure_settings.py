@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker_security import BrokerSecurity, choose_security, prepare_secrets
 from streams.errors import BrokerError
+from streams.ops.broker_security import BrokerSecurity, choose_security, prepare_secrets
 from streams.settings import Settings, SettingsError, load_settings
 
 
@@ -96,8 +96,8 @@ def test_an_admin_password_that_would_break_the_config_is_refused(tmp_path: Path
 def test_the_faust_app_logs_in_like_every_other_client(tmp_path: Path) -> None:
     from faust.types.auth import AuthProtocol, SASLMechanism
 
-    from streams.broker_security import write_local_tls
     from streams.control.app import faust_credentials
+    from streams.ops.broker_security import write_local_tls
 
     assert faust_credentials(Settings()) is None
     ca = tmp_path / "ca.pem"

@@ -1,0 +1,65 @@
+"""What the privacy service is configured with: the consumer registry, ORES's standing
+instructions, and the policy facts a request needs (its version, COMNEXIO's purposes)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from processors.consumers import ConsumerRegistry
+from processors.privacy import RequestType
+from processors.request_intake import request_purposes
+from streams.bootstrap import Container
+from streams.errors import ContactflowError
+from streams.sdk.downstream.model import load_registry
+
+if TYPE_CHECKING:
+    from streams.control.retention.service import RetentionService
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    registry: ConsumerRegistry
+    standing: frozenset[RequestType]
+    policy_version: str
+    comnexio_purposes: frozenset[str]
+    grace_days: int
+    request_purposes: Mapping[str, frozenset[str]]  # what a request may name
+
+    def retention_service(self, container: Container, actor: str) -> RetentionService:
+        from streams.control.retention.service import RetentionService
+
+        return RetentionService(container, actor=actor, grace_days=self.grace_days)
+
+
+def standing_instructions(text: str) -> frozenset[RequestType]:
+    """`erasure,restriction` -> those request types; a clear error on an unknown one."""
+    names = [n for n in text.split(",") if n]
+    unknown = sorted(set(names) - {t.value for t in RequestType})
+    if unknown:
+        raise ContactflowError(
+            f"privacy_standing_instructions: unknown request types {unknown}; "
+            f"known: {', '.join(RequestType)}"
+        )
+    return frozenset(RequestType(n) for n in names)
+
+
+def load_privacy_config(container: Container) -> PrivacyConfig:
+    from streams.router.worker import load_policy
+
+    policy = load_policy(container)
+    comnexio = frozenset(
+        purpose
+        for rule in policy.rules
+        if rule.controller == "COMNEXIO"
+        for purpose in rule.match.get("purpose", frozenset())
+    )
+    return PrivacyConfig(
+        registry=load_registry(container),
+        standing=standing_instructions(container.settings.privacy_standing_instructions),
+        policy_version=policy.version,
+        comnexio_purposes=comnexio,
+        grace_days=policy.release_grace_days,
+        request_purposes=request_purposes(policy),
+    )
