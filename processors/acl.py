@@ -2,7 +2,7 @@
 allow/deny matrix a secured broker must show.
 
 Pure: the caller reads the YAML and the topics registry and passes them in; the Kafka
-admin calls and the probes live in `streams.acl`. Keeping the expected matrix here means
+admin calls and the probes live in `streams.ops.acl`. Keeping the expected matrix here means
 `acl verify` compares the broker against a decision computed without the broker.
 """
 
