@@ -25,12 +25,6 @@ from processors.policy import Attribution
 EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_CLOCK_SKEW = timedelta(days=1)
 
-CONTROLLER_TOPICS = {"ORES": "contact.ores.v1", "COMNEXIO": "contact.comnexio.v1"}
-RESTRICTED_TOPIC = "contact.restricted.v1"
-QUARANTINE_TOPIC = "contact.quarantine.v1"
-DEADLETTER_TOPIC = "contact.deadletter.v1"
-RECORDINGS_TOPIC = "recordings.standard.v1"
-SIGNALS_TOPIC = "retention.signals.v1"
 
 # kind -> (recording kind, payload field holding the recording id, media_ref field or None)
 RECORDING_KINDS: dict[str, tuple[str, str, str | None]] = {

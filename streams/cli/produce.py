@@ -9,9 +9,10 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from schemas.topic_names import CHANNELS
 from schemas.validation import ContractViolation
 from streams.cli._app import app, console, container, err_console, kafka_container
-from streams.sdk.producer import CHANNELS
+from streams.sdk.producer import raw_topic
 
 
 @app.command("produce")
@@ -43,7 +44,7 @@ def produce(
         tally = producer.flush()
     console.print(
         f"{channel}: sent {tally.delivered} event(s) to "
-        f"{container().topics.name(f'contact.raw.{channel}.v1')}, rejected {rejected} line(s)"
+        f"{container().topics.name(raw_topic(channel))}, rejected {rejected} line(s)"
     )
     if rejected:
         raise typer.Exit(1)

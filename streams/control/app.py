@@ -25,6 +25,7 @@ from confluent_kafka import KafkaException
 from faust.exceptions import ConsumerNotStarted
 from sqlalchemy.exc import SQLAlchemyError
 
+from schemas.topic_names import RETENTION_SIGNALS
 from streams.bootstrap import Container
 from streams.control.instruments import ControlInstruments
 from streams.control.privacy.catchup import INPUT_ERRORS, handlers
@@ -35,7 +36,6 @@ from streams.kafka.outbox import OutboxRefused
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
-SIGNALS = "retention.signals.v1"
 APP_ID = "contactflow-control"
 REQUEST_CUT_INTERVAL_S = 5.0
 _HELD_ROUNDS_BEFORE_WARNING = 12
@@ -88,7 +88,7 @@ def create_control_app(
                 await _guarded(service, message, "register", clock,
                                service.ingest_recording, value, instruments)  # fmt: skip
 
-    @app.agent(raw_topic(SIGNALS), name="place-signal-holds")
+    @app.agent(raw_topic(RETENTION_SIGNALS), name="place-signal-holds")
     async def place_signal_holds(stream: Any) -> None:
         async for message, value in each_value(stream):
             with instruments.consumed(message):

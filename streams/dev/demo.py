@@ -17,12 +17,13 @@ from typing import Any
 from schemas.errors import SerdeError
 from schemas.examples import example_events
 from schemas.serde import AvroSerde
+from schemas.topic_names import CHANNELS
 from schemas.validation import ContractViolation
 from streams.bootstrap import Container
 from streams.errors import ContactflowError
 from streams.kafka.readback import end_offsets, read_all
 from streams.ops.broker import Broker
-from streams.sdk.producer import CHANNELS, raw_topic
+from streams.sdk.producer import raw_topic
 from streams.topics import apply_plan, delete_topics, plan
 
 Say = Callable[[str], None]

@@ -19,12 +19,12 @@ from sqlalchemy.orm import Session
 
 from schemas.catalog import SchemaCatalog
 from schemas.serde import AvroSerde
+from schemas.topic_names import PRIVACY_AUDIT
 from streams.errors import ContactflowError
 from streams.kafka.refusals import about_the_records
 from streams.ledger import AuditLog
 from streams.topics import TopicCatalog
 
-AUDIT_TOPIC = "privacy.audit.v1"
 Message = tuple[str, bytes, bytes | None]
 """(logical topic, key, value or None for a tombstone)."""
 Record = tuple[str, bytes | None, bytes | None, list[tuple[str, str | bytes | None]] | None]
@@ -134,7 +134,7 @@ class Outbox:
             "details": {k: str(v) for k, v in facts.items()},
         }  # fmt: skip
         label = key or request_id or action
-        return AUDIT_TOPIC, label.encode(), self.encode("AuditEvent", value)
+        return PRIVACY_AUDIT, label.encode(), self.encode("AuditEvent", value)
 
     def close(self) -> None:
         self._producer.flush(30)

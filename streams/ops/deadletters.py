@@ -28,13 +28,13 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer, TopicPartition
 
 from schemas.serde import AvroSerde
+from schemas.topic_names import CONTACT_DEADLETTER
 from streams.bootstrap import Container
 from streams.errors import ContactflowError
 from streams.kafka.outbox import deliver_all
 from streams.kafka.readback import read_all
 from streams.ledger import AuditLog, session_factory
 
-DEADLETTER_TOPIC = "contact.deadletter.v1"
 REPLAYED_ACTION = "deadletter.replayed"
 REPLAY_HEADER = "contactflow-replayed-from"
 PURGED_ACTION = "deadletter.purged"
@@ -113,7 +113,7 @@ class DeadLetters:
     def __init__(self, container: Container, *, actor: str = "cli") -> None:
         self._container = container
         self._actor = actor
-        self._topic = container.topics.name(DEADLETTER_TOPIC)
+        self._topic = container.topics.name(CONTACT_DEADLETTER)
         self._contract = container.schemas.latest("DeadLetter")
         self._declared = {container.topics.name(spec.name) for spec in container.topics.specs}
 

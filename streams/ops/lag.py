@@ -24,6 +24,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from schemas.topic_names import RETENTION_SIGNALS
 from streams.bootstrap import Container
 
 ADMIN_TIMEOUT_S = 30.0
@@ -111,7 +112,7 @@ class GroupLag:
 def known_groups(container: Container) -> list[ConsumerGroupRef]:
     """The router's group, the privacy app's, one per consumer registered in
     `infra/consumers.yaml`, and (optional) the one `contactflow dsr process` commits with."""
-    from streams.control.app import APP_ID, SIGNALS
+    from streams.control.app import APP_ID
     from streams.control.privacy.catchup import ACKS, INSTRUCTIONS, REQUESTS
     from streams.control.retention.service import STANDARD
     from streams.router.pipeline import CHANNEL_OF_TOPIC
@@ -123,7 +124,7 @@ def known_groups(container: Container) -> list[ConsumerGroupRef]:
     scoped = container.settings.scoped
     groups = [
         ConsumerGroupRef(scoped(GROUP_ID), "router", tuple(sorted(CHANNEL_OF_TOPIC))),
-        ConsumerGroupRef(scoped(APP_ID), "privacy-app", (STANDARD, SIGNALS, *privacy)),
+        ConsumerGroupRef(scoped(APP_ID), "privacy-app", (STANDARD, RETENTION_SIGNALS, *privacy)),
     ]
     for name in sorted(load_registry(container).consumers):
         groups.append(

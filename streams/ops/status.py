@@ -21,7 +21,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from processors.routing import DEADLETTER_TOPIC, QUARANTINE_TOPIC
+from schemas.topic_names import CONTACT_DEADLETTER, CONTACT_QUARANTINE
 from streams.bootstrap import Container
 from streams.errors import ContactflowError
 from streams.kafka.reachability import broker_answers
@@ -196,10 +196,10 @@ def collect_status(
     if broker.reachable:
         try:
             groups = tuple(consumer_lag(container))
-            if not _missing(container, broker, QUARANTINE_TOPIC):
+            if not _missing(container, broker, CONTACT_QUARANTINE):
                 quarantined = count_quarantined(container)
             # the dead letters replayed before are known from the ledger's audit log
-            if ledger_problem is None and not _missing(container, broker, DEADLETTER_TOPIC):
+            if ledger_problem is None and not _missing(container, broker, CONTACT_DEADLETTER):
                 deadletters = count_deadletters(container)
         except (KafkaException, ContactflowError) as exc:
             problems.append(Problem(BROKER_UNREADABLE, f"reading the broker failed: {_why(exc)}"))
@@ -314,7 +314,7 @@ def count_quarantined(container: Container) -> int:
     """Events now on the quarantine topic (tombstones aside)."""
     from streams.kafka.readback import read_all
 
-    topic = container.topics.name(QUARANTINE_TOPIC)
+    topic = container.topics.name(CONTACT_QUARANTINE)
     messages = read_all(container.settings.kafka_client_config(), topic)
     return sum(1 for message in messages if message.value() is not None)
 

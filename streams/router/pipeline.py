@@ -26,19 +26,19 @@ from opentelemetry.trace import Tracer
 from processors.policy import (
     Policy,
 )
-from processors.routing import (
-    CONTROLLER_TOPICS,
-    DEADLETTER_TOPIC,
-    QUARANTINE_TOPIC,
-    RECORDINGS_TOPIC,
-    RESTRICTED_TOPIC,
-    SIGNALS_TOPIC,
-    Route,
-    SubjectStatus,
-    choose_route,
-)
+from processors.routing import Route, SubjectStatus, choose_route
 from schemas.catalog import SchemaCatalog
 from schemas.serde import AvroSerde
+from schemas.topic_names import (
+    CHANNELS,
+    CONTACT_DEADLETTER,
+    CONTACT_QUARANTINE,
+    CONTACT_RESTRICTED,
+    CONTROLLER_TOPICS,
+    RECORDINGS_STANDARD,
+    RETENTION_SIGNALS,
+    raw_topic,
+)
 from streams.errors import ContactflowError
 from streams.kafka.refusals import SIZE_ERROR_NAMES
 from streams.router.decode import (
@@ -54,7 +54,6 @@ from streams.router.directory import SubjectDirectory
 from streams.router.helper import DecoderConfig
 from streams.router.limits import OutputLimits, record_size
 from streams.router.templates import Decisions, TaggedWriter, fill
-from streams.sdk.producer import CHANNELS, raw_topic
 from streams.topics import TopicCatalog
 
 SCHEMA_HEADER = "contactflow-schema"
@@ -63,8 +62,8 @@ CHANNEL_OF_TOPIC = {raw_topic(channel): channel for channel in CHANNELS}
 _MAX_DECISIONS = 10_000
 TOO_LARGE = "too_large"
 BROKER_REJECTED = "broker_rejected"
-OUTPUT_TOPICS = (*CONTROLLER_TOPICS.values(), RESTRICTED_TOPIC, QUARANTINE_TOPIC,
-                 RECORDINGS_TOPIC, DEADLETTER_TOPIC, SIGNALS_TOPIC)  # fmt: skip
+OUTPUT_TOPICS = (*CONTROLLER_TOPICS.values(), CONTACT_RESTRICTED, CONTACT_QUARANTINE,
+                 RECORDINGS_STANDARD, CONTACT_DEADLETTER, RETENTION_SIGNALS)  # fmt: skip
 _REUSED = Rejection("validate", "event_id_reused", "event id already used for other content")
 _ERASED = Rejection("pseudonymise", "subject_erased", "the subject was erased")
 
@@ -260,7 +259,7 @@ class RouterPipeline:
         if route is Route.QUARANTINE or attribution is None:
             value = self._quarantine_record(event, sealed, cipher.key_id, now)
             quarantined = Output(
-                self.topic[QUARANTINE_TOPIC], decoded.contact_id.encode(), value, headers
+                self.topic[CONTACT_QUARANTINE], decoded.contact_id.encode(), value, headers
             )
             if self._outgrown(message, quarantined, now, outcome):
                 return
@@ -272,7 +271,7 @@ class RouterPipeline:
             raise RuntimeError("an attributed event came without its output templates")
         subject_key = subject.encode()
         restricted = route is Route.RESTRICTED
-        topic = RESTRICTED_TOPIC if restricted else CONTROLLER_TOPICS[attribution.controller]
+        topic = CONTACT_RESTRICTED if restricted else CONTROLLER_TOPICS[attribution.controller]
         tagged = self._tagged_writer.write(
             head=templates.tagged_head,
             event_id=decoded.event_id,
@@ -298,12 +297,14 @@ class RouterPipeline:
             recording_id, parts = templates.retention
             recording = fill(parts, (subject_key,))
             outcome.outputs.append(
-                Output(self.topic[RECORDINGS_TOPIC], recording_id, recording, headers)
+                Output(self.topic[RECORDINGS_STANDARD], recording_id, recording, headers)
             )
-            outcome.counts["out", RECORDINGS_TOPIC, attribution.controller] += 1
+            outcome.counts["out", RECORDINGS_STANDARD, attribution.controller] += 1
         if hold_reason is not None and templates.signal is not None:
             signal = fill(templates.signal, (subject_key,))
-            outcome.outputs.append(Output(self.topic[SIGNALS_TOPIC], subject_key, signal, headers))
+            outcome.outputs.append(
+                Output(self.topic[RETENTION_SIGNALS], subject_key, signal, headers)
+            )
             outcome.counts["hold_signal", hold_reason] += 1
 
     def _quarantine_record(self, event: _Event, sealed: bytes, key_id: str, now: datetime) -> bytes:
@@ -395,7 +396,7 @@ class RouterPipeline:
             "failed_at": now,
         }
         key = f"{topic}:{partition}:{offset}".encode()
-        deadletters = self.topic[DEADLETTER_TOPIC]
+        deadletters = self.topic[CONTACT_DEADLETTER]
         limit = self._limits[deadletters]
         if not reference and rejection.code != TOO_LARGE:
             letter = self._serde.serialize(value, self._dead)

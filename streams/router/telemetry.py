@@ -10,7 +10,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message
 from opentelemetry.trace import Link, SpanContext, TraceFlags
 
-from processors.routing import DEADLETTER_TOPIC, QUARANTINE_TOPIC, SIGNALS_TOPIC
+from schemas.topic_names import CONTACT_DEADLETTER, CONTACT_QUARANTINE, RETENTION_SIGNALS
 from streams.bootstrap import Container
 from streams.router.pipeline import CHANNEL_OF_TOPIC, BatchOutcome
 
@@ -38,8 +38,8 @@ def batch_links(messages: list[Message], limit: int = 32) -> list[Link]:
 # Latency buckets in seconds (the SDK's default ones suit milliseconds).
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 # Where the counts of a batch that are not "out" records went, by logical topic.
-_OUT_TOPIC_OF = {"dead_letter": DEADLETTER_TOPIC, "quarantined": QUARANTINE_TOPIC,
-                 "hold_signal": SIGNALS_TOPIC}  # fmt: skip
+_OUT_TOPIC_OF = {"dead_letter": CONTACT_DEADLETTER, "quarantined": CONTACT_QUARANTINE,
+                 "hold_signal": RETENTION_SIGNALS}  # fmt: skip
 
 
 class RouterMetrics:

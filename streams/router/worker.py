@@ -32,6 +32,7 @@ from opentelemetry.trace import SpanKind
 from processors.policy import Policy, parse_policy
 from processors.pseudonym import Pseudonymiser
 from schemas.serde import AvroSerde
+from schemas.topic_names import PRIVACY_SUBJECT_STATE
 from streams.bootstrap import Container
 from streams.errors import ContactflowError
 from streams.infra_files import load_infra_file
@@ -152,7 +153,7 @@ class RouterWorker:
         self._dedup = DedupWindow(settings.router_dedup_window)
         self._state = SubjectStateTable(
             settings.kafka_client_config(),
-            container.topics.name("privacy.subject-state.v1"),
+            container.topics.name(PRIVACY_SUBJECT_STATE),
             serde,
         )
         self.directory = SubjectDirectory(

@@ -1,1 +1,1 @@
-"""What every long-running worker shares: health and metrics endpoints, the watchdog, heap checks."""
+"""What every long-running worker shares: health and metrics endpoints, watchdog, heap checks."""

@@ -14,14 +14,15 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from schemas import topic_names
 from schemas.catalog import Contract, SchemaCatalog
 from schemas.serde import AvroSerde
+from schemas.topic_names import CHANNELS
 from schemas.validation import from_json
 from streams.errors import ContactflowError
 from streams.telemetry import Telemetry, inject_context
 from streams.topics import TopicCatalog
 
-CHANNELS = ("phone", "chat", "email", "survey", "social")
 SCHEMA_HEADER = "contactflow-schema"
 
 
@@ -31,9 +32,10 @@ class DeliveryError(ContactflowError):
 
 def raw_topic(channel: str) -> str:
     """The declared raw topic of a channel, e.g. `contact.raw.phone.v1`."""
-    if channel not in CHANNELS:
-        raise ContactflowError(f"unknown channel {channel!r}; expected one of {CHANNELS}")
-    return f"contact.raw.{channel}.v1"
+    try:
+        return topic_names.raw_topic(channel)
+    except ValueError as unknown:
+        raise ContactflowError(str(unknown)) from None
 
 
 @dataclass

@@ -19,13 +19,14 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from schemas.errors import SerdeError
+from schemas.topic_names import PRIVACY_ACKS, PRIVACY_INSTRUCTIONS, PRIVACY_REQUESTS
 from streams.bootstrap import Container
 from streams.control.privacy.request_cut import RequestCut
 from streams.control.privacy.service import PrivacyService
 from streams.ledger import LedgerError
 
 log = logging.getLogger(__name__)
-REQUESTS, INSTRUCTIONS, ACKS = "privacy.requests.v1", "privacy.instructions.v1", "privacy.acks.v1"
+REQUESTS, INSTRUCTIONS, ACKS = PRIVACY_REQUESTS, PRIVACY_INSTRUCTIONS, PRIVACY_ACKS
 INPUT_ERRORS = (SerdeError, LedgerError, KeyError, ValueError)
 
 

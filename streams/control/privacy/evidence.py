@@ -20,13 +20,12 @@ from sqlalchemy.orm import Session
 
 from processors.privacy import PrivacyRequest, is_overdue
 from processors.privacy_commands import ConsumerCommand, consumer_overdue
-from streams.control.privacy.request_cut import REMOVED_ACTION, REQUESTS
+from schemas.topic_names import CONTACT_DEADLETTER, PRIVACY_REQUESTS, RAW_TOPICS
+from streams.control.privacy.request_cut import REMOVED_ACTION
 from streams.ledger import AuditLog, PrivacyRequests, UnknownRequestError
 from streams.topics import TopicCatalog, TopicSpec
 
 _ISO = "%Y-%m-%dT%H:%M:%SZ"
-RAW_PREFIX, RAW_SUFFIX = "contact.raw.", ".v1"
-DEADLETTERS = "contact.deadletter.v1"
 # Kafka's defaults behind the latest deletion time, unless a topic declares segment.ms:
 # a segment rolls after log.roll.hours (168), retention is checked every
 # log.retention.check.interval.ms (5 min), a record may be dated up to
@@ -81,7 +80,7 @@ def request_record(session: Session, request_id: str) -> dict[str, Any]:
     entries = AuditLog(session).entries(request_id=request_id)
     via = next((str(e.details["via"]) for e in entries if e.details.get("via")), None)
     removed = [e.at for e in entries if e.action == REMOVED_ACTION]
-    return {"topic": REQUESTS, "via_topic": via == REQUESTS,
+    return {"topic": PRIVACY_REQUESTS, "via_topic": via == PRIVACY_REQUESTS,
             "removed_at": _at(min(removed)) if removed else None,
             "records_removed": len(removed)}  # fmt: skip
 
@@ -93,8 +92,8 @@ def clear_copies(topics: TopicCatalog, closed_at: datetime | None) -> dict[str, 
     timestamp, and no later than when its whole segment is past that: for events written
     before `closed_at`, by `gone_by`. contactflow does not keep when a person's last
     event arrived, so the bound counts from the request's completion."""
-    raw = [s for s in topics.specs if s.name.startswith(RAW_PREFIX) and s.name.endswith(RAW_SUFFIX)]
-    dead = _window([topics.spec(DEADLETTERS)], closed_at)
+    raw = [s for s in topics.specs if s.name in RAW_TOPICS]
+    dead = _window([topics.spec(CONTACT_DEADLETTER)], closed_at)
     return {"raw_topics": _window(raw, closed_at),
             "dead_letters": {**dead, "purge": "contactflow deadletters purge --older-than AGE"},
             "basis": "retention.ms of each topic (infra/topics.yaml); segment.ms of the topic "

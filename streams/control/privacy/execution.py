@@ -24,11 +24,10 @@ from sqlalchemy.orm import Session
 from processors.privacy import PrivacyRequest, RequestType
 from processors.routing import SubjectStatus
 from processors.subject_state import changes_state, status_after
+from schemas.topic_names import PRIVACY_SUBJECT_STATE
 from streams.kafka.outbox import Message, Outbox
 from streams.ledger import KeyVault, SubjectIndex
 from streams.ledger.subject_state import SubjectStates
-
-SUBJECT_STATE = "privacy.subject-state.v1"
 
 
 @dataclass
@@ -102,4 +101,4 @@ def _state_message(
         "suppressed_from_surveys": status.suppressed_from_surveys, "updated_at": now,
         "request_id": request.request_id,
     }  # fmt: skip
-    return SUBJECT_STATE, subject.encode(), outbox.encode("SubjectState", value)
+    return PRIVACY_SUBJECT_STATE, subject.encode(), outbox.encode("SubjectState", value)

@@ -24,6 +24,7 @@ from uuid import UUID
 
 from processors.crypto import KeyUnavailable
 from processors.privacy import PrivacyRequest
+from schemas.topic_names import CONTACT_COMNEXIO, CONTACT_ORES, CONTACT_RESTRICTED
 from streams.bootstrap import Container
 from streams.kafka.readback import read_all
 from streams.keys import load_keys
@@ -31,7 +32,7 @@ from streams.ledger import RetentionLedger, session_factory
 from streams.ledger.subjects import subject_family
 from streams.plaintext import open_event, vault_lookup
 
-TAGGED_TOPICS = ("contact.ores.v1", "contact.comnexio.v1", "contact.restricted.v1")
+TAGGED_TOPICS = (CONTACT_ORES, CONTACT_COMNEXIO, CONTACT_RESTRICTED)
 PROGRESS_EVERY = 10_000
 FORMAT = "contactflow-subject-export/2"
 

@@ -14,12 +14,16 @@ from sqlalchemy.orm import Session
 from processors.consumers import Command, ConsumerRegistry
 from processors.privacy import PrivacyRequest
 from processors.privacy_commands import ConsumerCommand
+from schemas.topic_names import (
+    PRIVACY_CONTROLLER_ORES,
+    PRIVACY_ERASURE,
+    PRIVACY_INSTRUCTIONS,
+    PRIVACY_RESTRICTION,
+)
 from streams.kafka.outbox import Message, Outbox
 from streams.ledger import PrivacyRequests, RetentionLedger
 
-CONTROLLER_ORES = "privacy.controller.ores.v1"
-INSTRUCTIONS = "privacy.instructions.v1"
-ERASURE, RESTRICTION = "privacy.erasure.v1", "privacy.restriction.v1"
+ERASURE, RESTRICTION = PRIVACY_ERASURE, PRIVACY_RESTRICTION
 
 
 def command_message(
@@ -58,7 +62,7 @@ def controller_message(outbox: Outbox, request: PrivacyRequest, now: datetime) -
         "forwarded_at": now, "due_at": request.deadline,
     }  # fmt: skip
     encoded = outbox.encode("ControllerRequest", value)
-    return CONTROLLER_ORES, request.request_id.encode(), encoded
+    return PRIVACY_CONTROLLER_ORES, request.request_id.encode(), encoded
 
 
 def send_ores_instruction(
@@ -69,4 +73,4 @@ def send_ores_instruction(
     value = {"request_id": request_id, "decision": decision, "reason": reason,
              "decided_at": now, "controller": "ORES"}  # fmt: skip
     encoded = outbox.encode("ControllerInstruction", value)
-    outbox.send([(INSTRUCTIONS, request_id.encode(), encoded)], "instruction")
+    outbox.send([(PRIVACY_INSTRUCTIONS, request_id.encode(), encoded)], "instruction")

@@ -23,12 +23,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from schemas.errors import SerdeError
 from schemas.serde import AvroSerde
+from schemas.topic_names import PRIVACY_REQUESTS
 from streams.bootstrap import Container
 from streams.kafka.outbox import Message as OutboxMessage
 from streams.kafka.outbox import Outbox
 from streams.ledger import AuditLog, PrivacyRequests
 
-REQUESTS = "privacy.requests.v1"
 REMOVED_ACTION = "request.record_removed"
 DEAD_LETTERED_ACTION = "privacy.input_dead_lettered"
 _READ_TIMEOUT_S = 10.0
@@ -92,7 +92,7 @@ class RequestRecords:
         self, container: Container, sessions: sessionmaker[Session], outbox: Outbox, actor: str
     ) -> None:
         self._container = container
-        self._topic = container.topics.name(REQUESTS)
+        self._topic = container.topics.name(PRIVACY_REQUESTS)
         self._sessions = sessions
         self._outbox = outbox
         self._serde = AvroSerde(container.schemas)

@@ -34,18 +34,14 @@ from processors.privacy_commands import (
     resend,
 )
 from processors.pseudonym import Pseudonymiser
+from schemas.topic_names import PRIVACY_REQUESTS
 from streams.bootstrap import Container
 from streams.control.privacy import execution
 from streams.control.privacy.config import PrivacyConfig
 from streams.control.privacy.instruments import PrivacyInstruments
 from streams.control.privacy.intake import Intake, checked
 from streams.control.privacy.messages import command_message, controller_message
-from streams.control.privacy.request_cut import (
-    REQUESTS,
-    RequestCut,
-    RequestRecords,
-    dead_letter_audit,
-)
+from streams.control.privacy.request_cut import RequestCut, RequestRecords, dead_letter_audit
 from streams.control.privacy.resolution import resolve_step
 from streams.kafka.outbox import Message, Outbox
 from streams.keys import load_keys
@@ -120,7 +116,7 @@ class PrivacyService:
         from streams.control.privacy.intake import from_message
 
         _, record = self.serde.deserialize(value, "PrivacyRequest")
-        return self.submit(from_message(record), now, via=REQUESTS)
+        return self.submit(from_message(record), now, via=PRIVACY_REQUESTS)
 
     def verify(self, request_id: str, by: str, now: datetime) -> PrivacyRequest:
         with self._instruments.span("privacy.intake", request_id), self._unit() as unit:

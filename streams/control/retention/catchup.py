@@ -14,11 +14,11 @@ from datetime import datetime
 from confluent_kafka import Message
 
 from schemas.errors import SerdeError
+from schemas.topic_names import RETENTION_SIGNALS
 from streams.bootstrap import Container
 from streams.control.retention.service import STANDARD, RetentionService
 from streams.kafka.readback import read_all
 
-SIGNALS = "retention.signals.v1"
 log = logging.getLogger(__name__)
 
 
@@ -45,7 +45,7 @@ def apply_retention_topics(
             continue
         result.registered += outcome in ("registered", "held")
         result.held_on_arrival += outcome == "held"
-    for message in read_all(config, container.topics.name(SIGNALS)):
+    for message in read_all(config, container.topics.name(RETENTION_SIGNALS)):
         if message.value() is not None:
             try:
                 result.held_by_signals += service.apply_signal(message.value() or b"", now)

@@ -20,6 +20,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from processors.retention import retain_after_release, signal_hold_id, within_window
+from schemas.topic_names import (
+    CONTACT_DEADLETTER,
+    RECORDINGS_EXPIRED,
+    RECORDINGS_HOLD,
+    RECORDINGS_STANDARD,
+)
 from streams.bootstrap import Container
 from streams.kafka.outbox import Message, Outbox
 from streams.ledger import (
@@ -33,7 +39,7 @@ from streams.ledger import (
     session_factory,
 )
 
-STANDARD, HOLD, EXPIRED = "recordings.standard.v1", "recordings.hold.v1", "recordings.expired.v1"
+STANDARD, HOLD, EXPIRED = RECORDINGS_STANDARD, RECORDINGS_HOLD, RECORDINGS_EXPIRED
 
 
 @dataclass
@@ -200,7 +206,7 @@ class RetentionService:
         }  # fmt: skip
         key = f"{topic}:{partition}:{offset}".encode()
         value = self._outbox.encode("DeadLetter", letter)
-        self._outbox.send([("contact.deadletter.v1", key, value)], "dead-letter")
+        self._outbox.send([(CONTACT_DEADLETTER, key, value)], "dead-letter")
 
     def report(self, now: datetime) -> RetentionReport:
         with self._sessions() as session:

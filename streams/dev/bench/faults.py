@@ -43,9 +43,9 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from schemas.serde import AvroSerde
+from schemas.topic_names import PRIVACY_REQUESTS
 from streams.bootstrap import Container, bootstrap
 from streams.control.privacy.config import load_privacy_config
-from streams.control.privacy.request_cut import REQUESTS
 from streams.control.privacy.service import PrivacyService
 from streams.dev.bench.flow import RawEvent, encode_events, fresh_event_stream, produce
 from streams.dev.bench.routers import RouterFleet, RouterProcess
@@ -410,7 +410,7 @@ class _Bench:
         }  # fmt: skip
         schemas = self.container.schemas
         encoded = AvroSerde(schemas).serialize(value, schemas.latest("PrivacyRequest"))
-        topic = self.container.topics.name(REQUESTS)
+        topic = self.container.topics.name(PRIVACY_REQUESTS)
         _produce_raw(self.container, topic, request_id.encode(), encoded, [])
         self.requests.append(request_id)
 

@@ -21,10 +21,11 @@ from confluent_kafka import KafkaError, Message, Producer
 from processors.routing import RECORDING_KINDS
 from schemas.examples import example_events
 from schemas.serde import AvroSerde
+from schemas.topic_names import CHANNELS
 from schemas.validation import from_json
 from streams.bootstrap import Container
 from streams.errors import ContactflowError
-from streams.sdk.producer import CHANNELS, SCHEMA_HEADER, raw_topic
+from streams.sdk.producer import SCHEMA_HEADER, raw_topic
 
 
 class ProduceFailed(ContactflowError):

@@ -12,22 +12,23 @@ from confluent_kafka import Consumer, IsolationLevel, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from processors.policy import ContactFacts, attribute_controller, hold_signal_of
-from processors.routing import (
-    CONTROLLER_TOPICS,
-    DEADLETTER_TOPIC,
-    QUARANTINE_TOPIC,
-    RECORDINGS_TOPIC,
-    RESTRICTED_TOPIC,
-    SIGNALS_TOPIC,
-)
 from schemas.serde import AvroSerde
+from schemas.topic_names import (
+    CHANNELS,
+    CONTACT_DEADLETTER,
+    CONTACT_QUARANTINE,
+    CONTACT_RESTRICTED,
+    CONTROLLER_TOPICS,
+    RECORDINGS_STANDARD,
+    RETENTION_SIGNALS,
+)
 from streams.bootstrap import Container
 from streams.dev.bench.flow import RawEvent
 from streams.kafka.readback import read_all
 from streams.router.worker import GROUP_ID, load_policy
-from streams.sdk.producer import CHANNELS, raw_topic
+from streams.sdk.producer import raw_topic
 
-TAGGED_TOPICS = (*CONTROLLER_TOPICS.values(), RESTRICTED_TOPIC, QUARANTINE_TOPIC)
+TAGGED_TOPICS = (*CONTROLLER_TOPICS.values(), CONTACT_RESTRICTED, CONTACT_QUARANTINE)
 
 
 class GroupProbe:
@@ -145,16 +146,16 @@ def read_outputs(container: Container) -> RoutedOutputs:
             topics_of_event.setdefault(event_id, []).append(logical)
     recordings = Counter(  # the router's records; a tombstone is the retention service's
         (m.key() or b"").decode()  # (a recording moved to the hold topic, or expired)
-        for m in read_all(client, container.topics.name(RECORDINGS_TOPIC), timeout=60)
+        for m in read_all(client, container.topics.name(RECORDINGS_STANDARD), timeout=60)
         if m.value() is not None
     )
     signals = Counter(
         serde.deserialize(m.value() or b"")[1]["signal_id"]
-        for m in read_all(client, container.topics.name(SIGNALS_TOPIC), timeout=60)
+        for m in read_all(client, container.topics.name(RETENTION_SIGNALS), timeout=60)
     )
     dead = [
         serde.deserialize(m.value() or b"")[1]
-        for m in read_all(client, container.topics.name(DEADLETTER_TOPIC), timeout=60)
+        for m in read_all(client, container.topics.name(CONTACT_DEADLETTER), timeout=60)
     ]
     return RoutedOutputs(topics_of_event, recordings, signals, dead)
 
@@ -180,7 +181,7 @@ def expected_routes(container: Container, events: Iterable[RawEvent]) -> Expecte
         )  # fmt: skip
         attribution = attribute_controller(policy, facts)
         if attribution is None:
-            topic_of_event[item.event_id] = QUARANTINE_TOPIC
+            topic_of_event[item.event_id] = CONTACT_QUARANTINE
             continue
         topic_of_event[item.event_id] = CONTROLLER_TOPICS[attribution.controller]
         period = policy.retention_classes[attribution.retention_class].recording_period_days

@@ -23,6 +23,7 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from schemas.topic_names import PRIVACY_ACKS, PRIVACY_ERASURE, PRIVACY_RESTRICTION
 from streams.bootstrap import Container
 from streams.runtime.health import Heartbeat
 from streams.sdk.downstream.model import (
@@ -52,8 +53,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-COMMAND_TOPICS = ("privacy.erasure.v1", "privacy.restriction.v1")
-ACK_TOPIC = "privacy.acks.v1"
+COMMAND_TOPICS = (PRIVACY_ERASURE, PRIVACY_RESTRICTION)
 _SERVE_POLL_S = 0.5
 # /healthz fails when a serving loop has not turned for this long: three times its
 # longest guarded Kafka call (a synchronous commit, 60 s), which the watchdog ends sooner.
@@ -108,7 +108,7 @@ class DownstreamConsumer:
         self._closed = False
         self.heartbeat = Heartbeat(HEALTH_STALE_S)  # beaten by `serve`, for /healthz
         self._partitions: set[Partition] = set()  # assigned, for /readyz
-        self._ack_topic = container.topics.name(ACK_TOPIC)
+        self._ack_topic = container.topics.name(PRIVACY_ACKS)
         client = container.settings.kafka_client_config()
         self._source = CommandSource(client, self.group_id, topics, consumer, guard)
         try:
@@ -117,7 +117,7 @@ class DownstreamConsumer:
             self._source.close()
             raise
         self._sender = AnswerSender(
-            client, container.schemas, container.topics.name(ACK_TOPIC), consumer, guard
+            client, container.schemas, container.topics.name(PRIVACY_ACKS), consumer, guard
         )
 
     # -- the application's side ----------------------------------------------------------

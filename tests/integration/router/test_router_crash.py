@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from processors.routing import QUARANTINE_TOPIC
+from schemas.topic_names import CONTACT_QUARANTINE
 from streams.bootstrap import Container
 from streams.dev.bench.flow import RawEvent, encode_events, fresh_events, produce
 from streams.dev.bench.routers import RouterFleet, RouterProcess, wait_for
@@ -96,7 +96,7 @@ def test_sigkilled_router_neither_loses_nor_duplicates_events(
     problems = exactly_once_problems(expected_routes(container, events), routed)
     assert not problems, "\n".join([*problems, report()])
     assert len(routed.topics_of_event) == len(events)
-    assert any(topics == [QUARANTINE_TOPIC] for topics in routed.topics_of_event.values())
+    assert any(topics == [CONTACT_QUARANTINE] for topics in routed.topics_of_event.values())
     aborted = _aborted_outputs(container)
     note(f"{aborted} output record(s) of aborted transactions on the tagged topics")
     if left_open:  # the fence aborted the zombie's records: there, but never read_committed
