@@ -27,6 +27,7 @@ from processors.policy import (
     Policy,
 )
 from processors.routing import Route, SubjectStatus, choose_route
+from schemas import records
 from schemas.catalog import SchemaCatalog
 from schemas.serde import AvroSerde
 from schemas.topic_names import (
@@ -383,19 +384,13 @@ class RouterPipeline:
             message.offset() or 0,
         )
         headers = {k: v or b"" for k, v in message.headers() or ()}
-        value = {
-            "source_topic": topic,
-            "source_partition": partition,
-            "source_offset": offset,
-            "stage": rejection.stage,
-            "reason_code": rejection.code,
-            "reason": rejection.reason,
-            "original_key": message.key(),
-            "original_value": message.value(),
-            "original_headers": headers,
-            "failed_at": now,
-        }
-        key = f"{topic}:{partition}:{offset}".encode()
+        value = records.dead_letter(
+            source_topic=topic, source_partition=partition, source_offset=offset,
+            stage=rejection.stage, reason_code=rejection.code, reason=rejection.reason,
+            original_key=message.key(), original_value=message.value(),
+            original_headers=headers, failed_at=now,
+        )  # fmt: skip
+        key = records.dead_letter_key(topic, partition, offset)
         deadletters = self.topic[CONTACT_DEADLETTER]
         limit = self._limits[deadletters]
         if not reference and rejection.code != TOO_LARGE:

@@ -27,6 +27,7 @@ from typing import Any, Final, NamedTuple
 from processors.policy import Attribution, ContactFacts, Policy, attribute_controller
 from processors.policy import hold_signal_of as policy_hold_signal
 from processors.routing import RecordingRef, retain_until
+from schemas import records
 from schemas.catalog import SchemaCatalog
 from schemas.serde import AvroSerde
 from schemas.varint import millis_since_epoch, zigzag_varint
@@ -150,21 +151,14 @@ class TemplateEncoder:
                 values.append(recording.media_ref.encode())
             times = timestamp_millis(recording.ended_at) + timestamp_millis(until)
             return recording_id, (fill(head, values), times + tail)
-        value = {
-            "recording_id": recording.recording_id,
-            "contact_id": facts["contact_id"],
-            "channel": facts["channel"],
-            "recording_kind": recording.recording_kind,
-            "media_ref": recording.media_ref,
-            "controller": attribution.controller,
-            "purpose": attribution.purpose,
-            "subject_pseudonym": self._subject,
-            "ended_at": recording.ended_at,
-            "retain_until": until,
-            "state": "standard",
-            "hold_reasons": [],
-            "policy_version": attribution.policy_version,
-        }
+        value = records.recording_retention(
+            recording_id=recording.recording_id, contact_id=facts["contact_id"],
+            channel=facts["channel"], recording_kind=recording.recording_kind,
+            media_ref=recording.media_ref, controller=attribution.controller,
+            purpose=attribution.purpose, subject_pseudonym=self._subject,
+            ended_at=recording.ended_at, retain_until=until,
+            policy_version=attribution.policy_version,
+        )  # fmt: skip
         parts = _cut(self._serde.serialize(value, self._retention), (self._mark,))
         return recording.recording_id.encode(), parts
 
@@ -176,21 +170,14 @@ class TemplateEncoder:
         names = ("recording_id", "contact_id", "media_ref")
         markers = {name: _marker(name) for name in names}
         has_media = recording.media_ref is not None
-        value = {
-            "recording_id": markers["recording_id"],
-            "contact_id": markers["contact_id"],
-            "channel": facts["channel"],
-            "recording_kind": recording.recording_kind,
-            "media_ref": markers["media_ref"] if has_media else None,
-            "controller": attribution.controller,
-            "purpose": attribution.purpose,
-            "subject_pseudonym": self._subject,
-            "ended_at": _SOME_TIME,
-            "retain_until": _OTHER_TIME,
-            "state": "standard",
-            "hold_reasons": [],
-            "policy_version": attribution.policy_version,
-        }
+        value = records.recording_retention(
+            recording_id=markers["recording_id"], contact_id=markers["contact_id"],
+            channel=facts["channel"], recording_kind=recording.recording_kind,
+            media_ref=markers["media_ref"] if has_media else None,
+            controller=attribution.controller, purpose=attribution.purpose,
+            subject_pseudonym=self._subject, ended_at=_SOME_TIME, retain_until=_OTHER_TIME,
+            policy_version=attribution.policy_version,
+        )  # fmt: skip
         marks = [length_prefixed(markers[name].encode()) for name in names[: 3 if has_media else 2]]
         try:
             parts = _cut(self._serde.serialize(value, self._retention), (*marks, self._mark))

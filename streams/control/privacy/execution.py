@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from processors.privacy import PrivacyRequest, RequestType
 from processors.routing import SubjectStatus
 from processors.subject_state import changes_state, status_after
+from schemas import records
 from schemas.topic_names import PRIVACY_SUBJECT_STATE
 from streams.kafka.outbox import Message, Outbox
 from streams.ledger import KeyVault, SubjectIndex
@@ -95,10 +96,10 @@ def state_applies(
 def _state_message(
     outbox: Outbox, subject: str, status: SubjectStatus, request: PrivacyRequest, now: datetime
 ) -> Message:
-    value = {
-        "subject_pseudonym": subject, "restricted": status.restricted,
-        "objected_purposes": sorted(status.objected_purposes), "erased": status.erased,
-        "suppressed_from_surveys": status.suppressed_from_surveys, "updated_at": now,
-        "request_id": request.request_id,
-    }  # fmt: skip
+    value = records.subject_state(
+        subject_pseudonym=subject, restricted=status.restricted,
+        objected_purposes=status.objected_purposes, erased=status.erased,
+        suppressed_from_surveys=status.suppressed_from_surveys, updated_at=now,
+        request_id=request.request_id,
+    )  # fmt: skip
     return PRIVACY_SUBJECT_STATE, subject.encode(), outbox.encode("SubjectState", value)

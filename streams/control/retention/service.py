@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from processors.retention import retain_after_release, signal_hold_id, within_window
+from schemas import records
 from schemas.topic_names import (
     CONTACT_DEADLETTER,
     RECORDINGS_EXPIRED,
@@ -199,14 +200,14 @@ class RetentionService:
         stage: str, code: str, reason: str, now: datetime,
     ) -> None:  # fmt: skip
         """Park an input the control plane cannot use, with its bytes and the reason."""
-        letter = {
-            "source_topic": topic, "source_partition": partition, "source_offset": offset,
-            "stage": stage, "reason_code": code, "reason": reason, "original_key": key,
-            "original_value": value, "original_headers": {}, "failed_at": now,
-        }  # fmt: skip
-        key = f"{topic}:{partition}:{offset}".encode()
-        value = self._outbox.encode("DeadLetter", letter)
-        self._outbox.send([(CONTACT_DEADLETTER, key, value)], "dead-letter")
+        letter = records.dead_letter(
+            source_topic=topic, source_partition=partition, source_offset=offset, stage=stage,
+            reason_code=code, reason=reason, original_key=key, original_value=value,
+            failed_at=now,
+        )  # fmt: skip
+        where = records.dead_letter_key(topic, partition, offset)
+        encoded = self._outbox.encode("DeadLetter", letter)
+        self._outbox.send([(CONTACT_DEADLETTER, where, encoded)], "dead-letter")
 
     def report(self, now: datetime) -> RetentionReport:
         with self._sessions() as session:
@@ -249,15 +250,15 @@ class RetentionService:
     def _send_state(
         self, unit: _Unit, recording: RecordingRecord, to: str, tombstone: str, reasons: list[str]
     ) -> None:
-        value = {
-            "recording_id": recording.recording_id, "contact_id": recording.contact_id,
-            "channel": recording.channel, "recording_kind": recording.recording_kind,
-            "media_ref": recording.media_ref, "controller": recording.controller,
-            "purpose": recording.purpose, "subject_pseudonym": recording.subject_pseudonym,
-            "ended_at": recording.ended_at, "retain_until": recording.retain_until,
-            "state": "held" if to == HOLD else "standard", "hold_reasons": reasons,
-            "policy_version": recording.policy_version,
-        }  # fmt: skip
+        value = records.recording_retention(
+            recording_id=recording.recording_id, contact_id=recording.contact_id,
+            channel=recording.channel, recording_kind=recording.recording_kind,
+            media_ref=recording.media_ref, controller=recording.controller,
+            purpose=recording.purpose, subject_pseudonym=recording.subject_pseudonym,
+            ended_at=recording.ended_at, retain_until=recording.retain_until,
+            hold_reasons=reasons if to == HOLD else (),
+            policy_version=recording.policy_version,
+        )  # fmt: skip
         key = recording.recording_id.encode()
         unit.messages.append((to, key, self._outbox.encode("RecordingRetention", value)))
         unit.messages.append((tombstone, key, None))
