@@ -13,6 +13,8 @@ only) or raises `TransitionError`. Nothing here stores, sends or reads anything.
                                                        instruction, or an absolute right)
     awaiting_controller --instruct(execute)--> executing
     awaiting_controller --instruct(refuse)--> refused (no COMNEXIO part) | executing
+    awaiting_controller | executing --execute--> the same state (a controller's part done)
+    executing --exported--> executing                 (access, portability: export written)
     executing --commands_issued--> awaiting_acks
     awaiting_acks --complete--> completed             (every consumer answered, none failed)
     any open state --extend | escalate--> the same state (deadline moved / escalation noted)
@@ -173,6 +175,7 @@ class PrivacyRequest:
     extension_reason: str | None = None
     escalated_at: datetime | None = None
     closed_at: datetime | None = None
+    executed_for: frozenset[str] = frozenset()  # controllers whose part was carried out
 
     @property
     def deadline(self) -> datetime:
@@ -339,6 +342,54 @@ def executable_controllers(request: PrivacyRequest) -> frozenset[str]:
     if request.decision == Decision.EXECUTE:
         return request.controllers
     return request.controllers & {"COMNEXIO"}
+
+
+EXPORTED = frozenset({RequestType.ACCESS, RequestType.PORTABILITY})
+
+
+def all_agreed(request: PrivacyRequest, controllers: Collection[str]) -> bool:
+    """Whether `controllers` covers every controller the request concerns: a subject-wide
+    change (its privacy state, its keys shredded) waits for all of them."""
+    return request.controllers <= frozenset(controllers)
+
+
+def execute(
+    request: PrivacyRequest, controllers: Collection[str], evidence: Mapping[str, object],
+    now: datetime,
+) -> Step:  # fmt: skip
+    """Record that the part of `controllers` was carried out inside contactflow, with the
+    evidence (codes and counts) of what it did. Only what `executable_controllers` allows
+    and was not done before may be executed."""
+    todo = frozenset(controllers)
+    allowed = executable_controllers(request)
+    if not todo or not todo <= allowed - request.executed_for:
+        raise TransitionError(
+            f"request {request.request_id}: cannot execute for {sorted(todo)} "
+            f"(allowed {sorted(allowed - request.executed_for)})"
+        )
+    now = _aware(now)
+    done = replace(request, executed_for=request.executed_for | todo, updated_at=now)
+    return Step(request, done, "executed", {"controllers": ",".join(sorted(todo)), **evidence})
+
+
+def state_changes_now(request: PrivacyRequest, todo: Collection[str]) -> bool:
+    """Whether executing `todo` is what completes the controllers' agreement: the subject
+    state is published then, once."""
+    return not all_agreed(request, request.executed_for) and all_agreed(
+        request, request.executed_for | frozenset(todo)
+    )
+
+
+def exported(request: PrivacyRequest, records: int, now: datetime) -> Step:
+    """An access or portability export was written (`records` of them)."""
+    if request.request_type not in EXPORTED or request.state != RequestState.EXECUTING:
+        raise TransitionError(
+            f"request {request.request_id}: no export is due in state {request.state}"
+        )
+    if records < 0:
+        raise PrivacyRequestError("records must be zero or more")
+    now = _aware(now)
+    return Step(request, replace(request, updated_at=now), "exported", {"records": records})
 
 
 def extend(request: PrivacyRequest, months: int, reason: str, now: datetime) -> Step:

@@ -287,6 +287,7 @@ class PrivacyRequestRow(Base):
     extension_reason: Mapped[str | None] = mapped_column(REASON)
     escalated_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    executed_for: Mapped[list[str]] = mapped_column(JSON())
 
 
 class RequestIdentifier(Base):

@@ -269,12 +269,14 @@ def _row_values(request: PrivacyRequest) -> dict[str, Any]:
     values = {name: _plain(getattr(request, name)) for name in _REQUEST_FIELDS}
     values["subject_pseudonyms"] = list(values.pop("subjects"))
     values["controllers"] = sorted(request.controllers)
+    values["executed_for"] = sorted(request.executed_for)
     return values
 
 
 _FROM_ROW: Mapping[str, Callable[[Any], Any]] = {
     "request_type": RequestType, "state": RequestState, "decision": Decision,
     "decision_source": DecisionSource, "controllers": frozenset, "subjects": tuple,
+    "executed_for": frozenset,
     "command": Command, "outcome": Outcome,
 }  # fmt: skip
 

@@ -1,5 +1,5 @@
 """What the privacy service is configured with: the consumer registry, ORES's standing
-instructions, and the policy facts a request needs (its version, COMNEXIO's purposes)."""
+instructions, and the policy facts a request needs (its version, who controls each purpose)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from processors.consumers import ConsumerRegistry
 from processors.privacy import RequestType
 from processors.request_intake import request_purposes
+from processors.request_scope import purpose_controllers
 from streams.bootstrap import Container
 from streams.errors import ContactflowError
 from streams.sdk.downstream.model import load_registry
@@ -23,7 +24,7 @@ class PrivacyConfig:
     registry: ConsumerRegistry
     standing: frozenset[RequestType]
     policy_version: str
-    comnexio_purposes: frozenset[str]
+    purpose_controllers: Mapping[str, frozenset[str]]  # who controls what a purpose covers
     grace_days: int
     request_purposes: Mapping[str, frozenset[str]]  # what a request may name
 
@@ -49,17 +50,11 @@ def load_privacy_config(container: Container) -> PrivacyConfig:
     from streams.router.worker import load_policy
 
     policy = load_policy(container)
-    comnexio = frozenset(
-        purpose
-        for rule in policy.rules
-        if rule.controller == "COMNEXIO"
-        for purpose in rule.match.get("purpose", frozenset())
-    )
     return PrivacyConfig(
         registry=load_registry(container),
         standing=standing_instructions(container.settings.privacy_standing_instructions),
         policy_version=policy.version,
-        comnexio_purposes=comnexio,
+        purpose_controllers=purpose_controllers(policy),
         grace_days=policy.release_grace_days,
         request_purposes=request_purposes(policy),
     )

@@ -21,7 +21,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from processors.privacy import PrivacyRequest, RequestType
+from processors.privacy import PrivacyRequest
 from processors.routing import SubjectStatus
 from processors.subject_state import changes_state, status_after
 from schemas import records
@@ -76,21 +76,6 @@ def forget_footprints(
     session: Session, request: PrivacyRequest, controllers: Collection[str]
 ) -> int:
     return SubjectStates(session).forget_footprints(request.subjects, controllers)
-
-
-def is_full(request: PrivacyRequest, controllers: Collection[str]) -> bool:
-    """Whether `controllers` covers every controller holding the subjects' data."""
-    return set(request.controllers) <= set(controllers)
-
-
-def state_applies(
-    request: PrivacyRequest, controllers: Collection[str], coaching: Collection[str]
-) -> bool:
-    """A subject-wide state changes once every controller concerned agreed; an objection
-    to one of COMNEXIO's own purposes is COMNEXIO's alone to apply."""
-    if request.request_type == RequestType.OBJECTION and request.purpose in coaching:
-        return "COMNEXIO" in controllers or "COMNEXIO" not in request.controllers
-    return is_full(request, controllers)
 
 
 def _state_message(

@@ -1,29 +1,37 @@
 """Resolution: a request's identifier digests to subjects, and where their data is.
 
-Subjects come from the subject index; controllers and channels from the router's
-footprints, plus the controllers of the subjects' recordings. A subject found only in
-quarantine (no policy rule matched any of its events) has no controller on record: ORES
-is taken as controller of contact handling (the privacy notice's default) and the
-evidence says it was inferred.
+This loads the facts (the subjects the digests name, the router's footprints, the
+subjects' recordings), lets `processors.request_scope` decide whose processing the request
+reaches, and stores what that needs: for a request about future processing from a person
+never seen, the subject that will carry their state, made from the request's digests.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
+from itertools import count
 
 from sqlalchemy.orm import Session
 
 from processors import privacy
 from processors.privacy import PrivacyRequest, Step
+from processors.request_scope import request_scope
 from streams.ledger import PrivacyRequests, RetentionLedger, SubjectIndex
 from streams.ledger.subject_state import SubjectStates
 
 
 def resolve_step(
-    session: Session, request: PrivacyRequest, now: datetime, versions: dict[str, str]
+    session: Session,
+    request: PrivacyRequest,
+    now: datetime,
+    versions: dict[str, str],
+    controllers_of: Mapping[str, frozenset[str]],
+    pseudonym_for: Callable[[str, int], str],
 ) -> Step:
-    """The `resolved` step, its details saying what was found where (codes and counts)."""
+    """The `resolved` step, its details saying what was found where (codes and counts).
+    `pseudonym_for(digest, generation)` names a subject first seen with that digest."""
     index, states = SubjectIndex(session), SubjectStates(session)
     digests = PrivacyRequests(session).identifiers(request.request_id)
     subjects = sorted({s for _, d in digests if (s := index.lookup(d)) is not None})
@@ -32,19 +40,31 @@ def resolve_step(
     recordings = [
         r for s in subjects for r in ledger.recordings_for("subject", s, include_expired=True)
     ]
-    controllers = {f.controller for f in footprints} | {r.controller for r in recordings}
-    inferred = bool(subjects) and not controllers
-    if inferred:
-        controllers = {"ORES"}
+    holding = {f.controller for f in footprints} | {r.controller for r in recordings}
+    scope = request_scope(
+        request.request_type, request.purpose, bool(subjects), holding, controllers_of
+    )
+    if scope.new_subject and digests:
+
+        def fresh_pseudonym(digest: str) -> str:  # an erased subject keeps its pseudonym
+            for generation in count(1):
+                candidate = pseudonym_for(digest, generation)
+                if index.canonical(candidate) is None:
+                    return candidate
+            raise AssertionError("unreachable")
+
+        subjects = [index.resolve_or_create(digests, fresh_pseudonym, now)]
+    controllers = scope.controllers if subjects else frozenset()
     step = privacy.resolve(request, subjects, controllers, now)
     found: dict[str, object] = {
         f"found.{c}": ",".join(sorted({f.channel for f in footprints if f.controller == c}))
-        for c in sorted(controllers)
+        for c in sorted(holding | controllers)
     }
     found |= {
         "recordings": len([r for r in recordings if r.state != "expired"]),
         "recordings_held": len([r for r in recordings if r.state == "held"]),
-        "controller_inferred": inferred,
+        "controller_inferred": scope.inferred and bool(subjects),
+        "subject_made_for_request": scope.new_subject and bool(subjects),
         **versions,
     }
     return replace(step, details={**step.details, **found})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -52,7 +52,6 @@ from streams.ledger import (
     session_factory,
 )
 
-EXPORTED = frozenset({RequestType.ACCESS, RequestType.PORTABILITY})
 _MAX_STEPS = 8
 log = logging.getLogger(__name__)
 
@@ -188,12 +187,7 @@ class PrivacyService:
         """An access or portability export was written: the request can complete."""
         with self._unit() as unit:
             request = self._get(unit, request_id)
-            if request.request_type not in EXPORTED or request.state != RequestState.EXECUTING:
-                raise privacy.TransitionError(
-                    f"request {request_id}: no export is due in state {request.state}"
-                )
-            step = Step(request, replace(request, updated_at=now), "exported", {"records": records})
-            exported = self._apply(unit, step, now)
+            exported = self._apply(unit, privacy.exported(request, records, now), now)
             self._apply(unit, commands_issued(exported, self._registry, [], now), now)
         return self.advance(request_id, now)
 
@@ -291,7 +285,7 @@ class PrivacyService:
             self._execute(unit, request, now)  # COMNEXIO's own part goes out meanwhile
             return False
         elif state == RequestState.EXECUTING:
-            if request.request_type in EXPORTED:
+            if request.request_type in privacy.EXPORTED:
                 return False  # waits for `dsr export`
             request = self._execute(unit, request, now)
             mine = unit.requests.commands(request.request_id)
@@ -311,7 +305,10 @@ class PrivacyService:
     def _resolve(self, unit: _Unit, request: PrivacyRequest, now: datetime) -> None:
         versions = {"policy_version": self._config.policy_version,
                     "consumers_version": self._registry.version}  # fmt: skip
-        self._apply(unit, resolve_step(unit.session, request, now, versions), now)
+        step = resolve_step(unit.session, request, now, versions,
+                            self._config.purpose_controllers,
+                            self._pseudonymiser.subject_pseudonym)  # fmt: skip
+        self._apply(unit, step, now)
 
     def _execute(self, unit: _Unit, request: PrivacyRequest, now: datetime) -> PrivacyRequest:
         with self._instruments.span("privacy.execute", request.request_id, request.request_type):
@@ -320,14 +317,10 @@ class PrivacyService:
     def _execute_allowed(
         self, unit: _Unit, request: PrivacyRequest, now: datetime
     ) -> PrivacyRequest:
-        allowed = privacy.executable_controllers(request)
-        done = self._executed(unit, request)
-        todo = set(allowed) - done
+        todo = privacy.executable_controllers(request) - request.executed_for
         if todo:
-            effects = self._effects(unit, request, todo, done, now)
-            evidence = {"controllers": ",".join(sorted(todo)), **effects.evidence}
-            step = Step(request, replace(request, updated_at=now), "executed", evidence)
-            request = self._apply(unit, step, now)
+            effects = self._effects(unit, request, todo, now)
+            request = self._apply(unit, privacy.execute(request, todo, effects.evidence, now), now)
             unit.messages.extend(effects.messages)
         issued = {c.command_id for c in unit.requests.commands(request.request_id)}
         planned = plan_commands(request, self._registry, issued, now)
@@ -336,38 +329,27 @@ class PrivacyService:
         return request
 
     def _effects(
-        self, unit: _Unit, request: PrivacyRequest, todo: set[str], done: set[str], now: datetime
+        self, unit: _Unit, request: PrivacyRequest, todo: frozenset[str], now: datetime
     ) -> execution.Effects:
-        after = done | todo
         effects = execution.Effects()
         if request.request_type == RequestType.ERASURE:
             erased, messages = self._retention.erase_recordings(
-                unit.session, list(request.subjects), todo, request.request_id, now
+                unit.session, list(request.subjects), set(todo), request.request_id, now
             )
             effects.messages.extend(messages)
             effects.evidence |= {"recordings_deleted": len(erased.deleted),
                                  "recordings_retained_under_hold": len(erased.held)}  # fmt: skip
             forgotten = execution.forget_footprints(unit.session, request, todo)
             effects.evidence["footprints_removed"] = forgotten
-            if not execution.is_full(request, after):
+            if not privacy.all_agreed(request, request.executed_for | todo):
                 effects.evidence["keys_shredded"] = 0  # another controller has not agreed
                 return effects
             effects.evidence |= execution.shred_subjects(unit.session, request, now)
-        coaching = self._config.comnexio_purposes
-        if execution.state_applies(request, after, coaching) and not execution.state_applies(
-            request, done, coaching
-        ):
+        if privacy.state_changes_now(request, todo):
             state = execution.apply_state(unit.session, self._outbox, request, now)
             effects.messages.extend(state.messages)
             effects.evidence |= state.evidence
         return effects
-
-    def _executed(self, unit: _Unit, request: PrivacyRequest) -> set[str]:
-        done: set[str] = set()
-        for event in unit.requests.events(request.request_id):
-            if event.event == "executed":
-                done |= set(str(event.details.get("controllers", "")).split(",")) - {""}
-        return done
 
     def _command_message(self, unit: _Unit, command: ConsumerCommand) -> Message:
         return command_message(self._outbox, unit.session, self._registry, command)

@@ -62,8 +62,10 @@ def test_objection_to_coaching_keeps_recordings_out_of_coaching(container, priva
     route_person(container, NOW, [("phone", coaching_recording())])
     assert decoded(container, "contact.comnexio.v1")
     request = privacy.submit(_intake("objection", purpose="coaching"), NOW)
-    # COMNEXIO's own purpose: applied at once, while ORES is asked about its part
-    assert request.state == "awaiting_controller"
+    # COMNEXIO's own purpose: applied at once, ORES has no part in it
+    assert request.state == "awaiting_acks"
+    assert request.controllers == frozenset({"COMNEXIO"})
+    assert not decoded(container, "privacy.controller.ores.v1")
     states = [s for _, s in decoded(container, "privacy.subject-state.v1")]
     assert states[-1]["objected_purposes"] == ["coaching"]
     stop = {(c["consumer"], c["command"]) for _, c in decoded(container, "privacy.restriction.v1")}

@@ -324,3 +324,40 @@ def test_state_changing_steps_name_the_state_they_left() -> None:
     assert {s.event for s in steps} == _STATE_CHANGES
     for step in steps:
         assert all(isinstance(v, str | int | bool) for v in step.details.values())
+
+
+def test_execution_records_the_controllers_done_as_a_field_and_only_once() -> None:
+    from processors.privacy import all_agreed, execute, state_changes_now
+
+    waiting = _routed("restriction").request  # ORES and COMNEXIO data, ORES not asked yet
+    assert waiting.state == RequestState.AWAITING_CONTROLLER
+    assert state_changes_now(waiting, {"COMNEXIO"}) is False  # ORES has not agreed
+    own = execute(waiting, {"COMNEXIO"}, {"subject_states_published": 0}, T0)
+    assert own.event == "executed"
+    assert own.request.executed_for == frozenset({"COMNEXIO"})
+    assert own.details == {"controllers": "COMNEXIO", "subject_states_published": 0}
+    with pytest.raises(TransitionError, match="cannot execute"):
+        execute(own.request, {"COMNEXIO"}, {}, T0)  # done already
+    with pytest.raises(TransitionError, match="cannot execute"):
+        execute(own.request, {"ORES"}, {}, T0)  # ORES has not instructed
+    instructed = instruct(own.request, "execute", None, "controller:ORES", T0).request
+    assert state_changes_now(instructed, {"ORES"}) is True
+    full = execute(instructed, {"ORES"}, {}, T0).request
+    assert full.executed_for == frozenset(BOTH)
+    assert all_agreed(full, full.executed_for)
+    assert state_changes_now(full, set()) is False  # published once, not again
+
+
+def test_an_export_is_due_only_for_access_and_portability_while_executing() -> None:
+    from processors.privacy import exported
+
+    access = replace(_routed("access", ("COMNEXIO",)).request, state=RequestState.EXECUTING)
+    step = exported(access, 6, T0 + timedelta(hours=1))
+    assert (step.event, step.details, step.request.state) == (
+        "exported", {"records": 6}, RequestState.EXECUTING,
+    )  # fmt: skip
+    erasure = replace(_routed("erasure", ("COMNEXIO",)).request, state=RequestState.EXECUTING)
+    with pytest.raises(TransitionError, match="no export is due"):
+        exported(erasure, 1, T0)
+    with pytest.raises(PrivacyRequestError, match="zero or more"):
+        exported(access, -1, T0)
