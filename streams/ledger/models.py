@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     event,
     inspect,
+    text,
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column
@@ -287,7 +288,7 @@ class PrivacyRequestRow(Base):
     extension_reason: Mapped[str | None] = mapped_column(REASON)
     escalated_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
-    executed_for: Mapped[list[str]] = mapped_column(JSON())
+    executed_for: Mapped[list[str]] = mapped_column(JSON(), server_default=text("'[]'"))
 
 
 class RequestIdentifier(Base):

@@ -22,8 +22,12 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("privacy_requests") as batch:
-        batch.add_column(sa.Column("executed_for", sa.JSON(), nullable=True))
+    # NOT NULL with a default in one ADD COLUMN: SQLite cannot alter a column in place, and
+    # rebuilding the table (batch mode) is refused while events reference its rows
+    op.add_column(
+        "privacy_requests",
+        sa.Column("executed_for", sa.JSON(), nullable=False, server_default=sa.text("'[]'")),
+    )
     bind = op.get_bind()
     done: dict[str, set[str]] = {}
     rows = bind.execute(
@@ -36,15 +40,12 @@ def upgrade() -> None:
         done.setdefault(request_id, set()).update(c for c in codes.split(",") if c)
     requests = sa.table("privacy_requests", sa.column("request_id"),
                         sa.column("executed_for", sa.JSON()))  # fmt: skip
-    bind.execute(requests.update().values(executed_for=[]))
     for request_id, controllers in done.items():
         bind.execute(
             requests.update()
             .where(requests.c.request_id == request_id)
             .values(executed_for=sorted(controllers))
         )
-    with op.batch_alter_table("privacy_requests") as batch:
-        batch.alter_column("executed_for", existing_type=sa.JSON(), nullable=False)
 
 
 def downgrade() -> None:
