@@ -57,7 +57,9 @@ def _service() -> tuple[Container, PrivacyService]:
     upgrade(
         root.settings.resolved_database_url(), connect_timeout_s=root.settings.connect_timeout_s
     )
-    return root, PrivacyService(root, load_privacy_config(root), actor="privacy-office")
+    return root, PrivacyService.from_container(
+        root, load_privacy_config(root), actor="privacy-office"
+    )
 
 
 def _show(request: PrivacyRequest) -> None:

@@ -24,7 +24,7 @@ def run_erasure(root: Container, say: Callable[[str], None]) -> dict[str, Any]:
     from streams.sdk.downstream.example import serve_registered
 
     config = load_privacy_config(root)
-    service = PrivacyService(root, config, actor="demo")
+    service = PrivacyService.from_container(root, config, actor="demo")
     now = datetime.now(UTC)
     try:
         intake = Intake("erasure", identifiers(list(DEMO_CALLER)), "privacy-office", now,

@@ -14,9 +14,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from processors import privacy
 from processors.consumers import ConsumerRegistry
@@ -43,6 +43,7 @@ from streams.control.privacy.intake import Intake, checked
 from streams.control.privacy.messages import command_message, controller_message
 from streams.control.privacy.request_cut import RequestCut, RequestRecords, dead_letter_audit
 from streams.control.privacy.resolution import resolve_step
+from streams.errors import ContactflowError
 from streams.kafka.outbox import Message, Outbox
 from streams.keys import load_keys
 from streams.ledger import (
@@ -51,6 +52,10 @@ from streams.ledger import (
     UnknownRequestError,
     session_factory,
 )
+from streams.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from streams.control.retention.service import RetentionService
 
 _MAX_STEPS = 8
 log = logging.getLogger(__name__)
@@ -73,18 +78,42 @@ class TickResult:
 
 
 class PrivacyService:
-    def __init__(self, container: Container, config: PrivacyConfig, *, actor: str) -> None:
-        settings = container.settings
-        self._sessions = session_factory(container.ledger_engine)
-        self._outbox = Outbox(settings.kafka_client_config(), container.topics, container.schemas)
-        self.serde = self._outbox.serde
-        self._pseudonymiser = Pseudonymiser(load_keys(settings).pseudonym_key)
+    """The privacy requests' orchestrator. It takes what it works with as arguments: the
+    ledger's session factory (one transaction per action), an outbox (`encode`, `send`,
+    `audit`, `close`: `streams.kafka.outbox.Outbox` on Kafka), the pseudonymiser, the
+    retention service and, on Kafka only, the request topic's records to cut."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], outbox: Outbox, config: PrivacyConfig, *,
+        pseudonymiser: Pseudonymiser, retention: RetentionService, telemetry: Telemetry,
+        actor: str, request_records: RequestRecords | None = None,
+    ) -> None:  # fmt: skip
+        self._sessions = sessions
+        self._outbox = outbox
+        self.serde = outbox.serde
+        self._pseudonymiser = pseudonymiser
         self._config = config
         self._registry: ConsumerRegistry = config.registry
         self._actor = actor
-        self._retention = config.retention_service(container, actor)
-        self._instruments = PrivacyInstruments(container.telemetry, self._sessions)
-        self._request_records = RequestRecords(container, self._sessions, self._outbox, actor)
+        self._retention = retention
+        self._instruments = PrivacyInstruments(telemetry, sessions)
+        self._request_records = request_records
+
+    @classmethod
+    def from_container(
+        cls, container: Container, config: PrivacyConfig, *, actor: str
+    ) -> PrivacyService:
+        """The service over the container's ledger and Kafka, as the workers and CLI run it."""
+        sessions = session_factory(container.ledger_engine)
+        outbox = Outbox(container.settings.kafka_client_config(), container.topics,
+                        container.schemas)  # fmt: skip
+        return cls(
+            sessions, outbox, config,
+            pseudonymiser=Pseudonymiser(load_keys(container.settings).pseudonym_key),
+            retention=config.retention_service(container, actor),
+            telemetry=container.telemetry, actor=actor,
+            request_records=RequestRecords(container, sessions, outbox, actor),
+        )  # fmt: skip
 
     # -- intake --------------------------------------------------------------------------
 
@@ -259,18 +288,24 @@ class PrivacyService:
     ) -> RequestCut:
         """Delete the records of privacy.requests.v1 the ledger has taken in (their
         identifiers in clear are needed no more); see `streams.control.privacy.request_cut`."""
-        return self._request_records.cut_taken_in(now, partitions)
+        return self._records().cut_taken_in(now, partitions)
 
     @property
     def requests_topic(self) -> str:
-        return self._request_records.topic
+        return self._records().topic
 
     def close(self) -> None:
-        self._request_records.close()
+        if self._request_records is not None:
+            self._request_records.close()
         self._outbox.close()
         self._retention.close()
 
     # -- internals -------------------------------------------------------------------------
+
+    def _records(self) -> RequestRecords:
+        if self._request_records is None:
+            raise ContactflowError("this privacy service was built without the request topic")
+        return self._request_records
 
     def _next(self, unit: _Unit, request: PrivacyRequest, now: datetime) -> bool:
         state = request.state

@@ -223,8 +223,8 @@ class _Bench:
             stack.callback(fleet.close)
             self.probe = GroupProbe(self.container)
             stack.callback(lambda: self.probe.close())
-            privacy = PrivacyService(self.container, load_privacy_config(self.container),
-                                     actor="bench-faults")  # fmt: skip
+            config = load_privacy_config(self.container)
+            privacy = PrivacyService.from_container(self.container, config, actor="bench-faults")
             stack.callback(privacy.close)
             router = fleet.router("faults-1").start()
             router.wait_ready(120)

@@ -110,7 +110,7 @@ def _measure(
     _route_people(bench, say, [*people, *restricted], heavy, heavy_events)
     result = PrivacyBenchResult(heavy_events=heavy_events)
     config = load_privacy_config(bench)
-    service = PrivacyService(bench, config, actor="bench")
+    service = PrivacyService.from_container(bench, config, actor="bench")
     answering = _Answering(bench, service, list(config.registry.consumers))
     try:
         answering.start()

@@ -17,6 +17,6 @@ from streams.ledger import upgrade
 def privacy(container: Container) -> Iterator[PrivacyService]:
     upgrade(container.settings.resolved_database_url())
     load_keys(container.settings)
-    service = PrivacyService(container, load_privacy_config(container), actor="test")
+    service = PrivacyService.from_container(container, load_privacy_config(container), actor="test")
     yield service
     service.close()

@@ -51,7 +51,7 @@ def test_privacy_app_rides_out_a_broker_outage(
 ) -> None:
     container = own_broker_container
     route_person(container, datetime.now(UTC))
-    privacy = PrivacyService(container, load_privacy_config(container), actor="test")
+    privacy = PrivacyService.from_container(container, load_privacy_config(container), actor="test")
     log = tmp_path / "privacy-app.log"
     try:
         with running_privacy_app(app_env(container, CONTACTFLOW_LOG_LEVEL="INFO"), log) as app:
@@ -90,7 +90,7 @@ def test_privacy_app_started_before_the_broker_waits_for_it(
     """One line saying it waits, alive but not ready meanwhile; then it takes requests in
     by itself and turns ready."""
     container = own_broker_container
-    privacy = PrivacyService(container, load_privacy_config(container), actor="test")
+    privacy = PrivacyService.from_container(container, load_privacy_config(container), actor="test")
     port = free_port()
     log = tmp_path / "privacy-app.log"
     env = app_env(container, CONTACTFLOW_LOG_LEVEL="INFO", CONTACTFLOW_HTTP_PORT=str(port))

@@ -80,7 +80,7 @@ def test_two_privacy_apps_share_one_postgresql_ledger(
         "CONTACTFLOW_PRIVACY_DEADLINE_INTERVAL_S": "1",
     }
     logs = [tmp_path / "privacy-app-a.log", tmp_path / "privacy-app-b.log"]
-    privacy = PrivacyService(root, load_privacy_config(root), actor="test")
+    privacy = PrivacyService.from_container(root, load_privacy_config(root), actor="test")
     try:
         with ExitStack() as stack:
             apps = []

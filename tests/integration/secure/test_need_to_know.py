@@ -217,7 +217,7 @@ def test_only_the_privacy_app_cuts_requests_and_only_what_it_took_in(as_role) ->
     app = as_role("privacy-app")
     upgrade(app.settings.resolved_database_url())
     load_keys(app.settings)
-    service = PrivacyService(app, load_privacy_config(app), actor="privacy-app")
+    service = PrivacyService.from_container(app, load_privacy_config(app), actor="privacy-app")
     try:
         drained = apply_privacy_topics(app, service, datetime.now(UTC))
     finally:
