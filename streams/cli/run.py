@@ -119,7 +119,7 @@ def _run_privacy(root: Container, heartbeat: Heartbeat, endpoints: WorkerEndpoin
     )
     settings = root.settings
     upgrade(settings.resolved_database_url(), connect_timeout_s=settings.connect_timeout_s)
-    privacy = PrivacyService(root, load_privacy_config(root), actor="privacy-app")
+    privacy = PrivacyService.from_container(root, load_privacy_config(root), actor="privacy-app")
     app = create_control_app(
         root, service, utc_now, sweep_interval_s=root.settings.retention_sweep_interval_s,
         privacy=privacy, deadline_interval_s=root.settings.privacy_deadline_interval_s,
