@@ -54,7 +54,7 @@ def _service(*, kafka: bool = True) -> tuple[Container, RetentionService]:
     from streams.router.worker import load_policy
 
     root = kafka_container() if kafka else container()
-    return root, RetentionService(
+    return root, RetentionService.from_container(
         root, actor="cli", grace_days=load_policy(root).release_grace_days
     )
 

@@ -114,7 +114,7 @@ def _run_privacy(root: Container, heartbeat: Heartbeat, endpoints: WorkerEndpoin
     from streams.ledger import upgrade
     from streams.router.worker import load_policy, utc_now
 
-    service = RetentionService(
+    service = RetentionService.from_container(
         root, actor="privacy-app", grace_days=load_policy(root).release_grace_days
     )
     settings = root.settings

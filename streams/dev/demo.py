@@ -244,7 +244,9 @@ def show_retention(root: Container, say: Say, result: DemoResult) -> None:
     from streams.router.worker import RouterWorker, load_policy
 
     policy = load_policy(root)
-    service = RetentionService(root, actor="demo", grace_days=policy.release_grace_days)
+    service = RetentionService.from_container(
+        root, actor="demo", grace_days=policy.release_grace_days
+    )
     now = datetime.now(UTC)
     try:
         caught = apply_retention_topics(root, service, now)

@@ -1,30 +1,24 @@
 """Recording retention: the schedule of every recording, legal holds, and their history.
 
 A recording is `standard` until retain_until, `held` while a legal hold covers it, and
-`expired` once a sweep has ordered its media deleted. A hold covers a recording through
-its id, its contact id or its subject's pseudonym (merged subjects' aliases included).
-An active hold outranks expiry: nothing here expires a recording an active hold covers.
+`expired` once a sweep (or an erasure) has ordered its media deleted. Which holds cover a
+recording and what outranks what are `processors.retention`'s decisions: this module loads
+their facts (recordings, candidate holds, merged subjects' aliases, a batch at a time) and
+stores the results, refusing any change those decisions forbid.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    SQLColumnExpression,
-    and_,
-    distinct,
-    exists,
-    func,
-    or_,
-    select,
-)
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Select, and_, func, insert, or_, select
+from sqlalchemy.orm import Session
 
+from processors import retention as rules
 from streams.ledger.audit import _normalised_details as normalised_details
 from streams.ledger.columns import require_aware
 from streams.ledger.errors import (
@@ -57,20 +51,25 @@ from streams.ledger.records import (
     require_valid_hold,
     require_valid_recording,
 )
-from streams.ledger.subjects import subject_family
 
 DUE_WINDOW = timedelta(days=7)
 """How far ahead `report` counts recordings as due soon."""
 
 STANDARD, HELD, EXPIRED = RecordingState
 
+_PAGE = 500
+"""Recordings decided per round trip when a sweep or a report walks the schedule."""
+_CHUNK = 500
+"""Values per IN list (SQLite's bound-parameter limit is far above)."""
+
 
 class RetentionLedger:
     """Recordings, holds and history in the caller's Session: it flushes, never commits.
 
     Every method that changes a recording locks its row first (FOR UPDATE on PostgreSQL;
-    SQLite serialises writers), so a sweep and a hold racing on one recording cannot both
-    win. Racing inserts of one id fail with an IntegrityError; the caller retries.
+    SQLite serialises writers) and decides on what it reads after the lock, so a sweep and
+    a hold racing on one recording cannot both win. Racing inserts of one id fail with an
+    IntegrityError; the caller retries.
     """
 
     def __init__(self, session: Session) -> None:
@@ -107,33 +106,35 @@ class RetentionLedger:
         """Recordings a hold with this scope and target would cover, oldest contact first."""
         scope = require_choice(HoldScope, scope, "scope")
         require_hold_target(scope, target)
-        if scope == HoldScope.RECORDING:
-            where = Recording.recording_id == target
-        elif scope == HoldScope.CONTACT:
-            where = Recording.contact_id == target
-        else:
-            where = Recording.subject_pseudonym.in_(subject_family(self._session, [target]))
-        query = select(Recording).where(where)
-        if not include_expired:
-            query = query.where(Recording.state != EXPIRED)
-        query = query.order_by(Recording.ended_at, Recording.recording_id)
-        return [from_attributes(RecordingRecord, row) for row in self._session.scalars(query)]
+        canonical = self._aliases({target})
+        rows = self._recordings_named(_family({target}, canonical), include_expired)
+        named = [r for r in rows if rules.names_recording(scope, target, r, canonical)]
+        named.sort(key=lambda r: (r.ended_at, r.recording_id))
+        return [from_attributes(RecordingRecord, row) for row in named]
 
     def due_for_expiry(self, now: datetime, limit: int | None = None) -> list[RecordingRecord]:
-        """`standard` recordings with retain_until <= now that no active hold covers.
+        """Recordings a sweep at `now` expires (`processors.retention.due_for_expiry`):
+        standard, retain_until <= now, no active hold covering them.
 
         Ordered by retain_until then id, at most `limit` of them (all when None).
         """
         now = require_aware(now)
         if limit is not None and (isinstance(limit, bool) or limit < 1):
             raise InvalidRetentionValueError("limit must be a positive integer or None")
-        query = (
-            select(Recording)
-            .where(Recording.state == STANDARD, Recording.retain_until <= now, ~_covered())
-            .order_by(Recording.retain_until, Recording.recording_id)
-            .limit(limit)
-        )
-        return [from_attributes(RecordingRecord, row) for row in self._session.scalars(query)]
+        due: list[RecordingRecord] = []
+        for page in self._standard_pages(None, now):
+            coverage = self._coverage(page)
+            for row in page:
+                if rules.due_for_expiry(row, coverage.covering(row), now):
+                    due.append(from_attributes(RecordingRecord, row))
+                    if len(due) == limit:
+                        return due
+        return due
+
+    def covering_holds(self, recordings: Sequence[RecordingRecord]) -> dict[str, list[HoldRecord]]:
+        """recording id -> the active holds covering it, oldest first (one batch of queries)."""
+        coverage = self._coverage(recordings)
+        return {r.recording_id: coverage.covering(r) for r in recordings}
 
     def mark_held(self, recording_id: str, hold_id: str, now: datetime) -> bool:
         """Put the recording under this active hold; False if it already is (no new row)."""
@@ -144,7 +145,8 @@ class RetentionLedger:
             raise HoldReleasedError(hold_id)
         if row.state == EXPIRED:
             raise RecordingExpiredError(recording_id)
-        if hold.hold_id not in {h.hold_id for h in self._active_holds_of(row)}:
+        canonical = self._aliases({row.subject_pseudonym, hold.target})
+        if not rules.hold_covers(from_attributes(HoldRecord, hold), row, canonical):
             raise HoldNotApplicableError(hold_id, recording_id)
         seen = self.history(recording_id) if row.state == HELD else []
         if any(h.action == HistoryAction.HELD and h.hold_id == hold_id for h in seen):
@@ -173,7 +175,7 @@ class RetentionLedger:
             self._hold_row(hold_id)
         if row.state == EXPIRED:
             raise RecordingExpiredError(recording_id)
-        active = self._active_holds_of(row)
+        active = self._coverage([row]).covering(row)
         if active:
             raise RecordingHeldError(recording_id, tuple(h.hold_id for h in active))
         if row.state == STANDARD:
@@ -188,29 +190,64 @@ class RetentionLedger:
         Refused (RecordingHeldError) while an active hold covers it or while it is still
         `held`; refused (RecordingNotDueError) before its retain_until.
         """
+        return self.mark_expired_all([recording_id], now, sweep_id)[0]
+
+    def mark_expired_all(
+        self, recording_ids: Sequence[str], now: datetime, sweep_id: str
+    ) -> list[bool]:
+        """`mark_expired` for a batch, with one lock and one hold lookup for all of them:
+        one flag per id, in order. Any refusal refuses the batch and changes nothing."""
         cause = {"sweep_id": require_text(sweep_id, "sweep_id", 200)}
-        return self._expire(recording_id, require_aware(now), cause, due_only=True)
+        now = require_aware(now)
+
+        def decide_expiry(row: Recording, covering: list[HoldRecord]) -> bool:
+            decision = rules.expiry_at(row, covering, now)
+            if decision is rules.Expiry.HELD:
+                raise RecordingHeldError(row.recording_id, tuple(h.hold_id for h in covering))
+            if decision is rules.Expiry.NOT_DUE:
+                raise RecordingNotDueError(row.recording_id)
+            return decision is rules.Expiry.DUE
+
+        return self._expire(recording_ids, now, cause, decide_expiry)
 
     def erase_recording(self, recording_id: str, now: datetime, request_id: str) -> bool:
         """Expire a recording ahead of its date for an erasure request; False if already
         expired. Refused (RecordingHeldError) while held: a hold outranks erasure."""
         cause = {"erasure_request": require_text(request_id, "request_id", 128)}
-        return self._expire(recording_id, require_aware(now), cause, due_only=False)
+
+        def decide_erasure(row: Recording, covering: list[HoldRecord]) -> bool:
+            decision = rules.erasure_of(row, covering)
+            if decision.action is rules.ErasureAction.RETAIN_UNDER_HOLD:
+                raise RecordingHeldError(row.recording_id, tuple(h.hold_id for h in covering))
+            return decision.action is rules.ErasureAction.DELETE
+
+        return self._expire([recording_id], require_aware(now), cause, decide_erasure)[0]
 
     def _expire(
-        self, recording_id: str, now: datetime, cause: dict[str, Any], *, due_only: bool
-    ) -> bool:
-        row = self._locked(recording_id)
-        if row.state == EXPIRED:
-            return False
-        active = self._active_holds_of(row)
-        if active or row.state == HELD:
-            raise RecordingHeldError(recording_id, tuple(h.hold_id for h in active))
-        if due_only and row.retain_until > now:
-            raise RecordingNotDueError(recording_id)
-        row.state, row.expired_at, row.updated_at = EXPIRED, now, now
-        self._log(row, now, HistoryAction.EXPIRED, retain_until=row.retain_until, details=cause)
-        return True
+        self,
+        recording_ids: Sequence[str],
+        now: datetime,
+        cause: dict[str, Any],
+        decide: Callable[[Recording, list[HoldRecord]], bool],
+    ) -> list[bool]:
+        """Lock the rows and decide each on what the lock let through (`decide(row,
+        covering)` raises the refusal, or says whether to expire it); then expire them."""
+        rows = self._locked_all(recording_ids)
+        coverage = self._coverage(list(rows.values()))
+        decided = [decide(rows[i], coverage.covering(rows[i])) for i in recording_ids]
+        expired: list[bool] = []
+        entries: list[dict[str, Any]] = []
+        for recording_id, expire in zip(recording_ids, decided, strict=True):
+            row = rows[recording_id]
+            expired.append(expire and row.state != EXPIRED)  # an id given twice expires once
+            if expired[-1]:
+                row.state, row.expired_at, row.updated_at = EXPIRED, now, now
+                entries.append(_history_values(row, now, HistoryAction.EXPIRED, details=cause,
+                                               retain_until=row.retain_until))  # fmt: skip
+        self._session.flush()
+        if entries:  # one statement for the batch's history, not one per recording
+            self._session.execute(insert(RecordingHistoryEntry), entries)
+        return expired
 
     def record_restriction(
         self,
@@ -267,7 +304,7 @@ class RetentionLedger:
 
     def active_holds_for(self, recording: RecordingRecord) -> list[HoldRecord]:
         """Unreleased holds covering the recording by id, contact id or subject."""
-        return [from_attributes(HoldRecord, row) for row in self._active_holds_of(recording)]
+        return self.covering_holds([recording])[recording.recording_id]
 
     def release_hold(self, hold_id: str, by: str, reason: str, now: datetime) -> HoldRecord:
         """Release an active hold (final). Recordings it kept stay `held` until the caller
@@ -287,35 +324,136 @@ class RetentionLedger:
         now < retain_until <= now + window), held (covered by an active hold, per reason)
         and expired."""
         now = require_aware(now)
+        due: Counter[tuple[str, str]] = Counter()
+        for page in self._standard_pages(now, now + DUE_WINDOW):
+            coverage = self._coverage(page)
+            for row in page:
+                if rules.due_within(row, coverage.covering(row), now, DUE_WINDOW):
+                    due[row.controller, row.channel] += 1
+        held: set[tuple[str, str, str, str]] = set()  # reason, controller, channel, id
+        holds = list(self._session.scalars(select(Hold).where(Hold.released_at.is_(None))))
+        targets = {h.target for h in holds}
+        candidates = self._recordings_named(_family(targets, self._aliases(targets)))
+        coverage = self._coverage(candidates, holds)
+        for row in candidates:
+            for hold in coverage.covering(row):
+                held.add((hold.reason, row.controller, row.channel, row.recording_id))
         group = (Recording.controller, Recording.channel)
-        count = func.count(distinct(Recording.recording_id))
-        due = select(*group, count).where(
-            Recording.state == STANDARD,
-            Recording.retain_until > now,
-            Recording.retain_until <= now + DUE_WINDOW,
-            ~_covered(),
-        )
-        held = select(Hold.reason, *group, count).join(Hold, _active_hold_covers(*_ROW_KEYS))
-        held = held.where(Recording.state != EXPIRED).group_by(Hold.reason, *group)
-        expired = select(*group, count).where(Recording.state == EXPIRED)
-        run = self._session.execute
-        rows = [
-            RetentionCount("due_soon", None, c, ch, n) for c, ch, n in run(due.group_by(*group))
-        ]
-        rows += [RetentionCount("held", r, c, ch, n) for r, c, ch, n in run(held)]
+        expired = select(*group, func.count()).where(Recording.state == EXPIRED).group_by(*group)
+        rows = [RetentionCount("due_soon", None, c, ch, n) for (c, ch), n in due.items()]
         rows += [
-            RetentionCount("expired", None, c, ch, n) for c, ch, n in run(expired.group_by(*group))
+            RetentionCount("held", r, c, ch, n)
+            for (r, c, ch), n in Counter(entry[:3] for entry in held).items()
+        ]
+        rows += [
+            RetentionCount("expired", None, c, ch, n) for c, ch, n in self._session.execute(expired)
         ]
         rows.sort(key=lambda x: (x.measure, x.reason or "", x.controller, x.channel))
         return RetentionReport(as_of=now, due_window=DUE_WINDOW, rows=tuple(rows))
 
-    def _locked(self, recording_id: str) -> Recording:
-        row = self._session.get(
-            Recording, recording_id, with_for_update=True, populate_existing=True
+    # -- loading facts -------------------------------------------------------------------
+
+    def _standard_pages(self, after: datetime | None, until: datetime) -> Iterator[list[Recording]]:
+        """`standard` recordings with after < retain_until <= until, by (retain_until, id),
+        a page at a time (a pre-filter: the holds are decided per page)."""
+        query = select(Recording).where(
+            Recording.state == STANDARD, Recording.retain_until <= until
         )
-        if row is None:
-            raise UnknownRecordingError(recording_id)
-        return row
+        if after is not None:
+            query = query.where(Recording.retain_until > after)
+        query = query.order_by(Recording.retain_until, Recording.recording_id).limit(_PAGE)
+        page_query = query
+        while True:
+            page = list(self._session.scalars(page_query))
+            if page:
+                yield page
+            if len(page) < _PAGE:
+                return
+            last = page[-1]
+            page_query = query.where(
+                or_(
+                    Recording.retain_until > last.retain_until,
+                    and_(
+                        Recording.retain_until == last.retain_until,
+                        Recording.recording_id > last.recording_id,
+                    ),
+                )
+            )
+
+    def _coverage(
+        self, recordings: Collection[rules.RecordingFacts], holds: Iterable[Hold] | None = None
+    ) -> rules.HoldCoverage[HoldRecord]:
+        """What `processors.retention` needs to tell which holds cover these recordings:
+        the merged subjects' aliases and, unless given, the active holds naming any of their
+        ids, contact ids or subjects' pseudonyms (a pre-filter; the coverage is decided there)."""
+        subjects = {r.subject_pseudonym for r in recordings}
+        canonical = self._aliases(subjects)
+        if holds is None:
+            names = _family(subjects, canonical)
+            names |= {r.recording_id for r in recordings} | {r.contact_id for r in recordings}
+            active = select(Hold).where(Hold.released_at.is_(None))
+            holds = self._in_chunks(active, Hold.target, names)
+        return rules.HoldCoverage([from_attributes(HoldRecord, h) for h in holds], canonical)
+
+    def _aliases(self, pseudonyms: Collection[str]) -> dict[str, str]:
+        """alias -> canonical pseudonym for every merged pseudonym that may matter to these:
+        their own aliases, their survivors' and the survivors' other aliases."""
+        rows = self._alias_rows(pseudonyms)
+        survivors = {a.canonical_pseudonym for a in rows if a.alias_pseudonym in pseudonyms}
+        rows += self._alias_rows(survivors - set(pseudonyms))
+        return {a.alias_pseudonym: a.canonical_pseudonym for a in rows}
+
+    def _alias_rows(self, pseudonyms: Collection[str]) -> list[SubjectAlias]:
+        found: list[SubjectAlias] = []
+        for chunk in _chunks(pseudonyms):
+            query = select(SubjectAlias).where(
+                or_(
+                    SubjectAlias.alias_pseudonym.in_(chunk),
+                    SubjectAlias.canonical_pseudonym.in_(chunk),
+                )
+            )
+            found += self._session.scalars(query)
+        return found
+
+    def _recordings_named(
+        self, names: Collection[str], include_expired: bool = False
+    ) -> list[Recording]:
+        """Recordings whose id, contact id or subject pseudonym is one of `names`."""
+        query = select(Recording)
+        if not include_expired:
+            query = query.where(Recording.state != EXPIRED)
+        found: dict[str, Recording] = {}
+        for column in (Recording.recording_id, Recording.contact_id, Recording.subject_pseudonym):
+            for row in self._in_chunks(query, column, names):
+                found[row.recording_id] = row
+        return list(found.values())
+
+    def _in_chunks(self, query: Select[Any], column: Any, values: Collection[str]) -> list[Any]:
+        """`query` where column IN values, a chunk of values per statement."""
+        found: list[Any] = []
+        for chunk in _chunks(values):
+            found += self._session.scalars(query.where(column.in_(chunk)))
+        return found
+
+    def _locked(self, recording_id: str) -> Recording:
+        return self._locked_all([recording_id])[recording_id]
+
+    def _locked_all(self, recording_ids: Sequence[str]) -> dict[str, Recording]:
+        """The rows, locked in id order, read afresh; UnknownRecordingError for a missing id."""
+        query = (
+            select(Recording)
+            .order_by(Recording.recording_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        rows = {
+            r.recording_id: r
+            for r in self._in_chunks(query, Recording.recording_id, set(recording_ids))
+        }
+        for recording_id in recording_ids:
+            if recording_id not in rows:
+                raise UnknownRecordingError(recording_id)
+        return rows
 
     def _hold_row(self, hold_id: str) -> Hold:
         """The hold, locked so that a release and a mark_held cannot interleave."""
@@ -324,10 +462,7 @@ class RetentionLedger:
             raise UnknownHoldError(hold_id)
         return row
 
-    def _active_holds_of(self, recording: Recording | RecordingRecord) -> list[Hold]:
-        keys = (recording.recording_id, recording.contact_id, recording.subject_pseudonym)
-        query = select(Hold).where(_active_hold_covers(*keys)).order_by(*_HOLD_ORDER)
-        return list(self._session.scalars(query))
+    # -- storing results -----------------------------------------------------------------
 
     def _log(
         self,
@@ -339,12 +474,7 @@ class RetentionLedger:
         details: Mapping[str, Any] | None = None,
     ) -> HistoryRecord:
         entry = RecordingHistoryEntry(
-            recording_id=row.recording_id,
-            at=now,
-            action=action.value,
-            hold_id=hold_id,
-            retain_until=retain_until,
-            details=normalised_details(details),
+            **_history_values(row, now, action, hold_id, retain_until, details)
         )
         self._session.add(entry)
         self._session.flush()
@@ -354,40 +484,38 @@ class RetentionLedger:
 _HOLD_ORDER = (Hold.placed_at, Hold.hold_id)
 
 
-def _canonical(pseudonym: SQLColumnExpression[str] | str) -> ColumnElement[str]:
-    """SQL: the subject a pseudonym resolves to now (its merge survivor, else itself)."""
-    alias = aliased(SubjectAlias)
-    survivor = select(alias.canonical_pseudonym).where(alias.alias_pseudonym == pseudonym)
-    # Explicit correlation: a Recording column two levels up must not become a FROM here.
-    return func.coalesce(survivor.correlate_except(alias).scalar_subquery(), pseudonym)
+def _family(pseudonyms: Iterable[str], canonical: Mapping[str, str]) -> set[str]:
+    """The pseudonyms, their survivors and the survivors' aliases among the loaded ones:
+    every name under which the same people's recordings or holds may be filed."""
+    family = set(pseudonyms)
+    survivors = {rules.canonical_subject(p, canonical) for p in family}
+    family |= survivors
+    family |= {a for a, c in canonical.items() if c in survivors}
+    return family
 
 
-def _active_hold_covers(
-    recording_id: SQLColumnExpression[str] | str,
-    contact_id: SQLColumnExpression[str] | str,
-    subject: SQLColumnExpression[str] | str,
-) -> ColumnElement[bool]:
-    """SQL: the Hold row is unreleased and covers a recording with these id, contact id
-    and subject pseudonym (columns of a correlated Recording, or plain values)."""
-    return and_(
-        Hold.released_at.is_(None),
-        or_(
-            and_(Hold.scope == HoldScope.RECORDING.value, Hold.target == recording_id),
-            and_(Hold.scope == HoldScope.CONTACT.value, Hold.target == contact_id),
-            and_(
-                Hold.scope == HoldScope.SUBJECT.value,
-                _canonical(Hold.target) == _canonical(subject),
-            ),
-        ),
-    )
+def _history_values(
+    row: Recording,
+    now: datetime,
+    action: HistoryAction,
+    hold_id: str | None = None,
+    retain_until: datetime | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "recording_id": row.recording_id,
+        "at": now,
+        "action": action.value,
+        "hold_id": hold_id,
+        "retain_until": retain_until,
+        "details": normalised_details(details),
+    }
 
 
-_ROW_KEYS = (Recording.recording_id, Recording.contact_id, Recording.subject_pseudonym)
-
-
-def _covered() -> ColumnElement[bool]:
-    """SQL: an active hold covers the Recording row of the enclosing query."""
-    return exists().where(_active_hold_covers(*_ROW_KEYS)).correlate(Recording)
+def _chunks(values: Collection[str]) -> Iterator[list[str]]:
+    ordered = sorted(values)
+    for start in range(0, len(ordered), _CHUNK):
+        yield ordered[start : start + _CHUNK]
 
 
 def _history(row: RecordingHistoryEntry) -> HistoryRecord:

@@ -31,7 +31,7 @@ class PrivacyConfig:
     def retention_service(self, container: Container, actor: str) -> RetentionService:
         from streams.control.retention.service import RetentionService
 
-        return RetentionService(container, actor=actor, grace_days=self.grace_days)
+        return RetentionService.from_container(container, actor=actor, grace_days=self.grace_days)
 
 
 def standing_instructions(text: str) -> frozenset[RequestType]:

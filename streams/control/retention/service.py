@@ -6,21 +6,35 @@ produced and flushed *before* that transaction commits: if Kafka refuses them, t
 rolls back and the action can simply be retried. A crash between the flush and the commit
 repeats the messages on retry (at least once); the recording store treats a second
 deletion command for the same recording as done. The clock is always a parameter.
+
+What a hold, expiry, an erasure or a release does is `processors.retention`'s decision:
+this service loads the facts through the ledger, stores the result and sends the messages.
+It takes its ledger (a unit of work) and its outbox as arguments; `from_container` builds
+the real ones.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from processors.retention import retain_after_release, signal_hold_id, within_window
+from processors.retention import (
+    RETAINED_UNDER_HOLD,
+    ErasureAction,
+    ReleaseAction,
+    erasure_of,
+    holds_on_placement,
+    release_of,
+    signal_hold_id,
+)
 from schemas import records
+from schemas.serde import AvroSerde
 from schemas.topic_names import (
     CONTACT_DEADLETTER,
     RECORDINGS_EXPIRED,
@@ -57,9 +71,63 @@ class ErasedRecordings:
     held: list[tuple[str, list[str]]] = field(default_factory=list)
 
 
+class RetentionUnit(Protocol):
+    """One ledger transaction: the retention repository, and the session it and the audit
+    log work in."""
+
+    @property
+    def session(self) -> Session: ...
+    @property
+    def ledger(self) -> RetentionLedger: ...
+
+
+class LedgerUnitOfWork(Protocol):
+    """Opens ledger transactions: `begin()` commits on a clean exit, rolls back otherwise."""
+
+    def begin(self) -> AbstractContextManager[RetentionUnit]: ...
+
+
+class RetentionOutbox(Protocol):
+    """Where an action's messages go (`streams.kafka.outbox.Outbox` fits). `send` returns
+    once Kafka has them all, or raises, and the action's transaction rolls back."""
+
+    def encode(self, contract: str, record: Mapping[str, Any]) -> bytes: ...
+    def send(self, messages: Sequence[Message], what: str) -> None: ...
+    def audit(
+        self, session: Session, actor: str, action: str, now: datetime, *,
+        request_id: str | None = None, subject: str | None = None,
+        details: Mapping[str, Any] | None = None, key: str | None = None,
+    ) -> Message: ...  # fmt: skip
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class LedgerUnit:
+    """A `RetentionUnit` over one SQLAlchemy session."""
+
+    session: Session
+    ledger: RetentionLedger
+
+    @classmethod
+    def of(cls, session: Session) -> LedgerUnit:
+        return cls(session, RetentionLedger(session))
+
+
+class SqlLedgerUnitOfWork:
+    """The `LedgerUnitOfWork` of the ledger's session factory."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    @contextmanager
+    def begin(self) -> Iterator[LedgerUnit]:
+        with self._sessions.begin() as session:
+            yield LedgerUnit.of(session)
+
+
 @dataclass
 class _Unit:
-    """One action's ledger session and the messages it will send before committing."""
+    """One action's ledger transaction and the messages it will send before committing."""
 
     session: Session
     ledger: RetentionLedger
@@ -67,13 +135,25 @@ class _Unit:
 
 
 class RetentionService:
-    def __init__(self, container: Container, *, actor: str, grace_days: int) -> None:
-        self._sessions = session_factory(container.ledger_engine)
-        self._outbox = Outbox(container.settings.kafka_client_config(), container.topics,
-                              container.schemas)  # fmt: skip
-        self._serde = self._outbox.serde
+    def __init__(
+        self, ledger: LedgerUnitOfWork, outbox: RetentionOutbox, *, serde: AvroSerde,
+        actor: str, grace_days: int,
+    ) -> None:  # fmt: skip
+        self._ledger = ledger
+        self._outbox = outbox
+        self._serde = serde
         self._actor = actor
         self._grace_days = grace_days
+
+    @classmethod
+    def from_container(
+        cls, container: Container, *, actor: str, grace_days: int
+    ) -> RetentionService:
+        """The service over the container's ledger, with a Kafka outbox of its own."""
+        outbox = Outbox(container.settings.kafka_client_config(), container.topics,
+                        container.schemas)  # fmt: skip
+        ledger = SqlLedgerUnitOfWork(session_factory(container.ledger_engine))
+        return cls(ledger, outbox, serde=outbox.serde, actor=actor, grace_days=grace_days)
 
     # -- inputs from the data plane ------------------------------------------------------
 
@@ -142,16 +222,22 @@ class RetentionService:
         with self._unit() as unit:
             hold = unit.ledger.release_hold(hold_id, by, reason, now)
             self._audit(unit, "hold.released", now, details=_hold_details(hold))
+            named = unit.ledger.recordings_for(hold.scope, hold.target)
+            covering = unit.ledger.covering_holds(named)
             returned = []
-            for recording in unit.ledger.recordings_for(hold.scope, hold.target):
-                if recording.state != "held" or unit.ledger.active_holds_for(recording):
+            for recording in named:
+                release = release_of(
+                    recording, covering[recording.recording_id], now, self._grace_days
+                )
+                if release.action is not ReleaseAction.RETURN_TO_STANDARD:
                     continue
-                until = retain_after_release(now, self._grace_days, recording.retain_until)
-                if unit.ledger.mark_standard(recording.recording_id, until, now, hold.hold_id):
-                    moved = unit.ledger.get(recording.recording_id) or recording
+                recording_id = recording.recording_id
+                if unit.ledger.mark_standard(recording_id, release.retain_until, now,
+                                             hold.hold_id):  # fmt: skip
+                    moved = unit.ledger.get(recording_id) or recording
                     self._send_state(unit, moved, STANDARD, HOLD, [])
                     self._audit(unit, "recording.released", now, moved)
-                    returned.append(recording.recording_id)
+                    returned.append(recording_id)
             return returned
 
     def sweep(self, now: datetime, batch: int = 500) -> SweepResult:
@@ -160,8 +246,10 @@ class RetentionService:
         while True:
             with self._unit() as unit:
                 due = unit.ledger.due_for_expiry(now, limit=batch)
-                for recording in due:
-                    if unit.ledger.mark_expired(recording.recording_id, now, result.sweep_id):
+                ids = [recording.recording_id for recording in due]
+                expired = unit.ledger.mark_expired_all(ids, now, result.sweep_id)
+                for recording, done in zip(due, expired, strict=True):
+                    if done:
                         self._send_expiry(unit, recording, now, result.sweep_id)
                         result.expired.append(recording.recording_id)
             if len(due) < batch:
@@ -177,20 +265,22 @@ class RetentionService:
         result = ErasedRecordings()
         unit = _Unit(session, RetentionLedger(session))
         for subject in subjects:
-            for recording in unit.ledger.recordings_for("subject", subject):
-                if recording.controller not in controllers:
-                    continue
-                holds = unit.ledger.active_holds_for(recording)
-                if holds or recording.state == "held":
-                    hold_id = holds[0].hold_id if holds else None
+            named = unit.ledger.recordings_for("subject", subject)
+            theirs = [r for r in named if r.controller in controllers]
+            covering = unit.ledger.covering_holds(theirs)
+            for recording in theirs:
+                erasure = erasure_of(recording, covering[recording.recording_id])
+                if erasure.action is ErasureAction.RETAIN_UNDER_HOLD:
                     unit.ledger.record_restriction(
-                        recording.recording_id, now, hold_id,
-                        {"erasure_request": request_id, "answer": "retained_under_hold"},
+                        recording.recording_id, now, erasure.hold_id,
+                        {"erasure_request": request_id, "answer": RETAINED_UNDER_HOLD},
                     )  # fmt: skip
                     self._audit(unit, "recording.retained_under_hold", now, recording,
                                 {"request_id": request_id})  # fmt: skip
-                    result.held.append((recording.recording_id, sorted(h.reason for h in holds)))
-                elif unit.ledger.erase_recording(recording.recording_id, now, request_id):
+                    result.held.append((recording.recording_id, list(erasure.hold_reasons)))
+                elif erasure.action is ErasureAction.DELETE and unit.ledger.erase_recording(
+                    recording.recording_id, now, request_id
+                ):
                     self._send_expiry(unit, recording, now, f"erasure:{request_id}")
                     result.deleted.append(recording.recording_id)
         return result, unit.messages
@@ -210,8 +300,8 @@ class RetentionService:
         self._outbox.send([(CONTACT_DEADLETTER, where, encoded)], "dead-letter")
 
     def report(self, now: datetime) -> RetentionReport:
-        with self._sessions() as session:
-            return RetentionLedger(session).report(now)
+        with self._ledger.begin() as unit:
+            return unit.ledger.report(now)
 
     def close(self) -> None:
         self._outbox.close()
@@ -220,8 +310,8 @@ class RetentionService:
 
     @contextmanager
     def _unit(self) -> Iterator[_Unit]:
-        with self._sessions.begin() as session:
-            unit = _Unit(session, RetentionLedger(session))
+        with self._ledger.begin() as transaction:
+            unit = _Unit(transaction.session, transaction.ledger)
             yield unit
             self._outbox.send(unit.messages, "retention")
 
@@ -230,11 +320,8 @@ class RetentionService:
     ) -> int:
         moved = 0
         for recording in unit.ledger.recordings_for(hold.scope, hold.target):
-            if recording.state != "standard" or (
-                at is not None and not within_window(recording, at)
-            ):
-                continue
-            moved += self._hold(unit, recording, [hold], now)
+            if holds_on_placement(recording, at):
+                moved += self._hold(unit, recording, [hold], now)
         return moved
 
     def _hold(

@@ -36,7 +36,7 @@ def route_person(
     events = [*one_person_on_five_channels(), *(extra or [])]
     send(container, events)
     route(container)
-    retention = RetentionService(container, actor="test", grace_days=7)
+    retention = RetentionService.from_container(container, actor="test", grace_days=7)
     try:
         apply_retention_topics(container, retention, now)
     finally:

@@ -43,7 +43,7 @@ def test_erasure_across_five_channels_with_a_held_recording(
     held_id = next(
         r["recording_id"] for _, r in recordings if r["recording_kind"] == "chat_transcript"
     )
-    retention = RetentionService(container, actor="test", grace_days=7)
+    retention = RetentionService.from_container(container, actor="test", grace_days=7)
     retention.place_hold("recording", held_id, "dispute", "case 2026-118", "legal", NOW)
     retention.close()
 

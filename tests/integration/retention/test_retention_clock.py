@@ -23,7 +23,7 @@ MONTH = timedelta(days=30)
 @pytest.fixture
 def service(container):  # type: ignore[no-untyped-def]
     upgrade(container.settings.resolved_database_url())
-    retention = RetentionService(container, actor="test", grace_days=7)
+    retention = RetentionService.from_container(container, actor="test", grace_days=7)
     yield retention
     retention.close()
 

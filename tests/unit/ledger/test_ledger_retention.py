@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from streams.ledger import (
@@ -328,3 +329,84 @@ def test_report_counts_due_held_and_expired_by_controller_and_channel(
     assert dumped["as_of"] == "2026-02-10T12:00:00+00:00"
     assert len(dumped["rows"]) == len(report.rows)
     assert "a1a1" not in json.dumps(dumped), "reports carry no pseudonyms"
+
+
+def _count_statements(session: Session) -> Callable[[], int]:
+    """How many statements the session's engine has run since this call."""
+    engine = session.get_bind()
+    seen = [0]
+
+    def count(*_args: object, **_kwargs: object) -> None:
+        seen[0] += 1
+
+    event.listen(engine, "before_cursor_execute", count)
+    return lambda: seen[0]
+
+
+def test_a_sweep_decides_pages_of_recordings_in_a_few_statements(
+    session: Session,
+    ledger: RetentionLedger,
+    digest: Callable[[str], str],
+    pseudonym_for: Callable[[str], str],
+) -> None:
+    """Covered recordings first in line do not end a limited sweep early, and a page of
+    hundreds is decided and expired in a bounded number of statements, not one per row."""
+    index = SubjectIndex(session)
+    phone, email = (IdentifierKind.PHONE, digest("p1")), (IdentifierKind.EMAIL, digest("e1"))
+    older = index.resolve_or_create([phone], pseudonym_for, NOW)
+    newer = index.resolve_or_create([email], pseudonym_for, NOW + timedelta(days=1))
+    index.resolve_or_create([phone, email], pseudonym_for, NOW)  # newer is now older's alias
+    for n in range(1100):
+        subject, ended = (
+            (newer, NOW - PERIOD - timedelta(days=2)) if n < 600 else (BOB, NOW - PERIOD)
+        )
+        ledger.register(_recording(n, subject=subject, ended_at=ended - timedelta(seconds=n)), NOW)
+    ledger.place_hold(_hold("h-older", "subject", older), NOW)  # covers rec-0 .. rec-599
+
+    statements = _count_statements(session)
+    due = ledger.due_for_expiry(NOW, limit=400)  # the first page (500) is all covered
+    assert len(due) == 400
+    assert {r.subject_pseudonym for r in due} == {BOB}
+    assert statements() < 20
+    decided = statements()
+    assert ledger.mark_expired_all([r.recording_id for r in due], NOW, "sweep-1") == [True] * 400
+    assert statements() - decided < 20
+    assert len(ledger.due_for_expiry(NOW)) == 100
+    assert ledger.report(NOW).total("held", "complaint") == 600
+
+
+def test_a_batch_expiry_refused_for_one_recording_changes_none(ledger: RetentionLedger) -> None:
+    for n in (1, 2, 3):
+        ledger.register(_recording(n), NOW)
+    ledger.place_hold(_hold("h2", "recording", "rec-2"), NOW)
+    with pytest.raises(RecordingHeldError, match="h2"):
+        ledger.mark_expired_all(["rec-1", "rec-2", "rec-3"], NOW, "sweep-1")
+    assert [r.state if r else None for r in map(ledger.get, ["rec-1", "rec-3"])] == [
+        "standard",
+        "standard",
+    ]
+    assert ledger.mark_expired_all(["rec-1", "rec-3", "rec-1"], NOW, "sweep-1") == [
+        True,
+        True,
+        False,
+    ]
+    assert ledger.mark_expired_all(["rec-3"], NOW, "sweep-2") == [False]
+    assert [h.action for h in ledger.history("rec-1")] == ["registered", "expired"]
+    with pytest.raises(UnknownRecordingError):
+        ledger.mark_expired_all(["rec-2", "rec-missing"], NOW, "sweep-1")
+
+
+def test_covering_holds_answers_for_a_batch_and_report_counts_a_recording_once_per_reason(
+    ledger: RetentionLedger,
+) -> None:
+    ledger.register(_recording(1, contact="contact-A"), NOW)
+    ledger.register(_recording(2, subject=BOB), NOW)
+    ledger.register(_recording(3), NOW)
+    ledger.place_hold(_hold("h-a", "contact", "contact-A", "fraud"), NOW)
+    ledger.place_hold(_hold("h-b", "recording", "rec-1", "fraud"), NOW)
+    ledger.place_hold(_hold("h-c", "subject", ALICE, "dispute"), NOW)
+    records = [r for r in map(ledger.get, ["rec-1", "rec-2", "rec-3"]) if r]
+    covering = {k: [h.hold_id for h in v] for k, v in ledger.covering_holds(records).items()}
+    assert covering == {"rec-1": ["h-a", "h-b", "h-c"], "rec-2": [], "rec-3": ["h-c"]}
+    table = {(r.measure, r.reason): r.count for r in ledger.report(NOW).rows}
+    assert table == {("held", "fraud"): 1, ("held", "dispute"): 2}
