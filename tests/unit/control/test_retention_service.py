@@ -5,21 +5,19 @@ ledger transaction about to commit, and a refused send rolls that transaction ba
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
+from doubles import MemoryOutbox
 from sqlalchemy.orm import Session, sessionmaker
 
 from schemas import records
 from schemas.catalog import SchemaCatalog
-from schemas.serde import AvroSerde
 from schemas.topic_names import (
     CONTACT_DEADLETTER,
-    PRIVACY_AUDIT,
     RECORDINGS_EXPIRED,
     RECORDINGS_HOLD,
     RECORDINGS_STANDARD,
@@ -30,7 +28,7 @@ from streams.control.retention.service import (
     RetentionService,
     SqlLedgerUnitOfWork,
 )
-from streams.kafka.outbox import Delivery, Message, OutboxRefused
+from streams.kafka.outbox import OutboxRefused
 from streams.ledger import (
     AuditLog,
     IdentifierKind,
@@ -44,49 +42,6 @@ MONTH = timedelta(days=30)
 GRACE = timedelta(days=7)
 ALICE, BOB = "s-" + "a" * 32, "s-" + "b" * 32
 CATALOG = SchemaCatalog.load()
-
-
-class MemoryOutbox:
-    """The outbox's contract without a producer: real encoding, sends kept in order (or
-    refused while `refusing`), audit entries appended to the ledger's chained log."""
-
-    def __init__(self, events: list[str]) -> None:
-        self.serde = AvroSerde(CATALOG)
-        self.sent: list[Message] = []
-        self.refusing = False
-        self._events = events
-
-    def encode(self, contract: str, record: Mapping[str, Any]) -> bytes:
-        return self.serde.serialize(dict(record), CATALOG.latest(contract))
-
-    def send(self, messages: Sequence[Message], what: str) -> None:
-        self._events.append(f"send {len(messages)}")
-        if self.refusing:
-            raise OutboxRefused("Kafka is away", Delivery(undelivered=len(messages)))
-        self.sent.extend(messages)
-
-    def audit(
-        self, session: Session, actor: str, action: str, now: datetime, *,
-        request_id: str | None = None, subject: str | None = None,
-        details: Mapping[str, Any] | None = None, key: str | None = None,
-    ) -> Message:  # fmt: skip
-        AuditLog(session).append(actor, action, now, request_id=request_id, subject=subject,
-                                 details=dict(details or {}))  # fmt: skip
-        return PRIVACY_AUDIT, (key or request_id or action).encode(), action.encode()
-
-    def close(self) -> None:
-        self._events.append("closed")
-
-    def on(self, topic: str) -> list[tuple[bytes, dict[str, Any] | None]]:
-        """(key, decoded value or None for a tombstone) of what was sent to `topic`."""
-        return [
-            (key, None if value is None else self.serde.deserialize(value)[1])
-            for logical, key, value in self.sent
-            if logical == topic
-        ]
-
-    def audited(self) -> list[str]:
-        return [value.decode() for topic, _, value in self.sent if topic == PRIVACY_AUDIT and value]
 
 
 class NotingUnitOfWork:
