@@ -4,44 +4,51 @@ Low volume, many states. Agents register the recordings the router announces and
 the holds its signals ask for; a timer sweeps expired recordings. Privacy agents take
 requests, ORES's instructions and consumers' acknowledgements; a timer re-sends
 unanswered commands and escalates what is overdue, another cuts the request records the
-ledger has taken in from the partitions this app holds. Every action goes
-through `RetentionService`, whose ledger transaction is the system of record, so an input
-replayed after a rebalance or a crash changes nothing twice (at-least-once input,
-idempotent effects). The clock is injected.
+ledger has taken in from the partitions this app holds. Every input goes through its step
+in `streams.control.inputs` (the catch-ups use the same), whose ledger transaction is the
+system of record, so an input replayed after a rebalance or a crash changes nothing twice
+(at-least-once input, idempotent effects). The blocking work (ledger transactions, outbox
+flushes, admin calls) runs in one `LedgerThread`, never on the event loop; an agent awaits
+its record's work before it takes the next, so each partition keeps its order. The clock
+is injected.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from confluent_kafka import KafkaException
 from faust.exceptions import ConsumerNotStarted
 from sqlalchemy.exc import SQLAlchemyError
 
-from schemas.topic_names import RETENTION_SIGNALS
+from schemas.topic_names import RECORDINGS_STANDARD, RETENTION_SIGNALS
 from streams.bootstrap import Container
+from streams.control.inputs import (
+    InputStep,
+    LedgerThread,
+    apply_in_thread,
+    is_transient,
+    privacy_steps,
+    retention_steps,
+)
 from streams.control.instruments import ControlInstruments
-from streams.control.privacy.catchup import INPUT_ERRORS, handlers
 from streams.control.privacy.service import PrivacyService
-from streams.control.retention.service import STANDARD, RetentionService
+from streams.control.retention.service import RetentionService
 from streams.errors import ContactflowError
-from streams.kafka.outbox import OutboxRefused
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 APP_ID = "contactflow-control"
 REQUEST_CUT_INTERVAL_S = 5.0
 _HELD_ROUNDS_BEFORE_WARNING = 12
-_RETRY_REPORT_S = 30.0  # one line per input per this long while Kafka does not take it
-_RETRY_PAUSE_MAX_S = 30.0
 CUT_ERRORS = (KafkaException, SQLAlchemyError, ContactflowError, ConsumerNotStarted)
+_AGENT_NAMES = {RECORDINGS_STANDARD: "register-recordings", RETENTION_SIGNALS: "place-signal-holds"}
+_T = TypeVar("_T")
 
 
 def create_control_app(
@@ -68,60 +75,86 @@ def create_control_app(
         consumer_auto_offset_reset="earliest",
         datadir=str(datadir),
     )
-
     instruments = ControlInstruments(container.telemetry, settings.scoped(APP_ID))
-
-    def raw_topic(logical: str) -> Any:
-        return app.topic(
-            container.topics.name(logical), key_serializer="raw", value_serializer="raw"
-        )
-
-    async def each_value(stream: Any) -> AsyncIterator[tuple[Any, bytes]]:
-        async for event in stream.events():
-            if event.value is not None:  # tombstones of compacted topics carry nothing
-                yield event.message, event.value
-
-    @app.agent(raw_topic(STANDARD), name="register-recordings")
-    async def register_recordings(stream: Any) -> None:
-        async for message, value in each_value(stream):
-            with instruments.consumed(message):
-                await _guarded(service, message, "register", clock,
-                               service.ingest_recording, value, instruments)  # fmt: skip
-
-    @app.agent(raw_topic(RETENTION_SIGNALS), name="place-signal-holds")
-    async def place_signal_holds(stream: Any) -> None:
-        async for message, value in each_value(stream):
-            with instruments.consumed(message):
-                await _guarded(service, message, "hold", clock, service.apply_signal,
-                               value, instruments)  # fmt: skip
+    thread = LedgerThread()
+    steps = retention_steps(service) | (privacy_steps(privacy) if privacy is not None else {})
+    for step in steps.values():
+        _input_agent(app, container, step, clock, thread, instruments)
 
     @app.timer(interval=sweep_interval_s, name="expire-recordings")  # type: ignore[untyped-decorator]
     async def expire_recordings() -> None:
-        result = service.sweep(clock())
-        if result.expired:
+        result = await _this_round(thread, "expire-recordings", service.sweep, clock())
+        if result is not None and result.expired:
             log.info("%s expired %d recording(s)", result.sweep_id, len(result.expired))
 
     if privacy is not None:
-        _privacy_agents(app, raw_topic, each_value, privacy, clock, deadline_interval_s,
-                        instruments)  # fmt: skip
-        _request_cut(app, privacy, clock, request_cut_interval_s)
+        _privacy_deadlines(app, privacy, clock, deadline_interval_s, thread)
+        _request_cut(app, privacy, clock, request_cut_interval_s, thread)
     return app
 
 
-def _privacy_agents(
-    app: faust.App, raw_topic: Callable[[str], Any], each_value: Any, privacy: PrivacyService,
-    clock: Callable[[], datetime], deadline_interval_s: float, instruments: ControlInstruments,
+def _input_agent(
+    app: faust.App, container: Container, step: InputStep, clock: Callable[[], datetime],
+    thread: LedgerThread, instruments: ControlInstruments,
 ) -> None:  # fmt: skip
-    """One agent per privacy input topic and a deadline timer, all through PrivacyService:
-    requests replayed after a rebalance change nothing twice (stable ids, refused
-    transitions, repeated answers)."""
-    for logical, apply in handlers(privacy).items():
-        _privacy_agent(app, raw_topic(logical), logical, apply, each_value, privacy, clock,
-                       instruments)  # fmt: skip
+    """One agent per input topic, named after it."""
+    topic = app.topic(container.topics.name(step.logical), key_serializer="raw",
+                      value_serializer="raw")  # fmt: skip
 
-    @app.timer(interval=deadline_interval_s, name="privacy-deadlines")  # type: ignore[untyped-decorator]
+    async def agent(stream: Any) -> None:
+        await consume_inputs(_each_value(stream), step, clock, thread, instruments)
+
+    name = _AGENT_NAMES.get(step.logical, step.logical.replace(".", "-"))
+    app.agent(topic, name=name)(agent)
+
+
+async def _each_value(stream: Any) -> AsyncIterator[tuple[Any, bytes]]:
+    async for event in stream.events():
+        if event.value is not None:  # tombstones of compacted topics carry nothing
+            yield event.message, event.value
+
+
+async def consume_inputs(
+    events: AsyncIterable[tuple[Any, bytes]], step: InputStep, clock: Callable[[], datetime],
+    thread: LedgerThread, instruments: ControlInstruments,
+) -> None:  # fmt: skip
+    """An agent's body: each (faust message, value) through `step` in `thread`, the next
+    taken only once the last is applied or dead-lettered (each partition keeps its order),
+    while the event loop keeps turning."""
+    async for message, value in events:
+        record = _Record(message, value)
+        with instruments.consumed(message):
+            outcome = await apply_in_thread(step, record, clock, thread)
+        if outcome.dead_letter_code is not None:
+            instruments.dead_lettered(record.topic(), outcome.dead_letter_code)
+
+
+async def _this_round(
+    thread: LedgerThread, name: str, action: Callable[..., _T], *args: Any
+) -> _T | None:
+    """A timer's action in `thread`; a transient failure skips this round (one line), the
+    next round tries again. Any other error propagates."""
+    try:
+        return await thread.run(action, *args)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        log.warning("%s skipped this round: %s", name, type(exc).__name__)
+        return None
+
+
+def _privacy_deadlines(
+    app: faust.App, privacy: PrivacyService, clock: Callable[[], datetime], interval_s: float,
+    thread: LedgerThread,
+) -> None:  # fmt: skip
+    """Re-send unanswered commands, escalate what is overdue: through PrivacyService,
+    whose stable ids and refused transitions make a repeated round change nothing twice."""
+
+    @app.timer(interval=interval_s, name="privacy-deadlines")  # type: ignore[untyped-decorator]
     async def privacy_deadlines() -> None:
-        result = privacy.tick(clock())
+        result = await _this_round(thread, "privacy-deadlines", privacy.tick, clock())
+        if result is None:
+            return
         if result.resent or result.escalated_commands or result.escalated_requests:
             log.warning(
                 "deadlines: re-sent %d, escalated %d consumer(s), %d request(s)",
@@ -130,8 +163,9 @@ def _privacy_agents(
 
 
 def _request_cut(
-    app: faust.App, privacy: PrivacyService, clock: Callable[[], datetime], interval_s: float
-) -> None:
+    app: faust.App, privacy: PrivacyService, clock: Callable[[], datetime], interval_s: float,
+    thread: LedgerThread,
+) -> None:  # fmt: skip
     """Cut privacy.requests.v1 below what the ledger took in, in the partitions this app
     holds (two apps in a group each cut their own). A cut that fails waits for the next
     round: nothing is cut that the ledger does not hold."""
@@ -144,7 +178,7 @@ def _request_cut(
             held = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
             if not held:
                 return
-            result = privacy.cut_taken_in_requests(clock(), held)
+            result = await thread.run(privacy.cut_taken_in_requests, clock(), held)
         except CUT_ERRORS as exc:
             log.warning("request cut skipped this round: %s", type(exc).__name__)
             return
@@ -161,25 +195,6 @@ def _request_cut(
                             "process` takes it in", topic, partition, offset, rounds)  # fmt: skip
         for partition in set(waiting) - set(result.held):
             del waiting[partition]
-
-
-def _privacy_agent(
-    app: faust.App, topic: Any, logical: str, apply: Callable[[bytes, datetime], Any],
-    each_value: Any, privacy: PrivacyService, clock: Callable[[], datetime],
-    instruments: ControlInstruments,
-) -> None:  # fmt: skip
-    async def agent(stream: Any) -> None:
-        async for message, value in each_value(stream):
-            with instruments.consumed(message):
-                record = _Record(message, value)
-
-                def dead_letter(exc: Exception, code: str, record: _Record = record) -> None:
-                    privacy.dead_letter(record, "privacy", exc, clock(), code=code)
-                    instruments.dead_lettered(record.topic(), code)
-
-                await _apply_input(record, lambda v: apply(v, clock()), dead_letter)
-
-    app.agent(topic, name=logical.replace(".", "-"))(agent)
 
 
 class _Record:
@@ -219,66 +234,3 @@ def faust_credentials(settings: Settings) -> Any:
         mechanism="SCRAM-SHA-512",
         ssl_context=context,
     )
-
-
-async def _guarded(
-    service: RetentionService,
-    message: Any,
-    stage: str,
-    clock: Callable[[], datetime],
-    action: Callable[[bytes, datetime], Any],
-    value: bytes,
-    instruments: ControlInstruments | None = None,
-) -> None:
-    """Run one retention input's action (see `_apply_input`); its dead letters go through
-    the retention service."""
-    record = _Record(message, value)
-
-    def dead_letter(exc: Exception, code: str) -> None:
-        log.error("%s failed at %s[%s]@%s: %s", stage, record.topic(), record.partition(),
-                  record.offset(), code)  # fmt: skip
-        service.dead_letter(record.topic(), record.partition(), record.offset(),
-                            record.key(), value, stage, code, str(exc), clock())  # fmt: skip
-        if instruments is not None:
-            instruments.dead_lettered(record.topic(), code)
-
-    await _apply_input(record, lambda v: action(v, clock()), dead_letter)
-
-
-async def _apply_input(
-    record: _Record, action: Callable[[bytes], Any],
-    dead_letter: Callable[[Exception, str], None],
-) -> None:  # fmt: skip
-    """Run one input's action until Kafka takes what it sends.
-
-    An input the action cannot use (`INPUT_ERRORS`) goes to `dead_letter` with its error's
-    type, and so does one whose messages Kafka refuses for what they are (size, form,
-    policy), with the broker's error name: sending them again cannot succeed. Any other
-    refusal (the broker away, a timeout) leaves the ledger as it was, so the same input is
-    tried again after a pause: never skipped (its offset is not passed), never a crash of
-    the agent, one line per `_RETRY_REPORT_S`."""
-    pause, said, tries = 1.0, 0.0, 0
-    while True:
-        try:
-            try:
-                action(record.value())
-            except INPUT_ERRORS as exc:
-                dead_letter(exc, type(exc).__name__)
-            except OutboxRefused as exc:
-                if not exc.about_the_records:
-                    raise
-                dead_letter(exc, exc.reason_code)
-        except OutboxRefused as exc:  # from the action or from the dead letter itself
-            tries += 1
-            if time.monotonic() - said >= _RETRY_REPORT_S:
-                said = time.monotonic()
-                log.warning("%s[%d]@%d: Kafka did not take its messages (%s, try %d); "
-                            "trying again", record.topic(), record.partition(),
-                            record.offset(), exc.reason_code, tries)  # fmt: skip
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, _RETRY_PAUSE_MAX_S)
-            continue
-        if tries:
-            log.warning("%s[%d]@%d: taken after %d tries", record.topic(), record.partition(),
-                        record.offset(), tries + 1)  # fmt: skip
-        return

@@ -3,31 +3,29 @@
 The control-plane app (`contactflow run privacy`) does this continuously with faust
 agents; this drains `privacy.requests.v1`, `privacy.instructions.v1` and `privacy.acks.v1`
 up to their current end with a consumer group of its own, committing after each record,
-through the same `PrivacyService` calls. A record it cannot use goes to the dead-letter
-topic with its reason and bytes; the rest carry on. Then it cuts the request records the
-ledger has taken in (their identifiers are needed no more), as the app does.
+through the same input steps as the app (`streams.control.inputs`): a record it cannot
+use goes to the dead-letter topic with its reason and bytes and the rest carry on; a
+transient failure is tried again a few times, then stops the catch-up (nothing is
+committed past it). Then it cuts the request records the ledger has taken in (their
+identifiers are needed no more), as the app does.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from schemas.errors import SerdeError
 from schemas.topic_names import PRIVACY_ACKS, PRIVACY_INSTRUCTIONS, PRIVACY_REQUESTS
 from streams.bootstrap import Container
+from streams.control.inputs import InputStep, apply_now, privacy_steps
 from streams.control.privacy.request_cut import RequestCut
 from streams.control.privacy.service import PrivacyService
-from streams.ledger import LedgerError
 
 log = logging.getLogger(__name__)
 REQUESTS, INSTRUCTIONS, ACKS = PRIVACY_REQUESTS, PRIVACY_INSTRUCTIONS, PRIVACY_ACKS
-INPUT_ERRORS = (SerdeError, LedgerError, KeyError, ValueError)
 
 
 @dataclass
@@ -37,28 +35,19 @@ class Drained:
     requests_cut: RequestCut = field(default_factory=RequestCut)
 
 
-def handlers(service: PrivacyService) -> dict[str, Callable[[bytes, datetime], Any]]:
-    """Logical input topic -> the service call that applies one of its records."""
-    return {
-        REQUESTS: service.submit_message,
-        INSTRUCTIONS: service.instruct_message,
-        ACKS: service.acknowledge_message,
-    }
-
-
 def apply_privacy_topics(
     container: Container, service: PrivacyService, now: datetime, *,
     group: str = "contactflow-privacy-catchup",
 ) -> Drained:  # fmt: skip
     result = Drained()
-    for logical, apply in handlers(service).items():
+    for logical, step in privacy_steps(service).items():
         topic = container.topics.name(logical)
         consumer = Consumer({**container.settings.kafka_client_config(),
                              "group.id": container.settings.scoped(group),
                              "enable.auto.commit": False, "auto.offset.reset": "earliest",
                              "isolation.level": "read_committed"})  # fmt: skip
         try:
-            result.applied[logical] = _drain(consumer, topic, apply, service, now, result)
+            result.applied[logical] = _drain(consumer, topic, step, now, result)
         finally:
             consumer.close()
         if logical == REQUESTS:
@@ -66,10 +55,7 @@ def apply_privacy_topics(
     return result
 
 
-def _drain(
-    consumer: Consumer, topic: str, apply: Callable[[bytes, datetime], Any],
-    service: PrivacyService, now: datetime, result: Drained,
-) -> int:  # fmt: skip
+def _drain(consumer: Consumer, topic: str, step: InputStep, now: datetime, result: Drained) -> int:
     partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
     marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
              for p in partitions}  # fmt: skip
@@ -86,14 +72,11 @@ def _drain(
             raise TimeoutError(f"{topic}: no record within 5 s before its end offsets")
         if message.error() is not None:
             continue
-        value = message.value()
-        if value is not None:
-            try:
-                apply(value, now)
-                applied += 1
-            except INPUT_ERRORS as exc:
-                service.dead_letter(message, "privacy", exc, now)
+        if message.value() is not None:
+            if apply_now(step, message, now).dead_lettered:
                 result.dead_lettered += 1
+            else:
+                applied += 1
         consumer.commit(message=message, asynchronous=False)
         if (message.offset() or 0) + 1 >= ends[message.partition() or 0]:
             pending.discard(message.partition())
