@@ -3,14 +3,15 @@
 `parse_policy` validates a policy document (as loaded from `infra/policy.yaml`) and
 refuses a bad one with the path of the problem. `attribute_controller` returns the
 governing `Attribution`, or None when no rule matches: the caller quarantines the event,
-a controller is never guessed.
+a controller is never guessed. `Decisions` remembers both decisions per contact facts for
+callers that ask once per event.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 CONTROLLERS = frozenset({"ORES", "COMNEXIO"})
 LEGAL_BASES = frozenset(
@@ -19,6 +20,8 @@ LEGAL_BASES = frozenset(
 )  # fmt: skip
 MATCH_KEYS = ("client", "service", "purpose", "channel", "kind")
 HOLD_REASONS = ("complaint", "fraud", "dispute", "litigation", "authority_request")
+FactsKey = tuple[str, str, str, str, str]  # ContactFacts as a tuple, in MATCH_KEYS order
+_MAX_REMEMBERED: Final = 10_000
 
 
 class PolicyError(ValueError):
@@ -83,19 +86,13 @@ class Policy:
     retention_classes: Mapping[str, RetentionClass]
     hold_signals: tuple[HoldSignal, ...] = ()
     release_grace_days: int = 7
-    _memo: dict[ContactFacts, Attribution | None] = field(
-        default_factory=dict, compare=False, repr=False
-    )
 
 
 def attribute_controller(policy: Policy, facts: ContactFacts) -> Attribution | None:
     """The first rule fitting `facts`, as an Attribution; None means quarantine."""
-    if facts in policy._memo:
-        return policy._memo[facts]
-    decision = None
     for rule in policy.rules:
         if rule.fits(facts):
-            decision = Attribution(
+            return Attribution(
                 rule=rule.name,
                 controller=rule.controller,
                 processor=rule.processor,
@@ -104,10 +101,7 @@ def attribute_controller(policy: Policy, facts: ContactFacts) -> Attribution | N
                 retention_class=rule.retention_class,
                 policy_version=policy.version,
             )
-            break
-    if len(policy._memo) < 10_000:  # facts have few distinct values; bound it anyway
-        policy._memo[facts] = decision
-    return decision
+    return None
 
 
 def hold_signal_of(policy: Policy, facts: ContactFacts) -> str | None:
@@ -116,6 +110,29 @@ def hold_signal_of(policy: Policy, facts: ContactFacts) -> str | None:
         if all(getattr(facts, key) in allowed for key, allowed in signal.match.items()):
             return signal.reason
     return None
+
+
+class Decisions:
+    """`attribute_controller` and `hold_signal_of` of one policy, remembered per contact
+    facts: callers that ask once per event meet the same few combinations again and again.
+    At most `_MAX_REMEMBERED` are kept; facts past that are decided each time."""
+
+    __slots__ = ("_known", "policy")
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self._known: dict[FactsKey, tuple[Attribution | None, str | None]] = {}
+
+    def __call__(self, key: FactsKey) -> tuple[Attribution | None, str | None]:
+        """(attribution or None, hold reason or None) of (client, service, purpose,
+        channel, kind)."""
+        decision = self._known.get(key)
+        if decision is None:
+            facts, policy = ContactFacts(*key), self.policy
+            decision = (attribute_controller(policy, facts), hold_signal_of(policy, facts))
+            if len(self._known) < _MAX_REMEMBERED:
+                self._known[key] = decision
+        return decision
 
 
 def parse_policy(document: Any) -> Policy:

@@ -7,10 +7,18 @@ the value could be a phone number, an e-mail address or a message text.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-if TYPE_CHECKING:
-    from schemas.validation import FieldProblem
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One problem with one field: where (``path``) and what (``problem``), never the value."""
+
+    path: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.path or '<record>'}: {self.problem}"
 
 
 class SchemaError(Exception):

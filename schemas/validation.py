@@ -16,14 +16,13 @@ import copy
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from schemas import _avro
 from schemas._rules import branch_for_symbol
 from schemas.catalog import Contract
-from schemas.errors import ContractViolation
+from schemas.errors import ContractViolation, FieldProblem
 
 __all__ = ["ContractViolation", "FieldProblem", "from_json", "validate"]
 
@@ -31,17 +30,6 @@ _RANGES: Final = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 _TIMESTAMP_UNITS: Final = {"timestamp-millis": "milliseconds", "timestamp-micros": "microseconds"}
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _SHOWABLE_KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-
-
-@dataclass(frozen=True)
-class FieldProblem:
-    """One problem with one field: where (``path``) and what (``problem``), never the value."""
-
-    path: str
-    problem: str
-
-    def __str__(self) -> str:
-        return f"{self.path or '<record>'}: {self.problem}"
 
 
 class _Walker:

@@ -28,7 +28,7 @@ from typing import Any, Final, NamedTuple
 
 from processors.identity import Identifier, IdentifierKind, InvalidIdentifier
 from processors.pii import PiiPath, compile_paths, rewrite_pii
-from processors.policy import Policy
+from processors.policy import Decisions, Policy
 from processors.pseudonym import Pseudonymiser
 from processors.routing import implausible_time, recording_of, subject_identifiers
 from schemas.catalog import Contract, SchemaCatalog
@@ -37,7 +37,6 @@ from schemas.serde import AvroSerde
 from streams.router.dedup import content_digest
 from streams.router.spans import SpanFinder
 from streams.router.templates import (
-    Decisions,
     TemplateEncoder,
     Templates,
     avro_varint,

@@ -23,9 +23,7 @@ from typing import NamedTuple, Protocol
 from opentelemetry import trace
 from opentelemetry.trace import Tracer
 
-from processors.policy import (
-    Policy,
-)
+from processors.policy import Decisions, Policy
 from processors.routing import Route, SubjectStatus, choose_route
 from schemas import records
 from schemas.catalog import SchemaCatalog
@@ -54,13 +52,12 @@ from streams.router.dedup import DedupWindow, Seen
 from streams.router.directory import SubjectDirectory
 from streams.router.helper import DecoderConfig
 from streams.router.limits import OutputLimits, record_size
-from streams.router.templates import Decisions, TaggedWriter, fill
+from streams.router.templates import TaggedWriter, fill
 from streams.topics import TopicCatalog
 
 SCHEMA_HEADER = "contactflow-schema"
 TRACE_HEADER = "traceparent"
 CHANNEL_OF_TOPIC = {raw_topic(channel): channel for channel in CHANNELS}
-_MAX_DECISIONS = 10_000
 TOO_LARGE = "too_large"
 BROKER_REJECTED = "broker_rejected"
 OUTPUT_TOPICS = (*CONTROLLER_TOPICS.values(), CONTACT_RESTRICTED, CONTACT_QUARANTINE,
@@ -104,7 +101,14 @@ class _Event:
 
 
 class RouterPipeline:
-    """Decodes, validates, pseudonymises, attributes, encrypts and routes raw events."""
+    """Decodes, validates, pseudonymises, attributes, encrypts and routes raw events.
+
+    Everything it works with comes in as an argument: the topic and schema catalogs, the
+    policy, the subjects and their keys (`directory`, over the ledger), each subject's
+    privacy state (`subject_status`), the dedup window, and the output topics' size
+    limits. It touches no Kafka client; `streams.router.worker.router_pipeline` builds it
+    from the container.
+    """
 
     def __init__(
         self,
@@ -115,12 +119,12 @@ class RouterPipeline:
         directory: SubjectDirectory,
         subject_status: Callable[[str], SubjectStatus],
         dedup: DedupWindow,
+        limits: OutputLimits,
         max_event_bytes: int,
-        limits: OutputLimits | None = None,
         tracer: Tracer | None = None,
     ) -> None:
         self._tracer = tracer or trace.NoOpTracer()
-        self._limits = limits or OutputLimits.fixed()
+        self._limits = limits
         self._policy = policy
         self._directory = directory
         self._status = subject_status
@@ -152,10 +156,6 @@ class RouterPipeline:
         return DecoderConfig(
             pseudonym_key, self._policy, self._channel_of, self._expected, self._max_bytes
         )
-
-    @property
-    def serde(self) -> AvroSerde:
-        return self._serde
 
     @property
     def decoder(self) -> EventDecoder:

@@ -24,8 +24,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
-from processors.policy import Attribution, ContactFacts, Policy, attribute_controller
-from processors.policy import hold_signal_of as policy_hold_signal
+from processors.policy import Attribution, Decisions
 from processors.routing import RecordingRef, retain_until
 from schemas import records
 from schemas.catalog import SchemaCatalog
@@ -33,7 +32,7 @@ from schemas.serde import AvroSerde
 from schemas.varint import millis_since_epoch, zigzag_varint
 
 Parts = tuple[bytes, ...]
-_MAX_DECISIONS: Final = 10_000
+_MAX_SKELETONS: Final = 10_000  # per cache: an attribution carries the event's purpose
 _ATTEMPTS: Final = 3
 
 
@@ -62,28 +61,6 @@ class Templates(NamedTuple):
     retention: tuple[bytes, Parts] | None  # (recording id, parts); gap: subject pseudonym
     signal: Parts | None  # gap: subject pseudonym
     tagged_head: bytes | None  # the tagged event up to its subject (`TaggedWriter.head`)
-
-
-class Decisions:
-    """The policy's attribution and hold signal per contact facts (the policy is fixed)."""
-
-    def __init__(self, policy: Policy) -> None:
-        self.policy = policy
-        self._memo: dict[tuple[str, ...], tuple[Attribution | None, str | None]] = {}
-
-    def __call__(
-        self, key: tuple[str, str, str, str, str]
-    ) -> tuple[Attribution | None, str | None]:
-        decision = self._memo.get(key)
-        if decision is None:
-            facts = ContactFacts(*key)
-            decision = (
-                attribute_controller(self.policy, facts),
-                policy_hold_signal(self.policy, facts),
-            )
-            if len(self._memo) < _MAX_DECISIONS:
-                self._memo[key] = decision
-        return decision
 
 
 class TemplateEncoder:
@@ -140,7 +117,7 @@ class TemplateEncoder:
         key = (facts["channel"], recording.recording_kind, recording.media_ref is None,
                attribution)  # fmt: skip
         if key not in self._retention_skeletons:
-            if len(self._retention_skeletons) >= _MAX_DECISIONS:
+            if len(self._retention_skeletons) >= _MAX_SKELETONS:
                 self._retention_skeletons.clear()
             self._retention_skeletons[key] = self._retention_skeleton(facts, attribution, recording)
         skeleton = self._retention_skeletons[key]
@@ -281,7 +258,7 @@ class TaggedWriter:
     ) -> Parts | None:
         key = (attribution, channel, restricted, traced)
         if key not in self._skeletons:
-            if len(self._skeletons) >= _MAX_DECISIONS:
+            if len(self._skeletons) >= _MAX_SKELETONS:
                 self._skeletons.clear()
             self._skeletons[key] = self._skeleton(attribution, channel, restricted, traced)
         return self._skeletons[key]

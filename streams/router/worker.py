@@ -31,6 +31,7 @@ from opentelemetry.trace import SpanKind
 
 from processors.policy import Policy, parse_policy
 from processors.pseudonym import Pseudonymiser
+from processors.routing import SubjectStatus
 from schemas.serde import AvroSerde
 from schemas.topic_names import PRIVACY_SUBJECT_STATE
 from streams.bootstrap import Container
@@ -159,16 +160,11 @@ class RouterWorker:
         self.directory = SubjectDirectory(
             session_factory(engine), Pseudonymiser(keys.pseudonym_key), keys.master_key
         )
-        self.pipeline = RouterPipeline(
-            topics=container.topics,
-            schemas=container.schemas,
-            policy=load_policy(container),
+        self.pipeline = router_pipeline(
+            container,
             directory=self.directory,
             subject_status=self._state.status,
             dedup=self._dedup,
-            max_event_bytes=settings.router_max_event_bytes,
-            limits=_output_limits(container),
-            tracer=container.telemetry.tracer("contactflow.router"),
         )
         # back within a second of the broker's return, not librdkafka's 10 s backoff
         # and the client's connection errors reported once per interval (`_client_error`)
@@ -661,9 +657,27 @@ class RouterWorker:
         for key, events in first.items():
             self._dedup.remember(key, events.items())
 
-    @property
-    def pipeline_serde(self) -> AvroSerde:
-        return self.pipeline.serde
+
+def router_pipeline(
+    container: Container,
+    *,
+    directory: SubjectDirectory,
+    subject_status: Callable[[str], SubjectStatus],
+    dedup: DedupWindow,
+) -> RouterPipeline:
+    """The pipeline of a router run from `container`: its catalogs, the policy file, the
+    output topics' limits as the broker reports them, and the router's tracer."""
+    return RouterPipeline(
+        topics=container.topics,
+        schemas=container.schemas,
+        policy=load_policy(container),
+        directory=directory,
+        subject_status=subject_status,
+        dedup=dedup,
+        limits=_output_limits(container),
+        max_event_bytes=container.settings.router_max_event_bytes,
+        tracer=container.telemetry.tracer("contactflow.router"),
+    )
 
 
 def _output_limits(container: Container) -> OutputLimits:

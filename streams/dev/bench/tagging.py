@@ -28,7 +28,7 @@ from processors.identity import (
     normalise_phone,
     qualify_handle,
 )
-from processors.policy import ContactFacts, Policy, attribute_controller, parse_policy
+from processors.policy import Decisions, Policy, parse_policy
 from processors.pseudonym import Pseudonymiser
 from schemas.catalog import CHANNEL_CONTRACTS, SchemaCatalog
 from schemas.serde import AvroSerde
@@ -72,7 +72,15 @@ def first_identifier(subject: Mapping[str, Any]) -> Identifier | None:
 class BareTagger:
     """`tag(raw) -> Routed`; built once per peer process, then called per event."""
 
-    __slots__ = ("_comnexio", "_ores", "_policy", "_pseudonyms", "_quarantine", "_serde", "_tagged")
+    __slots__ = (
+        "_comnexio",
+        "_decisions",
+        "_ores",
+        "_pseudonyms",
+        "_quarantine",
+        "_serde",
+        "_tagged",
+    )
 
     def __init__(
         self,
@@ -83,7 +91,7 @@ class BareTagger:
     ) -> None:
         self._serde = AvroSerde(catalog)
         self._tagged = catalog.latest("TaggedContactEvent")
-        self._policy = policy
+        self._decisions = Decisions(policy)
         self._pseudonyms = pseudonyms
         self._ores = outputs[ORES]
         self._comnexio = outputs[COMNEXIO]
@@ -94,10 +102,9 @@ class BareTagger:
         envelope = record["envelope"]
         channel = _CHANNEL_OF[writer.name]
         kind = record["kind"]
-        facts = ContactFacts(
-            envelope["client"], envelope["service"], envelope["purpose"], channel, kind
+        decision, _ = self._decisions(
+            (envelope["client"], envelope["service"], envelope["purpose"], channel, kind)
         )
-        decision = attribute_controller(self._policy, facts)
         identifier = first_identifier(envelope["subject"])
         if decision is None or identifier is None:
             return Routed(self._quarantine, envelope["contact_id"].encode(), raw)

@@ -1,12 +1,21 @@
 from __future__ import annotations
 
 import copy
+import pickle
 from typing import Any
 
 import pytest
 import yaml
 
-from processors.policy import ContactFacts, PolicyError, attribute_controller, parse_policy
+import processors.policy as policy_module
+from processors.policy import (
+    ContactFacts,
+    Decisions,
+    PolicyError,
+    attribute_controller,
+    hold_signal_of,
+    parse_policy,
+)
 from streams.settings import PROJECT_ROOT
 
 DOCUMENT = yaml.safe_load((PROJECT_ROOT / "infra" / "policy.yaml").read_text())
@@ -90,8 +99,6 @@ def test_bad_policy_is_refused_with_the_path(path: list[Any], value: Any, messag
      ("outage_report", None)],
 )  # fmt: skip
 def test_hold_signals_come_from_the_policy(service: str, reason: str | None) -> None:
-    from processors.policy import hold_signal_of
-
     assert hold_signal_of(POLICY, facts(service=service)) == reason
     if reason is not None:
         assert attribute_controller(POLICY, facts(service=service)) is not None
@@ -103,3 +110,40 @@ def test_bad_hold_signals_are_refused() -> None:
     with pytest.raises(PolicyError, match="release_grace_days"):
         parse_policy(_broken(["release_grace_days"], 0))
     assert POLICY.release_grace_days == 7
+
+
+def _key(f: ContactFacts) -> tuple[str, str, str, str, str]:
+    return (f.client, f.service, f.purpose, f.channel, f.kind)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"service": "complaint"}, {"purpose": "coaching", "kind": "recording_available"},
+     {"service": "horoscope"}, {"client": "OTHER-DSO", "service": "dispute"}],
+)  # fmt: skip
+def test_decisions_are_the_policys_decisions(overrides: dict[str, str]) -> None:
+    decide, asked = Decisions(POLICY), facts(**overrides)
+    expected = (attribute_controller(POLICY, asked), hold_signal_of(POLICY, asked))
+    assert decide(_key(asked)) == expected
+    assert decide(_key(asked)) == expected  # remembered, the same
+
+
+def test_decisions_remember_a_bounded_number_of_facts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(policy_module, "_MAX_REMEMBERED", 2)
+    decide = Decisions(POLICY)
+    keys = [_key(facts(service=s)) for s in ("callback", "chat", "complaint")]
+    first = [decide(key) for key in keys]
+    again = [decide(key) for key in keys]
+    assert again == first
+    assert [a is f for a, f in zip(again, first, strict=True)] == [True, True, False]
+
+
+def test_deciding_leaves_the_policy_as_it_was() -> None:
+    """The policy is a plain value: nothing is cached on it (it also crosses to the
+    router's helper process as a pickle)."""
+    policy = parse_policy(DOCUMENT)
+    before = pickle.dumps(policy)
+    attribute_controller(policy, facts())
+    Decisions(policy)(_key(facts(service="complaint")))
+    assert pickle.dumps(policy) == before
+    assert policy == POLICY

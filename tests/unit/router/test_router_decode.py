@@ -15,7 +15,7 @@ import yaml
 from processors.crypto import FieldCipher, new_data_key
 from processors.identity import InvalidIdentifier, normalise_phone
 from processors.pii import compile_paths, rewrite_pii
-from processors.policy import Policy, parse_policy
+from processors.policy import Decisions, Policy, parse_policy
 from processors.pseudonym import Pseudonymiser
 from processors.routing import recording_of, retain_until
 from schemas.catalog import CHANNEL_CONTRACTS, SchemaCatalog
@@ -25,7 +25,7 @@ from schemas.validation import from_json
 from streams.dev.bench.workload import encode_workload, generate_workload
 from streams.router.decode import Decoded, EventDecoder, Rejection, seal
 from streams.router.helper import DecodeHelper, DecoderConfig, HelperFailed
-from streams.router.templates import Decisions, TaggedWriter, fill
+from streams.router.templates import TaggedWriter, fill
 from streams.settings import PROJECT_ROOT
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
