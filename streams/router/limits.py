@@ -41,7 +41,7 @@ class OutputLimits:
 
     @classmethod
     def fixed(cls, max_message_bytes: int = BROKER_DEFAULT_MAX_MESSAGE_BYTES) -> OutputLimits:
-        """One `max.message.bytes` for every topic (the pipeline's default, and tests')."""
+        """One `max.message.bytes` for every topic (for tests; workers read each topic's)."""
         return cls({}, max_message_bytes - FRAMING_MARGIN)
 
 
