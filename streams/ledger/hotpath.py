@@ -4,16 +4,14 @@ The repositories (`SubjectIndex`, `KeyVault`) handle one subject at a time throu
 ORM: right for the privacy app, a few milliseconds per subject. The router meets
 thousands of new people per batch, so it reads every digest of a batch in one query and
 inserts new subjects, identifiers and keys in one statement each. Merges of existing
-subjects are folded set-at-a-time too (`merge_subjects`), with the semantics of
-`SubjectIndex.resolve_or_create`: the oldest subject survives, the others become its
-aliases, erased subjects are never merged. Inputs are validated like the repositories
-validate them.
+subjects are stored set-at-a-time too (`link_groups`): `processors.subjects.plan_merges`
+decides them, as it does for `SubjectIndex.resolve_or_create`. Inputs are validated like
+the repositories validate them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
@@ -21,6 +19,7 @@ from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from processors.subjects import MergePlan, SubjectFacts, plan_merges
 from streams.ledger.columns import require_aware
 from streams.ledger.errors import IdentifierKindMismatchError
 from streams.ledger.models import (
@@ -216,29 +215,19 @@ def _insert(
     connection.exec_driver_sql(statement_text, [(*row, *tail) for row in rows])
 
 
-@dataclass
-class MergeOutcome:
-    """What `merge_subjects` did: retired -> surviving pseudonym, erased subjects met, and
-    the owner of every digest of the accepted groups after the merges."""
-
-    survivor_of: dict[str, str] = field(default_factory=dict)
-    refused: list[int] = field(default_factory=list)
-    owner: dict[str, str] = field(default_factory=dict)
-
-
-def merge_subjects(
+def link_groups(
     session: Session, groups: Sequence[Sequence[tuple[str, str]]], now: datetime
-) -> MergeOutcome | None:
-    """Link each group of (kind, digest) to one subject, in order, merging subjects.
+) -> MergePlan | None:
+    """Link each group of (kind, digest) to one subject, in order, merging subjects: the
+    facts are read (the subjects named locked), `plan_merges` decides, its plan is stored.
 
-    The result is what `SubjectIndex.resolve_or_create` called once per group (each in
-    its own savepoint) leaves behind: the subjects a group's digests belong to fold into
-    the oldest (created_at, then pseudonym), retired pseudonyms become its aliases, and
-    their identifiers, keys and aliases move to it; the group's unknown digests join it
-    and its known ones have their first/last-seen window widened to `now`. A group that
-    touches an erased subject changes nothing; its index is listed in `refused`.
-    Returns None, having written nothing, if a group has no indexed digest at all (only
-    the one-at-a-time path creates a subject there).
+    What it leaves is what `SubjectIndex.resolve_or_create` called once per group (each
+    in its own savepoint) leaves: retired subjects' identifiers, keys and aliases move to
+    the survivor and their pseudonyms become its aliases; a group's unknown digests join
+    it and its known ones have their first/last-seen window widened to `now`. A group
+    naming an erased subject changes nothing; its index is listed in `refused`. Returns
+    None, having written nothing, if a group has no indexed digest at all (only the
+    one-at-a-time path creates a subject there) or names a subject merged away meanwhile.
     """
     now = require_aware(now)
     wanted = [validated_digests(group) for group in groups]
@@ -258,7 +247,7 @@ def merge_subjects(
             stored = known.get(digest)
             if stored is not None and stored[0] != kind:
                 raise IdentifierKindMismatchError(digest, stored[0], kind)
-    subjects: dict[str, tuple[datetime, bool]] = {}
+    subjects: dict[str, SubjectFacts] = {}
     for chunk in _chunks(sorted({row[1] for row in known.values()})):
         locked = session.execute(
             select(Subject.subject_pseudonym, Subject.created_at, Subject.erased_at)
@@ -266,54 +255,26 @@ def merge_subjects(
             .order_by(Subject.subject_pseudonym)
             .with_for_update()
         )  # fmt: skip
-        subjects.update({s: (created, erased is not None) for s, created, erased in locked})
+        for pseudonym, created_at, erased_at in locked:
+            subjects[pseudonym] = SubjectFacts(created_at, erased_at is not None)
 
-    parent: dict[str, str] = {}
-
-    def find(subject: str) -> str:
-        while subject in parent:
-            subject = parent[subject]
-        return subject
-
-    outcome = MergeOutcome()
-    owner = {digest: row[1] for digest, row in known.items()}
-    new_identifiers: dict[str, tuple[str, str]] = {}  # digest -> (kind, first owner)
-    touched: set[str] = set()
-    for index, group in enumerate(wanted):
-        owners = sorted({find(owner[d]) for d in group if d in owner})
-        if not owners or any(s not in subjects for s in owners):
-            return None
-        if any(subjects[s][1] for s in owners):
-            outcome.refused.append(index)
-            continue
-        survivor = min(owners, key=lambda s: (subjects[s][0], s))
-        for subject in owners:
-            if subject != survivor:
-                parent[subject] = survivor
-        for digest, kind in group.items():
-            if digest in owner:
-                touched.add(digest)
-            else:
-                owner[digest] = survivor
-                new_identifiers[digest] = (kind, survivor)
-
-    outcome.survivor_of = {s: find(s) for s in parent}
-    outcome.owner = {
-        digest: find(owner[digest])
-        for index, group in enumerate(wanted)
-        if index not in outcome.refused
-        for digest in group
-    }
-    _apply_merges(session, outcome.survivor_of, now)
-    if new_identifiers:
+    plan = plan_merges(
+        [[(kind, digest) for digest, kind in group.items()] for group in wanted],
+        {digest: row[1] for digest, row in known.items()},
+        subjects,
+    )
+    if plan.unowned or plan.stale:
+        return None
+    _apply_merges(session, plan.survivor_of, now)
+    if plan.attached:
         session.execute(
             insert(_IDENTIFIERS),
-            [{"identifier_digest": digest, "identifier_kind": kind,
-              "subject_pseudonym": find(subject), "first_seen_at": now, "last_seen_at": now}
-             for digest, (kind, subject) in new_identifiers.items()],
+            [{"identifier_digest": digest, "identifier_kind": kind, "subject_pseudonym": subject,
+              "first_seen_at": now, "last_seen_at": now}
+             for digest, kind, subject in plan.attached],
         )  # fmt: skip
     widened = []
-    for digest in touched - new_identifiers.keys():
+    for digest in plan.owner.keys() & known.keys():
         _, _, first, last = known[digest]
         if first > now or last < now:
             widened.append({"digest": digest, "first": min(first, now), "last": max(last, now)})
@@ -324,7 +285,7 @@ def merge_subjects(
             .values(first_seen_at=bindparam("first"), last_seen_at=bindparam("last")),
             widened,
         )
-    return outcome
+    return plan
 
 
 def _apply_merges(session: Session, survivor_of: dict[str, str], now: datetime) -> None:

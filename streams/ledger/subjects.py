@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from processors.subjects import SubjectFacts, plan_merges
 from streams.ledger.columns import require_aware
 from streams.ledger.errors import (
     IdentifierKindMismatchError,
@@ -60,11 +61,26 @@ class SubjectIndex:
             if row.identifier_kind != wanted[digest]:
                 raise IdentifierKindMismatchError(digest, row.identifier_kind, wanted[digest])
 
-        owners = sorted({row.subject_pseudonym for row in known.values()})
-        if owners:
-            canonical = self._merge(owners, now)
-        else:
+        subjects = self._lock_subjects({row.subject_pseudonym for row in known.values()})
+        owner = {  # a subject merged away by another transaction since `known` was read: left out
+            digest: row.subject_pseudonym
+            for digest, row in known.items()
+            if row.subject_pseudonym in subjects
+        }
+        plan = plan_merges(
+            [[(kind, digest) for digest, kind in wanted.items()]],
+            owner,
+            {p: SubjectFacts(s.created_at, s.erased_at is not None) for p, s in subjects.items()},
+        )
+        if plan.refused:
+            raise SubjectErasedError(min(plan.erased_met))
+        if plan.unowned and known:  # every subject named was merged away meanwhile
+            raise UnknownSubjectError(min(row.subject_pseudonym for row in known.values()))
+        if plan.unowned:
             canonical = self._create(pseudonym_for(next(iter(wanted))), now)
+        else:
+            canonical = plan.owner[next(iter(wanted))]
+            self._retire([subjects[p] for p in plan.survivor_of], canonical, now)
 
         for digest, kind in wanted.items():
             existing = known.get(digest)
@@ -129,26 +145,25 @@ class SubjectIndex:
         session.flush()
         return pseudonym
 
-    def _merge(self, pseudonyms: Sequence[str], now: datetime) -> str:
-        """Fold every subject into the oldest one and return the survivor's pseudonym."""
-        session = self._session
-        subjects = list(
-            session.scalars(
-                select(Subject)
-                .where(Subject.subject_pseudonym.in_(pseudonyms))
-                .order_by(Subject.subject_pseudonym)
-                .with_for_update()
-            )
+    def _lock_subjects(self, pseudonyms: set[str]) -> dict[str, Subject]:
+        """The subjects a merge may fold, locked (in pseudonym order) until the commit."""
+        if not pseudonyms:
+            return {}
+        rows = self._session.scalars(
+            select(Subject)
+            .where(Subject.subject_pseudonym.in_(pseudonyms))
+            .order_by(Subject.subject_pseudonym)
+            .with_for_update()
         )
-        for subject in subjects:
-            if subject.erased_at is not None:
-                raise SubjectErasedError(subject.subject_pseudonym)
-        survivor = min(subjects, key=lambda s: (s.created_at, s.subject_pseudonym))
-        canonical = survivor.subject_pseudonym
-        retired = [s for s in subjects if s is not survivor]
+        return {row.subject_pseudonym: row for row in rows}
+
+    def _retire(self, retired: Sequence[Subject], canonical: str, now: datetime) -> None:
+        """Fold subjects into `canonical`: their identifiers, keys and aliases move to it,
+        each retired pseudonym becomes its alias, the retired subjects go."""
         if not retired:
-            return canonical
-        names = [s.subject_pseudonym for s in retired]
+            return
+        session = self._session
+        names = [subject.subject_pseudonym for subject in retired]
         for model, column in (
             (SubjectIdentifier, SubjectIdentifier.subject_pseudonym),
             (SubjectKey, SubjectKey.subject_pseudonym),
@@ -160,19 +175,14 @@ class SubjectIndex:
                 .values({column.key: canonical})
                 .execution_options(synchronize_session="fetch")
             )
-        for subject in retired:
+        for name in names:
             session.add(
-                SubjectAlias(
-                    alias_pseudonym=subject.subject_pseudonym,
-                    canonical_pseudonym=canonical,
-                    merged_at=now,
-                )
+                SubjectAlias(alias_pseudonym=name, canonical_pseudonym=canonical, merged_at=now)
             )
         session.flush()
         for subject in retired:
             session.delete(subject)
         session.flush()
-        return canonical
 
 
 def canonical_pseudonym(session: Session, pseudonym: str) -> str | None:

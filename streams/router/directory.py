@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Final
@@ -23,13 +23,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from processors.crypto import FieldCipher, KeyWrapper, new_data_key
 from processors.identity import Identifier
 from processors.pseudonym import Pseudonymiser
+from processors.subjects import Placement, place_events
 from streams.ledger import SubjectErasedError, SubjectIndex
 from streams.ledger.hotpath import (
     add_footprints,
     add_keys,
     add_subjects,
+    link_groups,
     live_keys,
-    merge_subjects,
     owners_of,
     subjects_state,
 )
@@ -178,17 +179,16 @@ class SubjectDirectory:
         with self._transaction() as session:
             every = {digest for digests in pending for _, digest in digests}
             owner = owners_of(session, every)
-            plan = _Plan(owner, self._pseudonymiser.subject_pseudonym)
-            for digests in pending:
-                plan.place(digests)
-            taken = self._readmit_erased(session, plan)
+            placement, taken = self._place(session, pending, owner)
             erased = {s for s, gone in subjects_state(session, set(owner.values())).items() if gone}
-            plan.drop(erased | set(taken))  # nothing joins an erased subject; no pseudonym twice
-            add_subjects(session, plan.new_subjects, plan.new_identifiers, now)
-            if plan.merges:  # events linking subjects that already exist
-                owner = self._merge(session, plan, owner, erased, every, now)
+            # nothing joins an erased subject; no pseudonym twice
+            placement = placement.without(erased | set(taken))
+            add_subjects(session, placement.created, placement.attached, now)
+            merges = [pending[index] for index in placement.deferred]
+            if merges:  # events linking subjects that already exist
+                owner = self._link_deferred(session, merges, placement, owner, erased, every, now)
             else:
-                owner.update(plan.assigned)
+                owner.update(placement.joined)
             results: list[str | None] = []
             for digests in pending:
                 subject = owner.get(digests[0][1])
@@ -203,41 +203,54 @@ class SubjectDirectory:
                 results.append(subject)
             subjects = {s for s in results if s is not None}
             # Subjects made here have no key yet, unless a merge moved one to them.
-            created = () if plan.merges else plan.new_subjects.keys()
+            created = () if merges else placement.created.keys()
             self._load_ciphers(session, subjects, now, created=created)
         return results
 
-    def _readmit_erased(self, session: Session, plan: _Plan) -> dict[str, bool]:
-        """Live subjects the plan's new pseudonyms collide with. A new pseudonym that is an
-        erased subject's (its identifiers were removed at erasure: the person came back)
-        moves to the next generation, so the person is admitted as a new subject."""
-        while True:
-            taken = subjects_state(session, plan.new_subjects)
-            erased = {s for s, gone in taken.items() if gone}
-            if not erased:
-                return taken
-            plan.next_generation(erased)
+    def _place(
+        self, session: Session, pending: Sequence[Digests], owner: dict[str, str]
+    ) -> tuple[Placement, dict[str, bool]]:
+        """The batch's placement (`place_events`), and the existing subjects (-> erased?)
+        its new pseudonyms name. A new pseudonym that is an erased subject's (its
+        identifiers were removed at erasure: the person came back) moves to the next
+        generation, so the person is admitted as a new subject."""
+        generation: dict[str, int] = {}
+        pseudonym = self._pseudonymiser.subject_pseudonym
 
-    def _merge(
+        def new_subject(first_digest: str) -> str:
+            return pseudonym(first_digest, generation.get(first_digest, 1))
+
+        while True:
+            placement = place_events(pending, owner, new_subject)
+            taken = subjects_state(session, placement.created)
+            erased = [s for s, gone in taken.items() if gone]
+            if not erased:
+                return placement, taken
+            for subject in erased:
+                first_digest = placement.created[subject]
+                generation[first_digest] = generation.get(first_digest, 1) + 1
+
+    def _link_deferred(
         self,
         session: Session,
-        plan: _Plan,
+        merges: list[Digests],
+        placement: Placement,
         owner: dict[str, str],
         erased: set[str],
         every: set[str],
         now: datetime,
     ) -> dict[str, str]:
-        """Fold the subjects the plan's merge groups link; the owners of `every` after it.
+        """Fold the subjects the batch's merge groups link; the owners of `every` after it.
 
-        Set-at-a-time (`merge_subjects`); a group naming no indexed digest at all (rare)
+        Set-at-a-time (`link_groups`); a group naming no indexed digest at all (rare)
         sends the batch's merges one at a time through `SubjectIndex` instead. A group
         refused for meeting an erased subject marks its owners erased for this batch.
         """
-        before = {**owner, **plan.assigned}
-        outcome = merge_subjects(session, plan.merges, now)
+        before = {**owner, **placement.joined}
+        outcome = link_groups(session, merges, now)
         if outcome is None:
             index = SubjectIndex(session)
-            for digests in plan.merges:
+            for digests in merges:
                 try:
                     with session.begin_nested():
                         index.resolve_or_create(digests, self._pseudonymiser.subject_pseudonym, now)
@@ -249,7 +262,7 @@ class SubjectDirectory:
             )
             return after
         for refused in outcome.refused:
-            erased.update(owner.get(d, "") for _, d in plan.merges[refused])
+            erased.update(owner.get(d, "") for _, d in merges[refused])
         survivor_of = outcome.survivor_of
         after = {digest: survivor_of.get(subject, subject) for digest, subject in before.items()}
         after.update(outcome.owner)
@@ -339,55 +352,3 @@ class _Journal:
             else:
                 cache[key] = value
         self._before.clear()
-
-
-class _Plan:
-    """Who each event's digests belong to, deciding new subjects in memory, in order."""
-
-    def __init__(self, owner: dict[str, str], pseudonym_for: Callable[[str, int], str]) -> None:
-        self._owner = owner
-        self._existing = set(owner.values())
-        self._pseudonym_for = pseudonym_for
-        self.assigned: dict[str, str] = {}
-        self.new_subjects: dict[str, None] = {}
-        self.new_identifiers: list[tuple[str, str, str]] = []
-        self.merges: list[Digests] = []
-        self._origin: dict[str, tuple[str, int]] = {}  # new subject -> (first digest, generation)
-
-    def place(self, digests: Digests) -> None:
-        owners = {s for _, d in digests if (s := self._subject(d)) is not None}
-        if len(owners) > 1:
-            self.merges.append(digests)
-            return
-        if owners:
-            subject = owners.pop()
-        else:
-            subject = self._pseudonym_for(digests[0][1], 1)
-            if subject not in self._existing:
-                self.new_subjects[subject] = None
-                self._origin.setdefault(subject, (digests[0][1], 1))
-        for kind, digest in digests:
-            if self._subject(digest) is None:
-                self.assigned[digest] = subject
-                self.new_identifiers.append((digest, kind, subject))
-
-    def next_generation(self, subjects: set[str]) -> None:
-        """Give these new subjects the pseudonym of the next generation of their digest."""
-        renamed: dict[str, str] = {}
-        for subject in subjects & self.new_subjects.keys():
-            digest, generation = self._origin.pop(subject)
-            renamed[subject] = self._pseudonym_for(digest, generation + 1)
-            self._origin[renamed[subject]] = (digest, generation + 1)
-        self.new_subjects = {renamed.get(s, s): None for s in self.new_subjects}
-        self.new_identifiers = [(d, k, renamed.get(s, s)) for d, k, s in self.new_identifiers]
-        self.assigned = {d: renamed.get(s, s) for d, s in self.assigned.items()}
-
-    def drop(self, subjects: set[str]) -> None:
-        """Forget new subjects that turn out to exist already (erased ones among them)."""
-        for subject in subjects & self.new_subjects.keys():
-            del self.new_subjects[subject]
-        self.new_identifiers = [row for row in self.new_identifiers if row[2] not in subjects]
-        self.assigned = {d: s for d, s in self.assigned.items() if s not in subjects}
-
-    def _subject(self, digest: str) -> str | None:
-        return self._owner.get(digest) or self.assigned.get(digest)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from processors.crypto import FieldCipher, unwrap_key
 from processors.pseudonym import Pseudonymiser
 from streams.ledger import SubjectErasedError, SubjectIndex
-from streams.ledger.hotpath import add_footprints, add_subjects, merge_subjects
+from streams.ledger.hotpath import add_footprints, add_subjects, link_groups
 from streams.ledger.models import (
     Subject,
     SubjectAlias,
@@ -159,11 +159,11 @@ def test_a_merge_group_naming_only_unknown_digests_is_left_to_the_index(
     sessions: sessionmaker[Session],
 ) -> None:
     with sessions.begin() as session:
-        assert merge_subjects(session, [(("phone", d("x")), ("email", d("y")))], T0) is None
+        assert link_groups(session, [(("phone", d("x")), ("email", d("y")))], T0) is None
         assert session.scalars(select(SubjectIdentifier)).all() == []
 
 
-def test_merge_subjects_leaves_what_subject_index_leaves(
+def test_link_groups_leaves_what_subject_index_leaves(
     ledger_factory: Callable[[str], sessionmaker[Session]], pseudonymiser: Pseudonymiser
 ) -> None:
     """Random ledgers and merge groups: set-at-a-time equals one group at a time."""
@@ -184,7 +184,7 @@ def test_merge_subjects_leaves_what_subject_index_leaves(
         now = T0 + timedelta(days=30)
 
         with bulk.begin() as session:
-            outcome = merge_subjects(session, groups, now)
+            outcome = link_groups(session, groups, now)
         assert outcome is not None
         refused = []
         with one_by_one.begin() as session:
