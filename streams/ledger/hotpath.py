@@ -81,6 +81,16 @@ def subjects_state(session: Session, pseudonyms: Collection[str]) -> dict[str, b
     return state
 
 
+def aliases_among(session: Session, pseudonyms: Collection[str]) -> set[str]:
+    """The pseudonyms that are aliases: subjects merged away, whose names stay taken."""
+    found: set[str] = set()
+    for chunk in _chunks(pseudonyms):
+        rows = _select_in(session, (SubjectAlias.alias_pseudonym,), SubjectAlias.alias_pseudonym,
+                          chunk)  # fmt: skip
+        found.update(alias for (alias,) in rows)
+    return found
+
+
 def _select_in(
     session: Session,
     columns: tuple[InstrumentedAttribute[Any], ...],

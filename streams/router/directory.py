@@ -29,6 +29,7 @@ from streams.ledger.hotpath import (
     add_footprints,
     add_keys,
     add_subjects,
+    aliases_among,
     link_groups,
     live_keys,
     owners_of,
@@ -212,8 +213,9 @@ class SubjectDirectory:
     ) -> tuple[Placement, dict[str, bool]]:
         """The batch's placement (`place_events`), and the existing subjects (-> erased?)
         its new pseudonyms name. A new pseudonym that is an erased subject's (its
-        identifiers were removed at erasure: the person came back) moves to the next
-        generation, so the person is admitted as a new subject."""
+        identifiers were removed at erasure: the person came back), or an alias of one (a
+        subject merged away before its survivor was erased), moves to the next generation,
+        so the person is admitted as a new subject."""
         generation: dict[str, int] = {}
         pseudonym = self._pseudonymiser.subject_pseudonym
 
@@ -223,10 +225,12 @@ class SubjectDirectory:
         while True:
             placement = place_events(pending, owner, new_subject)
             taken = subjects_state(session, placement.created)
-            erased = [s for s, gone in taken.items() if gone]
-            if not erased:
+            # an erased subject's name, or a merged-away subject's (an alias), is not free
+            retired = aliases_among(session, placement.created.keys() - taken.keys())
+            unavailable = [s for s, gone in taken.items() if gone] + sorted(retired)
+            if not unavailable:
                 return placement, taken
-            for subject in erased:
+            for subject in unavailable:
                 first_digest = placement.created[subject]
                 generation[first_digest] = generation.get(first_digest, 1) + 1
 

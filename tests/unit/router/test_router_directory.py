@@ -155,6 +155,37 @@ def test_a_person_erased_with_their_identifiers_comes_back_as_a_new_subject(
         assert session.get_one(SubjectIdentifier, d("back")).subject_pseudonym == again
 
 
+def test_a_person_erased_after_a_merge_comes_back_under_a_name_no_alias_holds(
+    directory: SubjectDirectory, sessions: sessionmaker[Session]
+) -> None:
+    """A subject merged away keeps its pseudonym only as an alias; when the survivor is
+    erased and the person returns with the merged subject's first identifier, the name
+    that identifier derives is taken (an alias), so the person is the next generation."""
+    (older,) = directory.resolve([(("phone", d("old")),)], T0)
+    (newer,) = directory.resolve([(("email", d("new")),)], T0 + timedelta(hours=1))
+    (merged,) = directory.resolve(
+        [(("phone", d("old")), ("email", d("new")))], T0 + timedelta(hours=2)
+    )
+    assert merged == older
+    with sessions.begin() as session:
+        SubjectIndex(session).mark_erased(older, T0 + timedelta(hours=3))
+        SubjectStates(session).forget_identifiers([older])
+    directory.forget(older)
+
+    (back,) = directory.resolve([(("email", d("new")),)], T0 + timedelta(days=2))
+    assert back not in {older, newer}
+    assert back == directory.pseudonymiser.subject_pseudonym(d("new"), 2)
+    (linked,) = directory.resolve(
+        [(("email", d("new")), ("phone", d("other")))], T0 + timedelta(days=3)
+    )
+    assert linked == back
+    with sessions() as session:
+        aliases = set(session.scalars(select(SubjectAlias.alias_pseudonym)))
+        subjects = set(session.scalars(select(Subject.subject_pseudonym)))
+    assert newer in aliases
+    assert not aliases & subjects, "a pseudonym is a subject or an alias, never both"
+
+
 def test_a_merge_group_naming_only_unknown_digests_is_left_to_the_index(
     sessions: sessionmaker[Session],
 ) -> None:
