@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from itertools import count
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -109,6 +110,17 @@ class SubjectIndex:
                 SubjectIdentifier.identifier_digest == digest
             )
         )
+
+    def unused_pseudonym(self, first_digest: str, pseudonym_for: Callable[[str, int], str]) -> str:
+        """The pseudonym of a new subject first seen with `first_digest`: the first
+        generation of `pseudonym_for(first_digest, generation)` that no subject and no
+        alias holds (an erased subject keeps its name as a tombstone, a subject merged
+        away keeps it as an alias: a person who comes back after either is a new one)."""
+        for generation in count(1):
+            candidate = pseudonym_for(first_digest, generation)
+            if self.canonical(candidate) is None:
+                return candidate
+        raise AssertionError("unreachable: count() does not end")
 
     def canonical(self, pseudonym: str) -> str | None:
         """`pseudonym` itself if it is a live subject, its survivor if merged, else None."""

@@ -254,10 +254,15 @@ class SubjectDirectory:
         outcome = link_groups(session, merges, now)
         if outcome is None:
             index = SubjectIndex(session)
+            pseudonym = self._pseudonymiser.subject_pseudonym
+
+            def unused(first_digest: str) -> str:
+                return index.unused_pseudonym(first_digest, pseudonym)
+
             for digests in merges:
                 try:
                     with session.begin_nested():
-                        index.resolve_or_create(digests, self._pseudonymiser.subject_pseudonym, now)
+                        index.resolve_or_create(digests, unused, now)
                 except SubjectErasedError:
                     erased.update(owner.get(d, "") for _, d in digests)
             after = owners_of(session, every)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
-from itertools import count
 
 from sqlalchemy.orm import Session
 
@@ -46,14 +45,10 @@ def resolve_step(
     )
     if scope.new_subject and digests:
 
-        def fresh_pseudonym(digest: str) -> str:  # an erased subject keeps its pseudonym
-            for generation in count(1):
-                candidate = pseudonym_for(digest, generation)
-                if index.canonical(candidate) is None:
-                    return candidate
-            raise AssertionError("unreachable")
+        def unused(digest: str) -> str:
+            return index.unused_pseudonym(digest, pseudonym_for)
 
-        subjects = [index.resolve_or_create(digests, fresh_pseudonym, now)]
+        subjects = [index.resolve_or_create(digests, unused, now)]
     controllers = scope.controllers if subjects else frozenset()
     step = privacy.resolve(request, subjects, controllers, now)
     found: dict[str, object] = {

@@ -164,6 +164,25 @@ def test_a_taken_pseudonym_is_not_reused(
         index.resolve_or_create([(PHONE, digest("p2"))], lambda _: taken, T0)
 
 
+def test_an_unused_pseudonym_skips_names_an_erased_subject_or_an_alias_holds(
+    session: Session, digest: Digest, pseudonym_for: Callable[[str], str]
+) -> None:
+    index = SubjectIndex(session)
+    older = index.resolve_or_create([(PHONE, digest("p1"))], pseudonym_for, T0)
+    newer = index.resolve_or_create([(EMAIL, digest("e1"))], pseudonym_for, T0)
+    index.resolve_or_create([(PHONE, digest("p1")), (EMAIL, digest("e1"))], pseudonym_for, T0)
+    index.mark_erased(older, T0 + timedelta(hours=1))
+    names = {(digest("p1"), 1): older, (digest("e1"), 1): newer}  # the names taken
+
+    def generations(first_digest: str, generation: int) -> str:
+        fresh = pseudonym_for(f"{first_digest}{generation}")
+        return names.get((first_digest, generation), fresh)
+
+    assert index.unused_pseudonym(digest("p1"), generations) == pseudonym_for(f"{digest('p1')}2")
+    assert index.unused_pseudonym(digest("e1"), generations) == pseudonym_for(f"{digest('e1')}2")
+    assert index.unused_pseudonym(digest("x1"), generations) == pseudonym_for(f"{digest('x1')}1")
+
+
 def test_pseudonyms_may_carry_a_short_label_but_nothing_else(session: Session) -> None:
     index = SubjectIndex(session)
     assert index.canonical("s-" + "0" * 32) is None
