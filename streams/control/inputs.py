@@ -136,10 +136,9 @@ def retention_steps(service: RetentionService) -> dict[str, InputStep]:
 
     def dead_letter_at(stage: str) -> Callable[[InputRecord, Exception, str, datetime], None]:
         def dead_letter(record: InputRecord, error: Exception, code: str, now: datetime) -> None:
-            topic, partition, offset = record.topic() or "", record.partition(), record.offset()
-            log.error("%s failed at %s[%s]@%s: %s", stage, topic, partition, offset, code)
-            service.dead_letter(topic, partition or 0, offset or 0, record.key(),
-                                record.value(), stage, code, str(error), now)  # fmt: skip
+            service.dead_letter(record.topic() or "", record.partition() or 0,
+                                record.offset() or 0, record.key(), record.value(), stage,
+                                code, str(error), now)  # fmt: skip
 
         return dead_letter
 

@@ -9,7 +9,6 @@ stable ids, answers repeat harmlessly. The clock is always a parameter.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -58,7 +57,6 @@ if TYPE_CHECKING:
     from streams.control.retention.service import RetentionService
 
 _MAX_STEPS = 8
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -271,8 +269,6 @@ class PrivacyService:
         hold personal data), and say so in the audit log: the request topic's cut may then
         pass the record."""
         code = code or type(error).__name__
-        log.error("%s failed at %s[%s]@%s: %s", stage, message.topic(), message.partition(),
-                  message.offset(), code)  # fmt: skip
         self._retention.dead_letter(message.topic(), message.partition(), message.offset(),
                                     message.key(), message.value(), stage, code, str(error),
                                     now)  # fmt: skip

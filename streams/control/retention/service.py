@@ -15,6 +15,7 @@ the real ones.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -53,6 +54,8 @@ from streams.ledger import (
     UnknownRecordingError,
     session_factory,
 )
+
+log = logging.getLogger(__name__)
 
 STANDARD, HOLD, EXPIRED = RECORDINGS_STANDARD, RECORDINGS_HOLD, RECORDINGS_EXPIRED
 
@@ -289,7 +292,9 @@ class RetentionService:
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
         stage: str, code: str, reason: str, now: datetime,
     ) -> None:  # fmt: skip
-        """Park an input the control plane cannot use, with its bytes and the reason."""
+        """Park an input the control plane cannot use, with its bytes and the reason; one
+        line names where it was (never its bytes)."""
+        log.error("%s failed at %s[%s]@%s: %s", stage, topic, partition, offset, code)
         letter = records.dead_letter(
             source_topic=topic, source_partition=partition, source_offset=offset, stage=stage,
             reason_code=code, reason=reason, original_key=key, original_value=value,
