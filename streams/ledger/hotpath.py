@@ -47,7 +47,8 @@ _KIND_VALUES = frozenset(kind.value for kind in IdentifierKind)
 T = TypeVar("T")
 
 
-def _chunks(items: Collection[T]) -> Iterator[list[T]]:
+def chunks(items: Collection[T]) -> Iterator[list[T]]:
+    """`items` a bounded IN list at a time (`_CHUNK` values per statement)."""
     values = list(items)
     for start in range(0, len(values), _CHUNK):
         yield values[start : start + _CHUNK]
@@ -56,7 +57,7 @@ def _chunks(items: Collection[T]) -> Iterator[list[T]]:
 def owners_of(session: Session, digests: Collection[str]) -> dict[str, str]:
     """digest -> subject pseudonym, for the digests already indexed."""
     owners: dict[str, str] = {}
-    for chunk in _chunks(digests):
+    for chunk in chunks(digests):
         rows = _select_in(
             session,
             (SubjectIdentifier.identifier_digest, SubjectIdentifier.subject_pseudonym),
@@ -70,7 +71,7 @@ def owners_of(session: Session, digests: Collection[str]) -> dict[str, str]:
 def subjects_state(session: Session, pseudonyms: Collection[str]) -> dict[str, bool]:
     """pseudonym -> erased?, for the pseudonyms that exist as subjects."""
     state: dict[str, bool] = {}
-    for chunk in _chunks(pseudonyms):
+    for chunk in chunks(pseudonyms):
         rows = _select_in(
             session,
             (Subject.subject_pseudonym, Subject.erased_at),
@@ -84,7 +85,7 @@ def subjects_state(session: Session, pseudonyms: Collection[str]) -> dict[str, b
 def aliases_among(session: Session, pseudonyms: Collection[str]) -> set[str]:
     """The pseudonyms that are aliases: subjects merged away, whose names stay taken."""
     found: set[str] = set()
-    for chunk in _chunks(pseudonyms):
+    for chunk in chunks(pseudonyms):
         rows = _select_in(session, (SubjectAlias.alias_pseudonym,), SubjectAlias.alias_pseudonym,
                           chunk)  # fmt: skip
         found.update(alias for (alias,) in rows)
@@ -146,7 +147,7 @@ def add_footprints(
 def live_keys(session: Session, subjects: Collection[str]) -> dict[str, tuple[str, bytes]]:
     """subject -> (key id, wrapped key) of its newest unshredded key."""
     newest: dict[str, tuple[Any, str, bytes]] = {}
-    for chunk in _chunks(subjects):
+    for chunk in chunks(subjects):
         rows = _select_in(
             session,
             (SubjectKey.subject_pseudonym, SubjectKey.created_at, SubjectKey.key_id,
@@ -204,7 +205,7 @@ def _insert(
         statement: Any = insert(table)
         if keep_existing and dialect.name == "postgresql":
             statement = postgresql_insert(table).on_conflict_do_nothing()
-        for chunk in _chunks(rows):
+        for chunk in chunks(rows):
             session.execute(
                 statement,
                 [{**dict(zip(columns, row, strict=True)), **constants} for row in chunk],
@@ -243,7 +244,7 @@ def link_groups(
     wanted = [validated_digests(group) for group in groups]
     every = {digest for group in wanted for digest in group}
     known: dict[str, tuple[str, str, datetime, datetime]] = {}
-    for chunk in _chunks(every):
+    for chunk in chunks(every):
         rows = session.execute(
             select(SubjectIdentifier.identifier_digest, SubjectIdentifier.identifier_kind,
                    SubjectIdentifier.subject_pseudonym, SubjectIdentifier.first_seen_at,
@@ -258,7 +259,7 @@ def link_groups(
             if stored is not None and stored[0] != kind:
                 raise IdentifierKindMismatchError(digest, stored[0], kind)
     subjects: dict[str, SubjectFacts] = {}
-    for chunk in _chunks(sorted({row[1] for row in known.values()})):
+    for chunk in chunks(sorted({row[1] for row in known.values()})):
         locked = session.execute(
             select(Subject.subject_pseudonym, Subject.created_at, Subject.erased_at)
             .where(Subject.subject_pseudonym.in_(chunk))

@@ -31,6 +31,7 @@ from streams.ledger.errors import (
     UnknownHoldError,
     UnknownRecordingError,
 )
+from streams.ledger.hotpath import chunks
 from streams.ledger.models import Hold, Recording, RecordingHistoryEntry, SubjectAlias
 from streams.ledger.records import (
     HistoryAction,
@@ -59,8 +60,6 @@ STANDARD, HELD, EXPIRED = RecordingState
 
 _PAGE = 500
 """Recordings decided per round trip when a sweep or a report walks the schedule."""
-_CHUNK = 500
-"""Values per IN list (SQLite's bound-parameter limit is far above)."""
 
 
 class RetentionLedger:
@@ -405,7 +404,7 @@ class RetentionLedger:
 
     def _alias_rows(self, pseudonyms: Collection[str]) -> list[SubjectAlias]:
         found: list[SubjectAlias] = []
-        for chunk in _chunks(pseudonyms):
+        for chunk in chunks(sorted(pseudonyms)):
             query = select(SubjectAlias).where(
                 or_(
                     SubjectAlias.alias_pseudonym.in_(chunk),
@@ -431,7 +430,7 @@ class RetentionLedger:
     def _in_chunks(self, query: Select[Any], column: Any, values: Collection[str]) -> list[Any]:
         """`query` where column IN values, a chunk of values per statement."""
         found: list[Any] = []
-        for chunk in _chunks(values):
+        for chunk in chunks(sorted(values)):  # sorted: rows lock in one order
             found += self._session.scalars(query.where(column.in_(chunk)))
         return found
 
@@ -510,12 +509,6 @@ def _history_values(
         "retain_until": retain_until,
         "details": normalised_details(details),
     }
-
-
-def _chunks(values: Collection[str]) -> Iterator[list[str]]:
-    ordered = sorted(values)
-    for start in range(0, len(ordered), _CHUNK):
-        yield ordered[start : start + _CHUNK]
 
 
 def _history(row: RecordingHistoryEntry) -> HistoryRecord:
