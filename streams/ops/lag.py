@@ -24,7 +24,13 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from schemas.topic_names import RETENTION_SIGNALS
+from schemas.topic_names import (
+    PRIVACY_ACKS,
+    PRIVACY_INSTRUCTIONS,
+    PRIVACY_REQUESTS,
+    RECORDINGS_STANDARD,
+    RETENTION_SIGNALS,
+)
 from streams.bootstrap import Container
 
 ADMIN_TIMEOUT_S = 30.0
@@ -113,18 +119,18 @@ def known_groups(container: Container) -> list[ConsumerGroupRef]:
     """The router's group, the privacy app's, one per consumer registered in
     `infra/consumers.yaml`, and (optional) the one `contactflow dsr process` commits with."""
     from streams.control.app import APP_ID
-    from streams.control.privacy.catchup import ACKS, INSTRUCTIONS, REQUESTS
-    from streams.control.retention.service import STANDARD
     from streams.router.pipeline import CHANNEL_OF_TOPIC
     from streams.router.worker import GROUP_ID
     from streams.sdk.downstream.client import COMMAND_TOPICS
     from streams.sdk.downstream.model import load_registry
 
-    privacy = (REQUESTS, INSTRUCTIONS, ACKS)
+    privacy = (PRIVACY_REQUESTS, PRIVACY_INSTRUCTIONS, PRIVACY_ACKS)
     scoped = container.settings.scoped
     groups = [
         ConsumerGroupRef(scoped(GROUP_ID), "router", tuple(sorted(CHANNEL_OF_TOPIC))),
-        ConsumerGroupRef(scoped(APP_ID), "privacy-app", (STANDARD, RETENTION_SIGNALS, *privacy)),
+        ConsumerGroupRef(
+            scoped(APP_ID), "privacy-app", (RECORDINGS_STANDARD, RETENTION_SIGNALS, *privacy)
+        ),
     ]
     for name in sorted(load_registry(container).consumers):
         groups.append(

@@ -18,14 +18,13 @@ from datetime import datetime
 
 from confluent_kafka import Consumer, TopicPartition
 
-from schemas.topic_names import PRIVACY_ACKS, PRIVACY_INSTRUCTIONS, PRIVACY_REQUESTS
+from schemas.topic_names import PRIVACY_REQUESTS
 from streams.bootstrap import Container
 from streams.control.inputs import InputStep, apply_now, privacy_steps
 from streams.control.privacy.request_cut import RequestCut
 from streams.control.privacy.service import PrivacyService
 
 log = logging.getLogger(__name__)
-REQUESTS, INSTRUCTIONS, ACKS = PRIVACY_REQUESTS, PRIVACY_INSTRUCTIONS, PRIVACY_ACKS
 
 
 @dataclass
@@ -50,7 +49,7 @@ def apply_privacy_topics(
             result.applied[logical] = _drain(consumer, topic, step, now, result)
         finally:
             consumer.close()
-        if logical == REQUESTS:
+        if logical == PRIVACY_REQUESTS:
             result.requests_cut = service.cut_taken_in_requests(now)
     return result
 
