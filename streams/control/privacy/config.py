@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from processors.consumers import ConsumerRegistry
 from processors.privacy import RequestType
@@ -14,9 +13,6 @@ from processors.request_scope import purpose_controllers
 from streams.bootstrap import Container
 from streams.errors import ContactflowError
 from streams.sdk.downstream.model import load_registry
-
-if TYPE_CHECKING:
-    from streams.control.retention.service import RetentionService
 
 
 @dataclass(frozen=True)
@@ -27,11 +23,6 @@ class PrivacyConfig:
     purpose_controllers: Mapping[str, frozenset[str]]  # who controls what a purpose covers
     grace_days: int
     request_purposes: Mapping[str, frozenset[str]]  # what a request may name
-
-    def retention_service(self, container: Container, actor: str) -> RetentionService:
-        from streams.control.retention.service import RetentionService
-
-        return RetentionService.from_container(container, actor=actor, grace_days=self.grace_days)
 
 
 def standing_instructions(text: str) -> frozenset[RequestType]:

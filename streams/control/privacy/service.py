@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,6 +42,7 @@ from streams.control.privacy.intake import Intake, checked
 from streams.control.privacy.messages import command_message, controller_message
 from streams.control.privacy.request_cut import RequestCut, RequestRecords, dead_letter_audit
 from streams.control.privacy.resolution import resolve_step
+from streams.control.retention.service import RetentionService, SqlLedgerUnitOfWork
 from streams.errors import ContactflowError
 from streams.kafka.outbox import Message, Outbox
 from streams.keys import load_keys
@@ -52,9 +53,6 @@ from streams.ledger import (
     session_factory,
 )
 from streams.telemetry import Telemetry
-
-if TYPE_CHECKING:
-    from streams.control.retention.service import RetentionService
 
 _MAX_STEPS = 8
 
@@ -101,14 +99,17 @@ class PrivacyService:
     def from_container(
         cls, container: Container, config: PrivacyConfig, *, actor: str
     ) -> PrivacyService:
-        """The service over the container's ledger and Kafka, as the workers and CLI run it."""
+        """The service over the container's ledger and Kafka, as the workers and CLI run it;
+        its retention service shares its ledger sessions and its outbox (one producer)."""
         sessions = session_factory(container.ledger_engine)
         outbox = Outbox(container.settings.kafka_client_config(), container.topics,
                         container.schemas)  # fmt: skip
         return cls(
             sessions, outbox, config,
             pseudonymiser=Pseudonymiser(load_keys(container.settings).pseudonym_key),
-            retention=config.retention_service(container, actor),
+            retention=RetentionService(SqlLedgerUnitOfWork(sessions), outbox,
+                                       serde=outbox.serde, actor=actor,
+                                       grace_days=config.grace_days),
             telemetry=container.telemetry, actor=actor,
             request_records=RequestRecords(container, sessions, outbox, actor),
         )  # fmt: skip
