@@ -1,0 +1,1 @@
+"""The contact centre's KPI report: anonymous figures per window and group, in several formats."""
