@@ -12,12 +12,14 @@ import difflib
 import logging
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from processors.kpi import KpiConfig
 from streams.errors import ContactflowError
 
 ENV_PREFIX = "CONTACTFLOW_"
@@ -90,6 +92,12 @@ class Settings(BaseSettings):
         default="", pattern=r"^[a-z_]*(,[a-z_]+)*$", description="request types ORES pre-authorised"
     )
 
+    # reporting (`contactflow run reporting`): service level, anonymity threshold k, grace
+    kpi_service_level_s: int = Field(default=20, ge=1, le=3600)
+    kpi_min_subjects: int = Field(default=5, ge=2, le=1000)
+    kpi_grace_s: float = Field(default=6 * 3600.0, ge=0)
+    kpi_publish_interval_s: float = Field(default=1.0, gt=0)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
     # /healthz, /readyz and /metrics of the long-running workers; off when the port is unset
@@ -120,6 +128,11 @@ class Settings(BaseSettings):
         except ContactflowError:  # an unreadable layout: `broker up` and `status` say so
             layout = None
         return layout.bootstrap if layout is not None else f"127.0.0.1:{self.broker_port}"
+
+    def kpi_config(self) -> KpiConfig:
+        """The reporting's thresholds and grace period."""
+        return KpiConfig(self.kpi_service_level_s, self.kpi_min_subjects,
+                         timedelta(seconds=self.kpi_grace_s))  # fmt: skip
 
     def scoped(self, name: str) -> str:
         """A consumer group or `transactional.id` in this deployment's namespace: the topic

@@ -10,6 +10,8 @@ import typer
 from streams.cli._app import app, console, container
 
 if TYPE_CHECKING:
+    import faust
+
     from streams.bootstrap import Container
     from streams.runtime.health import Heartbeat, WorkerEndpoints
 
@@ -104,13 +106,10 @@ PRIVACY_HEALTH_STALE_S = 180.0
 
 
 def _run_privacy(root: Container, heartbeat: Heartbeat, endpoints: WorkerEndpoints) -> None:
-    import faust
-
     from streams.control.app import create_control_app
     from streams.control.privacy.config import load_privacy_config
     from streams.control.privacy.service import PrivacyService
     from streams.control.retention.service import RetentionService
-    from streams.kafka.reachability import OutageMonitor
     from streams.ledger import upgrade
     from streams.router.worker import load_policy, utc_now
 
@@ -124,6 +123,53 @@ def _run_privacy(root: Container, heartbeat: Heartbeat, endpoints: WorkerEndpoin
         root, service, utc_now, sweep_interval_s=root.settings.retention_sweep_interval_s,
         privacy=privacy, deadline_interval_s=root.settings.privacy_deadline_interval_s,
     )  # fmt: skip
+    try:
+        _serve_faust(app, root, heartbeat, endpoints, "privacy app")
+    finally:
+        privacy.close()
+        service.close()
+
+
+@run_app.command("reporting")
+def run_reporting() -> None:
+    """The reporting app (faust-streaming): the contact centre's KPIs per channel, site,
+    language and queue, by hour, day and ISO week (Europe/Brussels), as anonymous figures
+    on reporting.kpi.v1 (groups of fewer than CONTACTFLOW_KPI_MIN_SUBJECTS people withheld).
+    Read them with `contactflow kpi report`."""
+    from streams.kafka.reachability import wait_for_broker
+    from streams.runtime.health import Heartbeat
+
+    root = container()
+    root.service_name = "contactflow-reporting"
+    heartbeat = Heartbeat(PRIVACY_HEALTH_STALE_S)
+    endpoints = worker_endpoints(root, heartbeat, ledger=False)
+    try:
+        if wait_for_broker(root.settings, "reporting app", sleep=heartbeat.sleep):
+            _run_reporting(root, heartbeat, endpoints)
+    finally:
+        endpoints.close()
+
+
+def _run_reporting(root: Container, heartbeat: Heartbeat, endpoints: WorkerEndpoints) -> None:
+    from streams.reporting.app import create_reporting_app
+    from streams.router.worker import utc_now
+
+    settings = root.settings
+    app, _ = create_reporting_app(root, settings.kpi_config(), utc_now,
+                                  publish_interval_s=settings.kpi_publish_interval_s)  # fmt: skip
+    _serve_faust(app, root, heartbeat, endpoints, "reporting app")
+
+
+def _serve_faust(
+    app: faust.App, root: Container, heartbeat: Heartbeat, endpoints: WorkerEndpoints,
+    what: str,
+) -> None:  # fmt: skip
+    """Run a faust app as a worker until stopped: a heartbeat for /healthz, readiness once it
+    holds partitions, one line per 30 s while the broker is away."""
+    import faust
+
+    from streams.kafka.reachability import OutageMonitor
+
     assigned: list[bool] = [False]
 
     @app.timer(interval=1.0, name="health-heartbeat")  # type: ignore[untyped-decorator]
@@ -136,7 +182,7 @@ def _run_privacy(root: Container, heartbeat: Heartbeat, endpoints: WorkerEndpoin
             assigned[0] = False
 
     endpoints.started(lambda: None if assigned[0] else "no partition assigned yet")
-    console.print(f"privacy app consuming from {root.settings.bootstrap}")
+    console.print(f"{what} consuming from {root.settings.bootstrap}")
     quiet = root.settings.log_level != "DEBUG"
 
     class Worker(faust.Worker):
@@ -147,10 +193,8 @@ def _run_privacy(root: Container, heartbeat: Heartbeat, endpoints: WorkerEndpoin
             if quiet:
                 logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
-    monitor = OutageMonitor(root.settings, "privacy app").start()
+    monitor = OutageMonitor(root.settings, what).start()
     try:
         Worker(app, loglevel=root.settings.log_level.lower(), quiet=True).execute_from_commandline()
     finally:
         monitor.close()
-        privacy.close()
-        service.close()

@@ -1,0 +1,233 @@
+"""The reporting app (`contactflow run reporting`): the contact centre's KPIs, anonymous.
+
+A faust-streaming app in two stages. `extract-facts` reads the tagged topics
+(read_committed: an aborted router transaction is never counted), keeps what each event
+adds to the reporting (`processors.kpi.facts_of`: counts and sums, no identifier, text or
+agent id) and repartitions it on `reporting.facts.v1`, keyed by group and day (or week), so
+one partition owns every window it updates. `apply-facts` adds each fact to its windows in
+the `kpi-cells` table (RocksDB via rocksdict, changelog `reporting.cells-changelog.v1`);
+a cell remembers the last source offset it applied, so the facts replayed after a crash
+count once. A timer publishes the figures of the windows that changed on the compacted
+`reporting.kpi.v1`, measures withheld under k distinct people; a later figure of a window
+replaces the earlier one, and it is marked final once the grace period is over.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import faust
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
+
+from processors.kpi import (
+    Cell,
+    Group,
+    KpiConfig,
+    Window,
+    apply_fact,
+    facts_of,
+    figure_of,
+    parse_cell_key,
+    routed_time,
+)
+from schemas import records
+from schemas.errors import SchemaError
+from schemas.serde import AvroSerde
+from schemas.topic_names import (
+    CONTACT_COMNEXIO,
+    CONTACT_DEADLETTER,
+    CONTACT_ORES,
+    REPORTING_CELLS_CHANGELOG,
+    REPORTING_FACTS,
+    REPORTING_KPI,
+)
+from streams.bootstrap import Container
+from streams.control.app import faust_credentials
+
+log = logging.getLogger(__name__)
+APP_ID = "contactflow-reporting"
+STAGE = "reporting-extract"
+CELLS_TABLE = "kpi-cells"
+# RocksDB per table partition: small caches, the cells are few and small.
+_ROCKSDB = {"driver": "rocksdict", "block_cache_size": 8 << 20,
+            "block_cache_compressed_size": 2 << 20, "write_buffer_size": 4 << 20,
+            "max_write_buffer_number": 2}  # fmt: skip
+
+
+class _ReadCommittedThread(AIOKafkaConsumerThread):
+    """faust reads read_uncommitted unless it runs transactions itself; the tagged topics
+    are written in the router's transactions, and an aborted one must never be counted."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._isolation_level = "read_committed"  # read by aiokafka when it starts
+        return consumer
+
+
+class _ReadCommittedConsumer(AIOKafkaConsumer):
+    def _new_consumer_thread(self) -> _ReadCommittedThread:
+        return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
+
+
+def read_committed(app: faust.App) -> None:
+    """Make every consumer of `app` read only committed records."""
+    app.transport.Consumer = _ReadCommittedConsumer  # type: ignore[misc]
+
+
+@dataclass
+class ReportingStats:
+    events: int = 0
+    facts: int = 0
+    applied: int = 0
+    published: int = 0
+    dead_lettered: int = 0
+    figures: dict[str, tuple[Window, Group]] = field(default_factory=dict)  # to publish
+    open: dict[str, tuple[Window, Group]] = field(default_factory=dict)  # published, not final
+
+
+class TableCells:
+    """A faust table of encoded `KpiCell` values seen as a mapping of key to `Cell`."""
+
+    def __init__(self, table: Any, serde: AvroSerde, contract: Any) -> None:
+        self._table, self._serde, self._contract = table, serde, contract
+
+    def get(self, key: str) -> Cell | None:
+        value = self._table.get(key.encode())
+        if value is None:
+            return None
+        return Cell.from_record(self._serde.deserialize(value)[1])
+
+    def __setitem__(self, key: str, cell: Cell) -> None:
+        self._table[key.encode()] = self._serde.serialize(cell.to_record(), self._contract)
+
+    def __iter__(self) -> Iterator[str]:
+        for key in list(self._table.keys()):
+            yield key.decode() if isinstance(key, bytes) else str(key)
+
+
+class FactExtractor:
+    """Tagged event bytes in, (repartition key, encoded KpiFact) out; a tagged event that
+    cannot be read is dead-lettered with its bytes (by the caller) and never stops the app."""
+
+    def __init__(self, serde: AvroSerde, config: KpiConfig, fact_contract: Any) -> None:
+        self._serde, self._config, self._contract = serde, config, fact_contract
+
+    def facts(
+        self, value: bytes, source: str, offset: int, routed_at: datetime
+    ) -> list[tuple[bytes, bytes]]:
+        _, tagged = self._serde.deserialize(value)
+        _, raw = self._serde.deserialize(tagged["event"])
+        made = facts_of(tagged, raw, source=source, offset=offset, routed_at=routed_at,
+                        config=self._config)  # fmt: skip
+        return [(key.encode(), self._serde.serialize(fact, self._contract)) for key, fact in made]
+
+
+def create_reporting_app(
+    container: Container, config: KpiConfig, clock: Callable[[], datetime], *,
+    publish_interval_s: float = 1.0,
+) -> tuple[faust.App, ReportingStats]:  # fmt: skip
+    settings = container.settings
+    datadir = settings.data_dir / "faust-reporting"
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.scoped(APP_ID), broker=f"kafka://{settings.bootstrap}",
+        broker_credentials=faust_credentials(settings), store="rocksdb://",
+        web_enabled=False, topic_allow_declare=False, topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest", datadir=str(datadir),
+    )  # fmt: skip
+    read_committed(app)
+    topics, serde, schemas = container.topics, AvroSerde(container.schemas), container.schemas
+    contracts = {n: schemas.latest(n) for n in ("KpiFact", "KpiCell", "KpiFigure", "DeadLetter")}
+    raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+    tagged = app.topic(topics.name(CONTACT_ORES), topics.name(CONTACT_COMNEXIO), **raw)
+    facts_topic = app.topic(topics.name(REPORTING_FACTS), **raw)
+    kpi_topic = app.topic(topics.name(REPORTING_KPI), **raw)
+    dead_letters = app.topic(topics.name(CONTACT_DEADLETTER), **raw)
+    table = app.Table(
+        CELLS_TABLE, partitions=topics.spec(REPORTING_FACTS).partitions,
+        changelog_topic=app.topic(topics.name(REPORTING_CELLS_CHANGELOG), **raw),
+        options=dict(_ROCKSDB), key_type=bytes, value_type=bytes,
+    )  # fmt: skip
+    cells = TableCells(table, serde, contracts["KpiCell"])
+    extractor = FactExtractor(serde, config, contracts["KpiFact"])
+    stats = ReportingStats()
+
+    async def extract(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            if event.value is None:
+                continue
+            stats.events += 1
+            source = f"{message.topic}/{message.partition}"
+            routed_at = routed_time(round(message.timestamp * 1000))
+            try:
+                made = extractor.facts(event.value, source, message.offset, routed_at)
+            except (SchemaError, KeyError, TypeError, ValueError) as error:
+                await _dead_letter(message, event.value, error)
+                continue
+            for key, value in made:
+                stats.facts += 1
+                await facts_topic.send(key=key, value=value)
+
+    async def _dead_letter(message: Any, value: bytes, error: Exception) -> None:
+        stats.dead_lettered += 1
+        code = type(error).__name__
+        log.error("%s failed at %s[%s]@%s: %s", STAGE, message.topic, message.partition,
+                  message.offset, code)  # fmt: skip
+        letter = records.dead_letter(
+            source_topic=message.topic, source_partition=message.partition,
+            source_offset=message.offset, stage=STAGE, reason_code=code,
+            reason=f"tagged event not readable for reporting ({code})",
+            original_key=message.key, original_value=value, failed_at=clock(),
+        )  # fmt: skip
+        where = records.dead_letter_key(message.topic, message.partition, message.offset)
+        await dead_letters.send(key=where, value=serde.serialize(letter, contracts["DeadLetter"]))
+
+    async def apply(stream: Any) -> None:
+        async for event in stream.events():
+            if event.value is None:
+                continue
+            _, fact = serde.deserialize(event.value)
+            for key, window, group in apply_fact(cells, fact, config.min_subjects, config.grace):
+                stats.figures[key] = (window, group)
+            stats.applied += 1
+
+    app.agent(tagged, name="extract-facts")(extract)
+    app.agent(facts_topic, name="apply-facts")(apply)
+
+    @table.on_recover
+    async def republish_recovered() -> None:
+        """After recovery or a rebalance, publish every window held here once more: a
+        figure whose publication a crash cut short is published now."""
+        for key in cells:
+            stats.figures[key] = parse_cell_key(key)
+
+    @app.timer(interval=publish_interval_s, name="publish-figures")  # type: ignore[untyped-decorator]
+    async def publish() -> None:
+        """Publish the windows that changed, and those whose grace period just ended (a
+        final figure), each once per round."""
+        now = clock()
+        due, stats.figures = stats.figures, {}
+        for key, (window, group) in list(stats.open.items()):
+            if now >= window.end + config.grace:
+                due.setdefault(key, (window, group))
+        for key, (window, group) in due.items():
+            cell = cells.get(key)
+            if cell is None or cell.revision == 0:
+                continue  # only late events so far: nothing counted, nothing to show
+            final = now >= window.end + config.grace
+            figure = figure_of(window, group, cell, config.min_subjects, final=final, now=now)
+            value = serde.serialize(figure, contracts["KpiFigure"])
+            await kpi_topic.send(key=key.encode(), value=value)
+            stats.published += 1
+            if final:
+                stats.open.pop(key, None)
+            else:
+                stats.open[key] = (window, group)
+
+    return app, stats
