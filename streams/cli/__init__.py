@@ -17,6 +17,7 @@ from streams.cli import (  # noqa: F401 - each module registers its commands
     demo,
     downstream,
     dsr,
+    kpi,
     ledger,
     produce,
     retention,
