@@ -55,7 +55,7 @@ def _calls(h0: datetime) -> list[tuple[str, dict[str, Any]]]:
     abandoned; handling 100+20, 200+0, 60 s. The restricted and the objecting person's
     calls must not count."""
     t = h0 + timedelta(minutes=5)
-    answered = {"outcome": "answered", "agent_id": "agent-gos-001"}
+    answered: dict[str, Any] = {"outcome": "answered", "agent_id": "agent-gos-001"}
     return [
         _event("phone", "inbound_call", t, phone(1), queued_at=_iso(t),
                answered_at=_iso(t + timedelta(seconds=10)), duration_s=100, wrap_up_s=20,
@@ -87,7 +87,11 @@ def _small_group(h0: datetime) -> list[tuple[str, dict[str, Any]]]:
 
 def _digital(h0: datetime) -> list[tuple[str, dict[str, Any]]]:
     t = h0 + timedelta(minutes=10)
-    bot = {"envelope": {"service": "chatbot"}, "started_at": _iso(t), "ended_at": _iso(t)}
+    bot: dict[str, Any] = {
+        "envelope": {"service": "chatbot"},
+        "started_at": _iso(t),
+        "ended_at": _iso(t),
+    }
     mail = {"service": "customer_contact"}
     social = {"service": "social_moderation"}
     return [
