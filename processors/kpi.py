@@ -362,7 +362,7 @@ KPI_NAMES: Final = (
     "offered", "answered", "abandoned", "service_level", "asa_s", "aht_s",
     "callbacks_requested", "callbacks_done", "conversations", "bot_only_share", "handed_share",
     "first_response_s", "emails_received", "emails_answered", "email_response_s", "comments",
-    "moderated", "social_response_s", "responses", "nps", "csat", "complaints",
+    "moderated", "social_response_s", "surveys_sent", "responses", "nps", "csat", "complaints",
 )  # fmt: skip
 
 
@@ -388,7 +388,7 @@ def kpis_of(measures: Mapping[str, int]) -> dict[str, float | int | None]:
         "email_response_s": _mean_s(m("email_response_ms", 0), m("email_responses", 0)),
         "comments": m("comments"), "moderated": m("moderated"),
         "social_response_s": _mean_s(m("social_response_ms", 0), m("social_responses", 0)),
-        "responses": m("responses"), "nps": nps,
+        "surveys_sent": m("surveys_sent"), "responses": m("responses"), "nps": nps,
         "csat": _mean(m("csat_sum", 0), m("csat_answers", 0)),
         "complaints": m("complaints"),
     }  # fmt: skip

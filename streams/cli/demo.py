@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -44,6 +44,7 @@ def demo(
         f"router: {result.router_events} raw event(s) routed for {result.subjects} "
         "pseudonymous subject(s); personal data encrypted per subject"
     )
+    _show_kpis(result.kpis, root.settings.kpi_min_subjects)
     for line in result.retention:
         console.print(f"retention: {line}" if not line.startswith("retention") else line)
     sent = sum(result.sent.values())
@@ -66,3 +67,15 @@ def demo(
         )
     if landed != sent or not verified:
         raise typer.Exit(1)
+
+
+def _show_kpis(kpis: Any, k: int) -> None:
+    """Today's KPIs by channel, as `contactflow kpi report --by channel` shows them."""
+    from streams.cli.kpi import kpi_table
+
+    console.print(kpi_table(kpis.rows, ["channel"], k, title="Today's KPIs (anonymous)"))
+    console.print(
+        f"reporting: {kpis.figures} figure(s) on reporting.kpi.v1 today; groups of fewer than "
+        f"{k} people withheld; HTML report: {kpis.html}",
+        highlight=False,
+    )

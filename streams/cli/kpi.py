@@ -41,13 +41,14 @@ ToOption = Annotated[
 # how the table format shows each KPI: (KPI name, label, format)
 _SHOWN = (
     ("offered", "offered", "{:,}"), ("service_level", "SL", "{:.0%}"),
-    ("asa_s", "ASA", "{:.0f} s"), ("aht_s", "AHT", "{:.0f} s"),
+    ("asa_s", "ASA", "{}"), ("aht_s", "AHT", "{}"),
     ("abandoned", "abandoned", "{:,}"), ("callbacks_requested", "callbacks", "{:,}"),
     ("conversations", "chats", "{:,}"), ("bot_only_share", "bot only", "{:.0%}"),
-    ("first_response_s", "1st resp.", "{:.0f} s"), ("emails_received", "e-mails", "{:,}"),
-    ("emails_answered", "answered", "{:,}"), ("email_response_s", "resp.", "{:.0f} s"),
+    ("first_response_s", "1st resp.", "{}"), ("emails_received", "e-mails", "{:,}"),
+    ("emails_answered", "answered", "{:,}"), ("email_response_s", "resp.", "{}"),
     ("comments", "comments", "{:,}"), ("moderated", "moderated", "{:,}"),
-    ("social_response_s", "resp.", "{:.0f} s"), ("responses", "surveys", "{:,}"),
+    ("social_response_s", "resp.", "{}"), ("surveys_sent", "surveys sent", "{:,}"),
+    ("responses", "answers", "{:,}"),
     ("nps", "NPS", "{:+.0f}"), ("csat", "CSAT", "{:.1f}"), ("complaints", "complaints", "{:,}"),
 )  # fmt: skip
 
@@ -115,7 +116,7 @@ def kpi_report(
         _write_html(figures, dims, first, last, k, out or Path("kpi-report.html"))
         return
     rows = [r for r in report_rows(figures, dims) if r["grain"] == grain]
-    console.print(_table(rows, dims, k))
+    console.print(kpi_table(rows, dims, k))
     withheld = sum(r["withheld"] for r in rows)
     console.print(f"{len(rows)} row(s); {withheld} group(s) under k={k} withheld and not added "
                   "into any figure")  # fmt: skip
@@ -127,18 +128,32 @@ def _json_row(row: dict[str, Any]) -> dict[str, Any]:
     return {key: row[key] for key in keys}
 
 
-def _table(rows: list[dict[str, Any]], dims: list[str], k: int) -> Table:
-    table = Table("window", *dims, "KPIs", "groups < k")
+def kpi_table(
+    rows: list[dict[str, Any]], dims: list[str], k: int, title: str | None = None
+) -> Table:
+    """One row per window and group: its KPIs, or '< k' when withheld."""
+    table = Table("window", *dims, "KPIs", "groups < k", title=title)
     for row in rows:
         if row["suppressed"]:
             shown = f"< {k} people: withheld"
         else:
-            shown = "  ".join(f"{label} {shape.format(row['kpis'][name])}"
+            shown = "  ".join(f"{label} {_value(name, shape, row['kpis'][name])}"
                               for name, label, shape in _SHOWN
                               if row["kpis"].get(name) is not None)  # fmt: skip
         table.add_row(row["label"], *(str(row[d] or "-") for d in dims), shown,
                       str(row["withheld"] or ""))  # fmt: skip
     return table
+
+
+def _value(name: str, shape: str, value: float) -> str:
+    """A KPI as a person reads it; durations in s, min or h."""
+    if not name.endswith("_s"):
+        return shape.format(value)
+    if value < 90:
+        return f"{value:.0f} s"
+    if value < 90 * 60:
+        return f"{value / 60:.1f} min"
+    return f"{value / 3600:.1f} h"
 
 
 def _write_html(figures: list[Any], dims: list[str], first: datetime, last: datetime, k: int,

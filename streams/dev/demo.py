@@ -7,6 +7,7 @@ test can run the same demo against its own broker and topics.
 from __future__ import annotations
 
 import copy
+import shutil
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -44,6 +45,7 @@ class DemoResult:
     router_events: int = 0
     erasure: dict[str, Any] = field(default_factory=dict)
     dead_letters_purged: int = 0
+    kpis: Any = None  # streams.dev.demo_kpi.KpiDemo
 
 
 def run_demo(root: Container, say: Say, *, rounds: int = 5) -> DemoResult:
@@ -58,6 +60,7 @@ def run_demo(root: Container, say: Say, *, rounds: int = 5) -> DemoResult:
     read_back(root, say, sent_ids, result)
     produce_for_router_errors(root, say, result)
     route(root, say, result)
+    show_kpis(root, say, result)
     show_retention(root, say, result)
     show_erasure(root, say, result)
     purge_dead_letters(root, say, result)
@@ -76,7 +79,9 @@ def reset_demo(root: Container, say: Say) -> None:
     delete_topics(root.admin(), root.topics)
     ledger = root.settings.data_dir / "ledger.db"
     ledger.unlink(missing_ok=True)
-    say(f"reset: declared topics deleted, {ledger} removed")
+    # the reporting app's RocksDB tables would otherwise outlive their changelog topic
+    shutil.rmtree(root.settings.data_dir / "faust-reporting", ignore_errors=True)
+    say(f"reset: declared topics deleted, {ledger} and the reporting app's tables removed")
 
 
 def migrate_ledger(root: Container, say: Say) -> str:
@@ -235,6 +240,13 @@ def route(root: Container, say: Say, result: DemoResult) -> None:
                 detail[record.get("reason", "quarantined")[:40]] += 1
         result.routed[root.topics.name(logical)] = detail
     result.subjects = len(subjects)
+
+
+def show_kpis(root: Container, say: Say, result: DemoResult) -> None:
+    """The contact centre's reporting: 40 people's contacts counted, anonymous, by channel."""
+    from streams.dev.demo_kpi import run_kpis
+
+    result.kpis = run_kpis(root, say)
 
 
 def show_retention(root: Container, say: Say, result: DemoResult) -> None:

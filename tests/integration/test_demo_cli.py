@@ -46,5 +46,9 @@ def test_demo_runs_again_and_from_empty_data(kafka_bootstrap: str, tmp_path: Pat
     assert "Erasure of the demo caller: verified" in first
     assert "Erasure of the demo caller: verified" in again
     assert "reset: declared topics deleted" in reset
+    for said in (first, again, reset):
+        assert "Today's KPIs (anonymous)" in said
+        assert re.search(r"phone \S+ offered \d+ SL \d+%", said), "a phone row with figures"
+    assert (tmp_path / "data" / "kpi-report.html").stat().st_size > 100_000
     assert FIGURES.findall(reset) == FIGURES.findall(first), "reset: a first run's figures"
     assert FIGURES.findall(again) != FIGURES.findall(first), "the second run adds to the first"
