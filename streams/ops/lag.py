@@ -25,10 +25,13 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from schemas.topic_names import (
+    CONTACT_COMNEXIO,
+    CONTACT_ORES,
     PRIVACY_ACKS,
     PRIVACY_INSTRUCTIONS,
     PRIVACY_REQUESTS,
     RECORDINGS_STANDARD,
+    REPORTING_FACTS,
     RETENTION_SIGNALS,
 )
 from streams.bootstrap import Container
@@ -116,9 +119,11 @@ class GroupLag:
 
 
 def known_groups(container: Container) -> list[ConsumerGroupRef]:
-    """The router's group, the privacy app's, one per consumer registered in
-    `infra/consumers.yaml`, and (optional) the one `contactflow dsr process` commits with."""
+    """The router's group, the privacy app's, the reporting app's (optional: not every
+    deployment runs it), one per consumer registered in `infra/consumers.yaml`, and
+    (optional) the one `contactflow dsr process` commits with."""
     from streams.control.app import APP_ID
+    from streams.reporting.app import APP_ID as REPORTING_APP_ID
     from streams.router.pipeline import CHANNEL_OF_TOPIC
     from streams.router.worker import GROUP_ID
     from streams.sdk.downstream.client import COMMAND_TOPICS
@@ -131,7 +136,9 @@ def known_groups(container: Container) -> list[ConsumerGroupRef]:
         ConsumerGroupRef(
             scoped(APP_ID), "privacy-app", (RECORDINGS_STANDARD, RETENTION_SIGNALS, *privacy)
         ),
-    ]
+        ConsumerGroupRef(scoped(REPORTING_APP_ID), "reporting-app",
+                         (CONTACT_ORES, CONTACT_COMNEXIO, REPORTING_FACTS), optional=True),
+    ]  # fmt: skip
     for name in sorted(load_registry(container).consumers):
         groups.append(
             ConsumerGroupRef(scoped(f"contactflow-downstream-{name}"), f"downstream:{name}",
