@@ -52,6 +52,8 @@ _PHONE: Final[list[dict[str, Any]]] = [
             "duration_s": 131,
             "outcome": "answered",
             "ivr_path": "fr>panne>electricite",
+            "queued_at": "2025-03-04T09:14:58+01:00",
+            "wrap_up_s": 45,
         },
     },
     {
@@ -127,6 +129,7 @@ _CHAT: Final[list[dict[str, Any]]] = [
             "message_count": 9,
             "handed_to_agent": True,
             "agent_id": "agent-gos-017",
+            "first_response_at": "2025-03-06T10:58:22+01:00",
         },
     },
     {
@@ -204,6 +207,7 @@ _EMAIL: Final[list[dict[str, Any]]] = [
             "body": "Sehr geehrte Frau Schmitz, vielen Dank ...",
             "attachment_count": 0,
             "in_reply_to": "<20250306.55@mail.example.org>",
+            "replied_to_received_at": "2025-03-06T16:48:05+01:00",
         },
     },
 ]
@@ -240,6 +244,9 @@ _SURVEY: Final[list[dict[str, Any]]] = [
             "survey_id": "nps-000045",
             "score": 8,
             "comment": "Conseiller très aimable, mais attente un peu longue.",
+            "survey_type": "sms",
+            "related_channel": "phone",
+            "csat": 4,
         },
     },
 ]
@@ -280,6 +287,7 @@ _SOCIAL: Final[list[dict[str, Any]]] = [
             "reply_id": "fb-r-000388",
             "agent_id": "agent-gos-023",
             "text": "Bonjour Julie, nos équipes sont sur place, retour prévu vers 21h.",
+            "comment_received_at": "2025-03-09T19:22:03+01:00",
         },
     },
     {
@@ -292,7 +300,12 @@ _SOCIAL: Final[list[dict[str, Any]]] = [
             subject={"social_handle": {"platform": "instagram", "handle": "troll_example_be"}},
         ),
         "kind": "moderated",
-        "payload": {"comment_id": "ig-c-000207", "action": "hidden", "reason": "insult"},
+        "payload": {
+            "comment_id": "ig-c-000207",
+            "action": "hidden",
+            "reason": "insult",
+            "comment_received_at": "2025-03-09T19:58:40+01:00",
+        },
     },
 ]
 

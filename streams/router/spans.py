@@ -154,8 +154,11 @@ class _Generator:
         self.emit(depth + 1, "p += 1")
 
     def union(self, depth: int, branches: list[Any], path: str) -> None:
-        if any(isinstance(b, str) and b not in _PRIMITIVES for b in branches):
-            raise _Unsure  # how a referenced type decodes in a union varies: leave it
+        if any(
+            isinstance(b, str) and b not in _PRIMITIVES and self.kind(self.resolve(b)) != "enum"
+            for b in branches
+        ):  # an enum referenced by name is its index whatever its name; other types vary
+            raise _Unsure  # how a referenced record decodes in a union varies: leave it
         resolved = [self.resolve(branch) for branch in branches]
         records = [b for b in resolved if self.kind(b) == "record"]
         index = self.var()

@@ -31,6 +31,7 @@ from streams.keys import load_keys
 from streams.ledger import RetentionLedger, session_factory
 from streams.ledger.subjects import subject_family
 from streams.plaintext import open_event, vault_lookup
+from streams.sdk.tagged import read_tagged
 
 TAGGED_TOPICS = (CONTACT_ORES, CONTACT_COMNEXIO, CONTACT_RESTRICTED)
 PROGRESS_EVERY = 10_000
@@ -103,7 +104,7 @@ def export_subject_data(
                     say(f"export: {logical} {index}/{len(messages)}")
                 if message.key() not in wanted or message.value() is None:
                     continue
-                _, tagged = serde.deserialize(message.value() or b"")
+                tagged = read_tagged(serde, message.value() or b"")
                 records.append(_record(logical, tagged, serde, master, keys))
         ledger = RetentionLedger(session)
         recordings = [

@@ -7,6 +7,10 @@ callers drawn Zipf-like (weight 1/(rank+20)), the rest by anyone in the pool, so
 contact more than once and a few very often; each system spells their number its own way.
 Chats carry an e-mail address and, 60 % of the time, a phone number. 0.5 % of contacts name
 a service the policy does not know, `UNKNOWN_SERVICE`, which the router must quarantine.
+
+The events carry what contact-centre KPIs are computed from: queue waits (some calls
+abandoned), wrap-up times, callbacks requested and done, chat first responses, e-mail and
+social response times, survey medium, the channel surveyed and CSAT (SMS surveys).
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ CHANNEL_WEIGHTS: Final = {"phone": 40, "chat": 15, "email": 15, "survey": 20, "s
 UNKNOWN_SERVICE: Final = "meter_campaign"
 _BRUSSELS_WINTER: Final = timezone(timedelta(hours=1))
 _START: Final = datetime(2025, 3, 3, 7, 30, tzinfo=_BRUSSELS_WINTER)
+_ABANDONED: Final = 0.07  # share of inbound calls hung up in the queue
+_CALLBACK_DONE: Final = 0.75  # share of callback requests followed by the callback
+_NPS_WEIGHTS: Final = (2, 1, 1, 2, 2, 4, 5, 9, 14, 16, 12)  # scores 0..10, skewed high
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,16 @@ def _phone(rng: random.Random, person: Person) -> str:
 
 def _email(rng: random.Random, person: Person) -> str:
     return person.email if rng.random() < 0.8 else person.email.title()
+
+
+def _agent(person: Person, number: int) -> str:
+    """An agent of the site that speaks the person's language."""
+    return f"agent-{'eup' if person.language == 'de' else 'gos'}-{number:03d}"
+
+
+def _csat(rng: random.Random, score: int) -> int:
+    """A 1-5 satisfaction score given with a 0-10 one: close to it, now and then off by one."""
+    return max(1, min(5, 1 + round(score * 0.4) + rng.choice((-1, 0, 0, 0, 1))))
 
 
 class ContactStream:
@@ -168,8 +185,12 @@ class ContactStream:
             payload: dict[str, Any] = {"callback_id": f"cb-{seq:06d}", "requested_for": when}
             if rng.random() < 0.3:
                 payload["callback_number"] = _phone(rng, person)
-            env = self.envelope(cid, "acd", self.service("callback"), person, subject)
-            return [_event("phone", env, "callback_requested", payload)]
+            service = self.service("callback")
+            env = self.envelope(cid, "acd", service, person, subject)
+            events = [_event("phone", env, "callback_requested", payload)]
+            if rng.random() < _CALLBACK_DONE:
+                events.append(self.callback_done(person, seq, cid, subject, service))
+            return events
         if roll < 0.20:
             env = self.envelope(cid, "web-c2c", self.service("click_to_call"), person, subject)
             page = "/de/stoerungen/melden" if person.language == "de" else "/fr/pannes/signaler"
@@ -186,8 +207,13 @@ class ContactStream:
                 )
             )
         )
+        wait = min(int(rng.expovariate(1 / 18)), 600)  # seconds in the queue
+        if rng.random() < _ABANDONED:
+            call = self.abandoned_call(person, seq, service, wait)
+            env = self.envelope(cid, "acd", service, person, subject)
+            return [_event("phone", env, "inbound_call", call)]
         duration = rng.randrange(40, 900)
-        agent = f"agent-{'eup' if person.language == 'de' else 'gos'}-{rng.randrange(1, 80):03d}"
+        agent = _agent(person, rng.randrange(1, 80))
         call = {
             "call_id": f"acd-{seq:06x}",
             "queue": f"ores-{service}-{person.language}",
@@ -197,6 +223,8 @@ class ContactStream:
             "duration_s": duration,
             "outcome": "answered",
             "ivr_path": f"{person.language}>{service}",
+            "queued_at": self.at(-wait),
+            "wrap_up_s": rng.randrange(10, 240),
         }
         events = [
             _event(
@@ -228,6 +256,36 @@ class ContactStream:
             events.append(_event("phone", env, "recording_available", recording))
         return events
 
+    def abandoned_call(self, person: Person, seq: int, service: str, wait: int) -> dict[str, Any]:
+        """An inbound call hung up after `wait` seconds in the queue (it ends now)."""
+        return {
+            "call_id": f"acd-{seq:06x}",
+            "queue": f"ores-{service}-{person.language}",
+            "agent_id": None,
+            "answered_at": None,
+            "ended_at": self.at(),
+            "duration_s": wait,
+            "outcome": "abandoned",
+            "ivr_path": f"{person.language}>{service}",
+            "queued_at": self.at(-wait),
+            "wrap_up_s": None,
+        }
+
+    def callback_done(
+        self, person: Person, seq: int, cid: str, subject: dict[str, Any], service: str
+    ) -> RawEvent:
+        """The agent's call that answers a callback request, some hours later."""
+        duration = self.rng.randrange(30, 600)
+        call = {
+            "call_id": f"acd-cb-{seq:06x}",
+            "agent_id": _agent(person, self.rng.randrange(1, 80)),
+            "reason": "callback",
+            "duration_s": duration,
+        }
+        later = self.rng.randrange(1800, 14400) + duration
+        env = self.envelope(cid, "acd", service, person, subject, later)
+        return _event("phone", env, "outbound_call", call)
+
     def chat(self, person: Person, seq: int) -> list[RawEvent]:
         rng, cid, lang = self.rng, f"chat-{self.clock:%Y%m%d}-{seq:06d}", person.language
         subject: dict[str, Any] = {"email": _email(rng, person)}
@@ -242,6 +300,7 @@ class ContactStream:
             "message_count": count,
             "handed_to_agent": not bot or rng.random() < 0.5,
             "agent_id": None if bot else f"agent-gos-{rng.randrange(1, 80):03d}",
+            "first_response_at": self.at(rng.randrange(1, 4) if bot else rng.randrange(5, 240)),
         }
         service = self.service("chatbot" if bot else "chat")
         events = [
@@ -305,8 +364,10 @@ class ContactStream:
                 "attachment_count": 0,
                 "body": self.text(texts.AGENT_SENTENCES, lang, rng.randrange(200, 700)),
                 "in_reply_to": received["message_id"],
+                "replied_to_received_at": env["occurred_at"],
             }
-            env = self.envelope(cid, "mail-gateway", service, person, subject, 7200)
+            delay = rng.randrange(900, 2 * 86400)  # answered within minutes to two days
+            env = self.envelope(cid, "mail-gateway", service, person, subject, delay)
             events.append(_event("email", env, "email_sent", reply))
         return events
 
@@ -325,10 +386,15 @@ class ContactStream:
             comment = None
             if rng.random() < 0.5:
                 comment = self.text(texts.CUSTOMER_SENTENCES, person.language, 80)
+            score = rng.choices(range(11), _NPS_WEIGHTS)[0]
             answer = {
                 "survey_id": sent["survey_id"],
-                "score": rng.randrange(11),
+                "score": score,
                 "comment": comment,
+                "survey_type": sent["survey_type"],
+                "related_channel": "phone",  # the related contact is a call
+                # an SMS survey also asks a 1-5 satisfaction score, close to the 0-10 one
+                "csat": _csat(rng, score) if sent["survey_type"] == "sms" else None,
             }
             env = self.envelope(cid, "survey-tool", service, person, subject, 2400)
             events.append(_event("survey", env, "survey_answered", answer))
@@ -355,15 +421,21 @@ class ContactStream:
                 "reply_id": f"r-{seq:06d}",
                 "agent_id": f"agent-gos-{rng.randrange(1, 80):03d}",
                 "text": self.text(texts.AGENT_SENTENCES, lang, rng.randrange(60, 240)),
+                "comment_received_at": env["occurred_at"],
             }
-            env = self.envelope(cid, "social-tool", service, person, subject, 900)
+            env = self.envelope(
+                cid, "social-tool", service, person, subject, rng.randrange(300, 7200)
+            )
             events.append(_event("social", env, "reply_sent", reply))
         elif roll < 0.6:
             moderated = {
                 "comment_id": comment["comment_id"],
                 "action": "hidden",
                 "reason": "insult",
+                "comment_received_at": env["occurred_at"],
             }
-            env = self.envelope(cid, "social-tool", service, person, subject, 300)
+            env = self.envelope(
+                cid, "social-tool", service, person, subject, rng.randrange(60, 1800)
+            )
             events.append(_event("social", env, "moderated", moderated))
         return events

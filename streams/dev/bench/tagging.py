@@ -126,6 +126,7 @@ class BareTagger:
                 "policy_version": decision.policy_version,
                 "restricted": False,
                 "retention_class": decision.retention_class,
+                "excluded_purposes": [],
             },
             "key_id": UNENCRYPTED_KEY_ID,
             "source_fingerprint": writer.fingerprint_hex,

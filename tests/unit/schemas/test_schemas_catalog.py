@@ -53,9 +53,9 @@ def test_catalog_holds_every_contract(catalog: SchemaCatalog) -> None:
         "SocialContactEvent", "TaggedContactEvent", "RecordingRetention", "RecordingExpired",
         "PrivacyRequest", "ControllerRequest", "ControllerInstruction", "DownstreamCommand",
         "Acknowledgement", "SubjectState", "AuditEvent", "DeadLetter", "QuarantinedEvent",
-        "HoldSignal",
+        "HoldSignal", "KpiFact", "KpiCell", "KpiFigure",
     }  # fmt: skip
-    assert len(catalog) == len(list(catalog.contracts())) == 21
+    assert len(catalog) == len(list(catalog.contracts())) == 30
     assert set(CHANNEL_CONTRACTS.values()) <= set(catalog.names())
 
 
@@ -64,10 +64,10 @@ def test_lookups_by_short_name_full_name_version_and_fingerprint(catalog: Schema
     assert latest is catalog.latest(f"{NS}.PhoneContactEvent")
     assert (latest.name, latest.version, latest.label) == (
         f"{NS}.PhoneContactEvent",
-        2,
-        "PhoneContactEvent v2",
+        3,
+        "PhoneContactEvent v3",
     )
-    assert catalog.versions("PhoneContactEvent") == (1, 2)
+    assert catalog.versions("PhoneContactEvent") == (1, 2, 3)
     first = catalog.get("PhoneContactEvent", 1)
     assert first.version == 1
     assert first != latest
@@ -176,6 +176,6 @@ def test_a_new_version_must_change_the_wire_schema(avro_copy: Callable[[], Path]
 
 def test_versions_must_not_have_gaps(avro_copy: Callable[[], Path]) -> None:
     root = avro_copy()
-    (root / "PhoneContactEvent.v2.avsc").rename(root / "PhoneContactEvent.v3.avsc")
-    with pytest.raises(ContractLoadError, match=r"without gaps \(found v1, v3\)"):
+    (root / "PhoneContactEvent.v3.avsc").rename(root / "PhoneContactEvent.v4.avsc")
+    with pytest.raises(ContractLoadError, match=r"without gaps \(found v1, v2, v4\)"):
         SchemaCatalog.load(root)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from schemas import SchemaCatalog, check_backward, check_catalog
+from schemas import CHANNEL_CONTRACTS, SchemaCatalog, check_backward, check_catalog
+from schemas._avro import iter_fields
 
 BASE: dict[str, Any] = {
     "type": "record",
@@ -49,6 +51,28 @@ def test_the_whole_catalog_is_backward_compatible(catalog: SchemaCatalog) -> Non
     v1, v2 = catalog.get("PhoneContactEvent", 1), catalog.get("PhoneContactEvent", 2)
     assert check_backward(v2.schema, v1.schema) == []
     assert check_backward(v2.definition, v1.definition) == []
+
+
+@pytest.mark.parametrize("name", [*CHANNEL_CONTRACTS.values(), "TaggedContactEvent"])
+def test_every_field_a_later_version_adds_is_optional_and_says_when(
+    catalog: SchemaCatalog, name: str
+) -> None:
+    """Producers and consumers move to a new version at their own pace: a field a version
+    adds has a null (or empty) default and its doc says which version added it."""
+    versions = catalog.versions(name)
+    assert len(versions) > 1
+    for previous, version in itertools.pairwise(versions):
+        older, newer = catalog.get(name, previous), catalog.get(name, version)
+        known = {path for path, _, _ in iter_fields(older.schema, older.named_schemas)}
+        added = [
+            (path, field)
+            for path, field, _ in iter_fields(newer.schema, newer.named_schemas)
+            if path not in known
+        ]
+        assert added, newer.label
+        for path, field in added:
+            assert field.get("default", "none") in (None, []), f"{newer.label} {path}"
+            assert f"added in v{version}" in field["doc"], f"{newer.label} {path}"
 
 
 @pytest.mark.parametrize(

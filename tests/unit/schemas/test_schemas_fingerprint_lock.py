@@ -24,7 +24,7 @@ def test_a_changed_published_version_is_refused(avro_copy: Callable[[], Path]) -
     assert len(problems) == 1
     assert problems[0].startswith("PhoneContactEvent v1 changed its fingerprint")
     assert "immutable" in problems[0]
-    assert "new version, PhoneContactEvent.v3.avsc" in problems[0]
+    assert "new version, PhoneContactEvent.v4.avsc" in problems[0]
 
 
 def test_a_version_missing_from_the_lock_is_refused(catalog: SchemaCatalog) -> None:

@@ -98,7 +98,7 @@ def test_reader_of_another_contract_is_a_schema_mismatch(
 ) -> None:
     data = serde.serialize(_v1_inbound_call(), catalog.get("PhoneContactEvent", 1))
     with pytest.raises(
-        SchemaMismatch, match="ChatContactEvent v1 cannot read PhoneContactEvent v1"
+        SchemaMismatch, match="ChatContactEvent v2 cannot read PhoneContactEvent v1"
     ):
         serde.deserialize(data, "ChatContactEvent")
     with pytest.raises(SchemaMismatch, match="unknown reader contract"):

@@ -199,7 +199,7 @@ def test_validate_checks_a_record_with_tuple_notation(catalog: SchemaCatalog) ->
 def test_contract_violation_message_summarises(catalog: SchemaCatalog) -> None:
     event = _inbound_call()
     del event["envelope"]["client"], event["envelope"]["service"]
-    with pytest.raises(ContractViolation, match=r"^PhoneContactEvent v2: 2 problems: envelope\."):
+    with pytest.raises(ContractViolation, match=r"^PhoneContactEvent v3: 2 problems: envelope\."):
         from_json(_phone(catalog), event)
 
 
