@@ -5,6 +5,12 @@ refuses a bad one with the path of the problem. `attribute_controller` returns t
 governing `Attribution`, or None when no rule matches: the caller quarantines the event,
 a controller is never guessed. `Decisions` remembers both decisions per contact facts for
 callers that ask once per event.
+
+Derived purposes (`derived_purposes` in the document, e.g. `reporting`) are processing
+computed from events tagged for another purpose, never produced for: no rule names them.
+Each has its controller, processor and legal basis like a rule, and rests on a basis a
+person may object to (GDPR Art. 21): the router marks an objector's events instead of
+withholding them (`processors.routing.excluded_purposes`).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ LEGAL_BASES = frozenset(
     {"contract", "legal_obligation", "legitimate_interest", "consent", "public_task",
      "vital_interests"}
 )  # fmt: skip
+OBJECTABLE_BASES = frozenset({"legitimate_interest", "public_task"})  # GDPR Art. 21(1)
 MATCH_KEYS = ("client", "service", "purpose", "channel", "kind")
 HOLD_REASONS = ("complaint", "fraud", "dispute", "litigation", "authority_request")
 FactsKey = tuple[str, str, str, str, str]  # ContactFacts as a tuple, in MATCH_KEYS order
@@ -79,6 +86,18 @@ class HoldSignal:
     match: Mapping[str, frozenset[str]]
 
 
+@dataclass(frozen=True, slots=True)
+class DerivedPurpose:
+    """Processing computed from events tagged for the purposes in `derived_from`."""
+
+    name: str
+    description: str
+    derived_from: frozenset[str]
+    controller: str
+    processor: str | None
+    legal_basis: str
+
+
 @dataclass(frozen=True)
 class Policy:
     version: str
@@ -86,6 +105,11 @@ class Policy:
     retention_classes: Mapping[str, RetentionClass]
     hold_signals: tuple[HoldSignal, ...] = ()
     release_grace_days: int = 7
+    derived_purposes: tuple[DerivedPurpose, ...] = ()
+
+    @property
+    def derived_purpose_names(self) -> frozenset[str]:
+        return frozenset(derived.name for derived in self.derived_purposes)
 
 
 def attribute_controller(policy: Policy, facts: ContactFacts) -> Attribution | None:
@@ -155,7 +179,58 @@ def parse_policy(document: Any) -> Policy:
     grace = document.get("release_grace_days", 7)
     if not _positive_int(grace):
         raise PolicyError("policy.release_grace_days: a positive integer is required")
-    return Policy(version.strip(), rules, classes, signals, grace)
+    derived = _parse_derived(document.get("derived_purposes") or {}, rules)
+    return Policy(version.strip(), rules, classes, signals, grace, derived)
+
+
+_DERIVED_KEYS: Final = frozenset({"description", "derived_from", "controller", "processor",
+                                  "legal_basis"})  # fmt: skip
+
+
+def _parse_derived(raw: Any, rules: tuple[Rule, ...]) -> tuple[DerivedPurpose, ...]:
+    if not isinstance(raw, Mapping):
+        raise PolicyError("policy.derived_purposes: a mapping of purpose to its governance")
+    produced = frozenset(p for rule in rules for p in rule.match.get("purpose", ()))
+    return tuple(_parse_derived_purpose(name, body, produced) for name, body in raw.items())
+
+
+def _parse_derived_purpose(name: Any, raw: Any, produced: frozenset[str]) -> DerivedPurpose:
+    where = f"policy.derived_purposes.{name}"
+    if not isinstance(name, str) or not name.strip():
+        raise PolicyError("policy.derived_purposes: purpose names must be non-empty strings")
+    if name in produced:
+        raise PolicyError(f"{where}: already a purpose events are produced for (a rule's)")
+    if not isinstance(raw, Mapping):
+        raise PolicyError(f"{where}: expected a mapping")
+    unknown = set(raw) - _DERIVED_KEYS
+    if unknown:
+        raise PolicyError(f"{where}: unknown keys {sorted(unknown)}")
+    description = raw.get("description")
+    if not isinstance(description, str) or not description.strip():
+        raise PolicyError(f"{where}.description: a non-empty string is required")
+    sources = raw.get("derived_from")
+    if (
+        not isinstance(sources, list)
+        or not sources
+        or not all(isinstance(source, str) and source in produced for source in sources)
+    ):
+        raise PolicyError(
+            f"{where}.derived_from: a non-empty list of rule purposes is required "
+            f"({', '.join(sorted(produced))})"
+        )
+    controller, processor = raw.get("controller"), raw.get("processor")
+    if controller not in CONTROLLERS:
+        raise PolicyError(f"{where}.controller: must be one of {sorted(CONTROLLERS)}")
+    if processor is not None and (processor not in CONTROLLERS or processor == controller):
+        raise PolicyError(f"{where}.processor: null or the other party is required")
+    basis = raw.get("legal_basis")
+    if basis not in OBJECTABLE_BASES:
+        raise PolicyError(
+            f"{where}.legal_basis: must be one of {sorted(OBJECTABLE_BASES)}: a person may "
+            "object to a derived purpose (GDPR Art. 21) and the router marks their events"
+        )
+    return DerivedPurpose(name, description.strip(), frozenset(sources), controller,
+                          processor, basis)  # fmt: skip
 
 
 def _parse_signals(raw: Any) -> tuple[HoldSignal, ...]:

@@ -8,9 +8,12 @@
   `RECEIPT_CLOCK_SKEW` (5 minutes: two systems' clocks); a time within it is taken as now
   (the earlier date, so the earlier deadline).
 - Purpose (objection, consent withdrawal): one the policy knows. An objection names a
-  purpose events are produced for (a policy rule's purpose) or direct marketing, the
-  notice's absolute right (§7); a consent withdrawal may also name a service of the policy
-  (the SMS/NPS survey, `satisfaction_survey`, is what a person consents to).
+  purpose events are produced for (a policy rule's purpose), a derived purpose of the
+  policy (`reporting`: it rests on a legitimate interest, GDPR Art. 21) or direct
+  marketing, the notice's absolute right (§7); a consent withdrawal may name a rule's
+  purpose, direct marketing or a service of the policy (the SMS/NPS survey,
+  `satisfaction_survey`, is what a person consents to), not a derived purpose: none
+  rests on consent.
 - The request id is required on the topic (the DPO's file number): none is made up.
 - Bounded sizes: at most `MAX_IDENTIFIERS` identifiers, a reason of at most
   `REQUEST_REASON_LIMIT` characters (identifier values are bounded in `identity`).
@@ -49,9 +52,9 @@ def request_purposes(policy: Policy) -> dict[str, frozenset[str]]:
     """The purposes each request type may name (keyed by its value), from the policy."""
     purposes = frozenset(p for rule in policy.rules for p in rule.match.get("purpose", ()))
     services = frozenset(s for rule in policy.rules for s in rule.match.get("service", ()))
-    objection = purposes | ABSOLUTE_OBJECTION_PURPOSES
-    return {RequestType.OBJECTION: objection,
-            RequestType.CONSENT_WITHDRAWAL: objection | services}  # fmt: skip
+    produced = purposes | ABSOLUTE_OBJECTION_PURPOSES
+    return {RequestType.OBJECTION: produced | policy.derived_purpose_names,
+            RequestType.CONSENT_WITHDRAWAL: produced | services}  # fmt: skip
 
 
 def check_purpose(

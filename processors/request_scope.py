@@ -2,7 +2,8 @@
 
 - **Who controls what a purpose covers** (`purpose_controllers`): the policy's rules say
   which controller each purpose (or service) of a contact is processed for: COMNEXIO for
-  what it re-listens to coach and train its staff, ORES for contact handling.
+  what it re-listens to coach and train its staff, ORES for contact handling; its derived
+  purposes name their own (ORES for the contact centre's reporting).
 - **A request about future processing** (objection, consent withdrawal, restriction) holds
   whether or not data exists yet. An objection or a consent withdrawal naming a purpose of
   the policy concerns that purpose's controller, and only it: COMNEXIO applies an
@@ -44,11 +45,14 @@ class Scope:
 
 
 def purpose_controllers(policy: Policy) -> dict[str, frozenset[str]]:
-    """Purpose or service named by a policy rule -> the controllers it is processed for."""
+    """Purpose or service named by a policy rule, or derived purpose of the policy -> the
+    controllers it is processed for."""
     owners: dict[str, set[str]] = {}
     for rule in policy.rules:
         for name in (*rule.match.get("purpose", ()), *rule.match.get("service", ())):
             owners.setdefault(name, set()).add(rule.controller)
+    for derived in policy.derived_purposes:
+        owners.setdefault(derived.name, set()).add(derived.controller)
     return {name: frozenset(controllers) for name, controllers in owners.items()}
 
 

@@ -2,8 +2,9 @@
 
 The router (streams.router) does the I/O; every decision it takes about one event is a
 function here: which identifiers name the subject, whether the event time is plausible,
-which topic receives the tagged event given the subject's privacy state, and whether the
-event is a recording with a retention deadline.
+which topic receives the tagged event given the subject's privacy state, which derived
+purposes the tagged event must be kept out of, and whether the event is a recording with
+a retention deadline.
 """
 
 from __future__ import annotations
@@ -96,6 +97,17 @@ def choose_route(attribution: Attribution | None, status: SubjectStatus) -> Rout
     if attribution.purpose in status.objected_purposes:
         return Route.SUPPRESSED
     return Route.CONTROLLER
+
+
+def excluded_purposes(status: SubjectStatus, derived: frozenset[str]) -> tuple[str, ...]:
+    """The derived purposes (`derived`: the policy's, e.g. reporting) a subject's events
+    must not be used for: those it objected to (GDPR Art. 21), sorted. Unlike an objection
+    to a purpose events are produced for (`choose_route` suppresses those), the event
+    still reaches its controller's topic, marked."""
+    objected = status.objected_purposes
+    if not objected:
+        return ()
+    return tuple(sorted(objected & derived))
 
 
 def recording_of(kind: str, payload: Any, occurred_at: datetime) -> RecordingRef | None:

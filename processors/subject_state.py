@@ -1,8 +1,9 @@
 """What a privacy request does to a subject's privacy state (privacy.subject-state.v1).
 
 The router reads that state as a table: restricted subjects are stored flagged and kept out
-of processing (GDPR Art. 18), objected purposes are never produced (Art. 21), an erased
-subject's events are refused. Survey suppression is for the survey sender (consent
+of processing (GDPR Art. 18), objected purposes are never produced (Art. 21) and events
+are marked as excluded from an objected derived purpose (reporting), an erased subject's
+events are refused. Survey suppression is for the survey sender (consent
 withdrawn, Art. 7(3)). Pure: the current state in, the next state out.
 """
 

@@ -3,8 +3,10 @@
 Each input record ends as exactly one of: tagged event(s) on the controller's topic (plus
 the retention input for recordings), a restricted event, a quarantined event, a dead
 letter, or a counted drop (a producer's retry of an event already routed, or a purpose
-the subject objected to). The pipeline decides and encodes; the worker produces the
-outputs and commits them with the input offsets in one Kafka transaction.
+the subject objected to). An objection to a derived purpose (reporting) drops nothing: the
+tagged event lists it in `governance.excluded_purposes`. The pipeline decides and encodes;
+the worker produces the outputs and commits them with the input offsets in one Kafka
+transaction.
 
 A batch goes through two stages: `streams.router.decode` turns each raw record into its
 facts (in the helper process when the worker has one), then `route` de-duplicates,
@@ -24,7 +26,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Tracer
 
 from processors.policy import Decisions, Policy
-from processors.routing import Route, SubjectStatus, choose_route
+from processors.routing import Route, SubjectStatus, choose_route, excluded_purposes
 from schemas import records
 from schemas.catalog import SchemaCatalog
 from schemas.serde import AvroSerde
@@ -145,6 +147,7 @@ class RouterPipeline:
         )
         self._serde: AvroSerde = self._decoder.serde
         self._decision = Decisions(policy)
+        self._derived = policy.derived_purpose_names
         self._tagged_writer = TaggedWriter(schemas, self._serde)
         self._quarantined = schemas.latest("QuarantinedEvent")
         self._dead = schemas.latest("DeadLetter")
@@ -287,6 +290,7 @@ class RouterPipeline:
             source_fingerprint=decoded.fingerprint_hex,
             sealed=sealed,
             traceparent=_traceparent(headers),
+            excluded_purposes=excluded_purposes(status, self._derived),
         )
         output = Output(self.topic[topic], subject_key, tagged, headers)
         if self._outgrown(message, output, now, outcome):

@@ -6,9 +6,10 @@ its length and bytes wherever it sits. So a record encoded once with a marker in
 those fields, cut at the markers (`Parts`), gives the exact bytes of any record of the same
 shape once `fill` writes the real values into the gaps.
 
-- `TaggedWriter` keeps one such skeleton of the tagged event per attribution, channel
-  and route: the decode stage writes the event's head (ids, kind, time, attribution),
-  the main process adds the subject, key id, sealed event and trace parent;
+- `TaggedWriter` keeps one such skeleton of the tagged event per attribution, channel,
+  route and excluded purposes (the subject's objections to derived purposes, a handful
+  of combinations): the decode stage writes the event's head (ids, kind, time,
+  attribution), the main process adds the subject, key id, sealed event and trace parent;
 - `TemplateEncoder` (decode stage, helper process) encodes the retention input and hold
   signal of an event whole but for the subject, which the main process fills in, and
   the tagged event's head.
@@ -184,7 +185,8 @@ class TemplateEncoder:
 
 
 class TaggedWriter:
-    """Writes tagged events from skeletons, one per attribution, channel and route.
+    """Writes tagged events from skeletons, one per attribution, channel, route and
+    excluded purposes (`governance.excluded_purposes`, after the subject in the record).
 
     In two steps where the router splits its work: `head` (decode stage) writes the bytes
     up to the subject pseudonym, which depend on the event and its attribution only;
@@ -208,9 +210,9 @@ class TaggedWriter:
     ) -> bytes | None:
         """The tagged event's bytes before its subject pseudonym; None if no skeleton.
 
-        Neither the route (restricted or not) nor the trace parent changes them: both are
-        written after the subject."""
-        parts = self._parts(attribution, channel, False, False)
+        Neither the route (restricted or not), the excluded purposes nor the trace parent
+        changes them: all are written after the subject."""
+        parts = self._parts(attribution, channel, False, False, ())
         if parts is None or occurred_at.tzinfo is None:
             return None
         return b"".join((parts[0], length_prefixed(event_id.encode()), parts[1],
@@ -234,9 +236,13 @@ class TaggedWriter:
         source_fingerprint: str,
         sealed: bytes,
         traceparent: str | None,
+        excluded_purposes: tuple[str, ...] = (),
     ) -> bytes:
-        """The tagged event; from `head` (this event's `head`) when there is one."""
-        parts = self._parts(attribution, channel, restricted, traceparent is not None)
+        """The tagged event; from `head` (this event's `head`) when there is one.
+        `excluded_purposes`: the derived purposes the subject objected to, sorted."""
+        parts = self._parts(
+            attribution, channel, restricted, traceparent is not None, excluded_purposes
+        )
         if head is None and parts is not None:
             head = self.head(event_id, contact_id, channel, kind, occurred_at, attribution)
         if parts is not None and head is not None:
@@ -249,22 +255,34 @@ class TaggedWriter:
             return b"".join(pieces)
         record = _tagged_record(
             event_id, contact_id, channel, kind, occurred_at, attribution, restricted, subject,
-            key_id, source_fingerprint, sealed, traceparent,
+            key_id, source_fingerprint, sealed, traceparent, excluded_purposes,
         )  # fmt: skip
         return self._serde.serialize(record, self._tagged)
 
     def _parts(
-        self, attribution: Attribution, channel: str, restricted: bool, traced: bool
+        self,
+        attribution: Attribution,
+        channel: str,
+        restricted: bool,
+        traced: bool,
+        excluded: tuple[str, ...],
     ) -> Parts | None:
-        key = (attribution, channel, restricted, traced)
+        key = (attribution, channel, restricted, traced, excluded)
         if key not in self._skeletons:
             if len(self._skeletons) >= _MAX_SKELETONS:
                 self._skeletons.clear()
-            self._skeletons[key] = self._skeleton(attribution, channel, restricted, traced)
+            self._skeletons[key] = self._skeleton(
+                attribution, channel, restricted, traced, excluded
+            )
         return self._skeletons[key]
 
     def _skeleton(
-        self, attribution: Attribution, channel: str, restricted: bool, traced: bool
+        self,
+        attribution: Attribution,
+        channel: str,
+        restricted: bool,
+        traced: bool,
+        excluded: tuple[str, ...],
     ) -> Parts | None:
         """The tagged event cut at its per-event fields, the time taken out of the part
         after the kind; None if it cannot be cut cleanly."""
@@ -274,7 +292,7 @@ class TaggedWriter:
         record = _tagged_record(
             markers["event_id"], markers["contact_id"], channel, markers["kind"], _SOME_TIME,
             attribution, restricted, markers["subject"], markers["key_id"],
-            markers["fingerprint"], event, trace if traced else None,
+            markers["fingerprint"], event, trace if traced else None, excluded,
         )  # fmt: skip
         marks = [length_prefixed(markers[name].encode()) for name in names]
         marks.append(length_prefixed(event))
@@ -294,6 +312,7 @@ def _tagged_record(
     event_id: str, contact_id: str, channel: str, kind: str, occurred_at: datetime,
     attribution: Attribution, restricted: bool, subject: str, key_id: str,
     source_fingerprint: str, sealed: bytes, traceparent: str | None,
+    excluded_purposes: Sequence[str],
 ) -> dict[str, Any]:  # fmt: skip
     return {
         "event_id": event_id,
@@ -310,6 +329,7 @@ def _tagged_record(
             "policy_version": attribution.policy_version,
             "restricted": restricted,
             "retention_class": attribution.retention_class,
+            "excluded_purposes": list(excluded_purposes),
         },
         "key_id": key_id,
         "source_fingerprint": source_fingerprint,

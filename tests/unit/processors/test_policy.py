@@ -11,6 +11,7 @@ import processors.policy as policy_module
 from processors.policy import (
     ContactFacts,
     Decisions,
+    DerivedPurpose,
     PolicyError,
     attribute_controller,
     hold_signal_of,
@@ -110,6 +111,53 @@ def test_bad_hold_signals_are_refused() -> None:
     with pytest.raises(PolicyError, match="release_grace_days"):
         parse_policy(_broken(["release_grace_days"], 0))
     assert POLICY.release_grace_days == 7
+
+
+def test_reporting_is_a_derived_purpose_of_ores_open_to_objection() -> None:
+    (reporting,) = POLICY.derived_purposes
+    assert reporting == DerivedPurpose(
+        name="reporting", description=reporting.description,
+        derived_from=frozenset({"contact_handling"}), controller="ORES",
+        processor="COMNEXIO", legal_basis="legitimate_interest",
+    )  # fmt: skip
+    assert "performance indicators" in reporting.description
+    assert POLICY.derived_purpose_names == {"reporting"}
+    # no event is produced for it: no rule matches an event naming it
+    assert attribute_controller(POLICY, facts(purpose="reporting")) is None
+
+
+def test_a_policy_without_derived_purposes_has_none() -> None:
+    document = copy.deepcopy(DOCUMENT)
+    del document["derived_purposes"]
+    assert parse_policy(document).derived_purposes == ()
+    assert parse_policy(document).derived_purpose_names == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (["derived_purposes"], ["reporting"], r"derived_purposes: a mapping of purpose"),
+        (["derived_purposes", "reporting"], "ORES", r"derived_purposes.reporting: expected a"),
+        (["derived_purposes", "coaching"], {}, r"derived_purposes.coaching: already a purpose"),
+        (["derived_purposes", "reporting", "audience"], "all", r"unknown keys \['audience'\]"),
+        (["derived_purposes", "reporting", "description"], " ", r"reporting.description"),
+        (["derived_purposes", "reporting", "derived_from"], [], r"reporting.derived_from"),
+        (["derived_purposes", "reporting", "derived_from"], ["gossip"],
+         r"reporting.derived_from: .*contact_handling"),
+        (["derived_purposes", "reporting", "derived_from"], "contact_handling",
+         r"reporting.derived_from"),
+        (["derived_purposes", "reporting", "controller"], "ACME", r"reporting.controller"),
+        (["derived_purposes", "reporting", "processor"], "ORES", r"reporting.processor"),
+        (["derived_purposes", "reporting", "legal_basis"], "because", r"reporting.legal_basis"),
+        (["derived_purposes", "reporting", "legal_basis"], "consent",
+         r"reporting.legal_basis: .*object to a derived purpose \(GDPR Art. 21\)"),
+    ],
+)  # fmt: skip
+def test_a_malformed_derived_purpose_is_refused_with_its_path(
+    path: list[Any], value: Any, message: str
+) -> None:
+    with pytest.raises(PolicyError, match=message):
+        parse_policy(_broken(path, value))
 
 
 def _key(f: ContactFacts) -> tuple[str, str, str, str, str]:

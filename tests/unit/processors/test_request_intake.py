@@ -79,11 +79,14 @@ def test_purposes_come_from_the_policy_and_the_notice() -> None:
     assert {"direct_marketing", "direct_marketing_profiling"} <= objection  # notice §7
     assert "satisfaction_survey" not in objection  # a service: nothing is produced for it
     assert "satisfaction_survey" in PURPOSES[RequestType.CONSENT_WITHDRAWAL]
+    assert "reporting" in objection  # a derived purpose, on a legitimate interest (Art. 21)
+    assert "reporting" not in PURPOSES[RequestType.CONSENT_WITHDRAWAL]  # none rests on consent
 
 
 @pytest.mark.parametrize(
     ("request_type", "purpose"),
     [(RequestType.OBJECTION, "coaching"), (RequestType.OBJECTION, "direct_marketing"),
+     (RequestType.OBJECTION, "reporting"),
      (RequestType.CONSENT_WITHDRAWAL, "satisfaction_survey"), (RequestType.ERASURE, None)],
 )  # fmt: skip
 def test_known_purposes_are_taken(request_type: RequestType, purpose: str | None) -> None:
@@ -94,7 +97,8 @@ def test_known_purposes_are_taken(request_type: RequestType, purpose: str | None
     ("request_type", "purpose"),
     [(RequestType.OBJECTION, "world_domination"),
      (RequestType.CONSENT_WITHDRAWAL, "world_domination"),
-     (RequestType.OBJECTION, "satisfaction_survey")],
+     (RequestType.OBJECTION, "satisfaction_survey"),
+     (RequestType.CONSENT_WITHDRAWAL, "reporting")],
 )  # fmt: skip
 def test_unknown_purposes_are_refused(request_type: RequestType, purpose: str) -> None:
     with pytest.raises(RequestRefused) as caught:

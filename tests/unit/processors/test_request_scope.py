@@ -10,7 +10,7 @@ from processors.policy import parse_policy
 from processors.privacy import RequestType
 from processors.request_scope import Scope, purpose_controllers, request_scope
 
-POLICY = parse_policy(
+POLICY_DOCUMENT = (
     {
         "version": "test",
         "retention_classes": {"none": {}},
@@ -25,6 +25,7 @@ POLICY = parse_policy(
         ],
     }
 )  # fmt: skip
+POLICY = parse_policy(POLICY_DOCUMENT)
 OWNERS = purpose_controllers(POLICY)
 
 
@@ -73,6 +74,28 @@ def test_requests_about_existing_data_of_a_person_never_seen_reach_nothing(
     kind: RequestType,
 ) -> None:
     assert request_scope(kind, None, False, set(), OWNERS) == Scope(frozenset())
+
+
+REPORTING = {"reporting": {"description": "KPIs", "derived_from": ["contact_handling"],
+                           "controller": "ORES", "processor": "COMNEXIO",
+                           "legal_basis": "legitimate_interest"}}  # fmt: skip
+WITH_REPORTING = parse_policy({**POLICY_DOCUMENT, "derived_purposes": REPORTING})
+
+
+def test_a_derived_purpose_is_controlled_as_the_policy_says() -> None:
+    owners = purpose_controllers(WITH_REPORTING)
+    assert owners["reporting"] == frozenset({"ORES"})
+    assert {k: v for k, v in owners.items() if k != "reporting"} == OWNERS
+
+
+@pytest.mark.parametrize(("found", "holding"), [(True, {"COMNEXIO"}), (True, set()),
+                                                (False, set())])  # fmt: skip
+def test_an_objection_to_reporting_is_ores_whatever_data_exists(
+    found: bool, holding: set[str]
+) -> None:
+    owners = purpose_controllers(WITH_REPORTING)
+    scope = request_scope(RequestType.OBJECTION, "reporting", found, holding, owners)
+    assert scope == Scope(frozenset({"ORES"}), new_subject=not found)
 
 
 def test_data_on_record_decides_other_requests_and_ores_is_inferred_without_any() -> None:

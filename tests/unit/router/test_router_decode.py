@@ -32,6 +32,8 @@ NOW = datetime(2026, 12, 1, tzinfo=UTC)
 TOPICS = {f"raw.{channel}": channel for channel in CHANNEL_CONTRACTS}
 EXPECTED = {f"raw.{channel}": name for channel, name in CHANNEL_CONTRACTS.items()}
 TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+# governance.excluded_purposes of the tagged events written (a subject's objections)
+EXCLUDED: tuple[tuple[str, ...], ...] = ((), ("reporting",), (), ("profiling", "reporting"))
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +153,7 @@ def test_templates_filled_in_equal_the_records_encoded_whole(
             continue
         assert decoded.templates is not None
         restricted, trace = number % 5 == 0, TRACE if number % 3 else None
+        excluded = EXCLUDED[number % len(EXCLUDED)]
         event_bytes = bytes([number % 256]) * (number % 900)
         tagged = {
             "event_id": envelope["event_id"], "contact_id": envelope["contact_id"],
@@ -161,7 +164,8 @@ def test_templates_filled_in_equal_the_records_encoded_whole(
                            "subject_pseudonym": subject,
                            "policy_version": attribution.policy_version,
                            "restricted": restricted,
-                           "retention_class": attribution.retention_class},
+                           "retention_class": attribution.retention_class,
+                           "excluded_purposes": list(excluded)},
             "key_id": key_id, "source_fingerprint": contract.fingerprint_hex,
             "event": event_bytes, "traceparent": trace,
         }  # fmt: skip
@@ -170,6 +174,7 @@ def test_templates_filled_in_equal_the_records_encoded_whole(
             kind=record["kind"], occurred_at=envelope["occurred_at"], attribution=attribution,
             restricted=restricted, subject=subject, key_id=key_id,
             source_fingerprint=contract.fingerprint_hex, sealed=event_bytes, traceparent=trace,
+            excluded_purposes=excluded,
         )  # fmt: skip
         expected_tagged = serde.serialize(tagged, tagged_contract)
         assert decoded.templates.tagged_head is not None  # written by the decode stage

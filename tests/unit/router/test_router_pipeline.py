@@ -24,7 +24,7 @@ from processors.pii import compile_paths, rewrite_pii
 from processors.policy import Policy, parse_policy
 from processors.routing import NO_RESTRICTIONS, SubjectStatus
 from schemas import records
-from schemas.catalog import CHANNEL_CONTRACTS, SchemaCatalog
+from schemas.catalog import CHANNEL_CONTRACTS, Contract, SchemaCatalog
 from schemas.examples import CHANNELS, example_events
 from schemas.serde import AvroSerde
 from schemas.topic_names import (
@@ -278,6 +278,116 @@ def test_an_objected_purpose_is_not_produced(
     (still_handled,) = outcome.outputs  # the contact handling for ORES goes on
     assert _logical(still_handled) == CONTACT_ORES
     assert outcome.counts["suppressed", "coaching"] == 1
+
+
+# KPI fields each channel's newest contract version adds (phone v3, the others v2)
+KPI_FIELDS = {
+    "phone": ("queued_at", "wrap_up_s"),
+    "chat": ("first_response_at",),
+    "email": ("replied_to_received_at",),
+    "survey": ("survey_type", "related_channel", "csat"),
+    "social": ("comment_received_at",),
+}
+
+
+def _as_version(contract: Contract, event: dict[str, Any]) -> dict[str, Any]:
+    """`event` without the payload fields `contract` (an older version) does not have."""
+    union = next(f for f in contract.definition["fields"] if f["name"] == "payload")["type"]
+    branch = next(b for b in union if event["kind"] in b["kinds"])
+    known = {f["name"] for f in branch["fields"]}
+    return {**event, "payload": {k: v for k, v in event["payload"].items() if k in known}}
+
+
+def _masked(contract: Contract, record: dict[str, Any]) -> dict[str, Any]:
+    rewrite_pii(record, compile_paths(contract.pii_fields), lambda _path, _value: "*")
+    return record
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_events_of_every_contract_version_are_tagged_for_their_controller(
+    channel: str, pipeline: RouterPipeline, inputs: _Inputs, catalog: SchemaCatalog,
+    serde: AvroSerde,
+) -> None:  # fmt: skip
+    """Producers move to a new version at their own pace: events written with each version
+    of their channel's contract are routed alike, and the tagged event keeps the bytes as
+    written, so the newest version's KPI fields reach the controller's topic."""
+    name, number, carried = CHANNEL_CONTRACTS[channel], 100, set()
+    newest = catalog.latest(name)
+    assert newest.version == (3 if channel == "phone" else 2)
+    assert catalog.latest("TaggedContactEvent").version == 2
+    for version in catalog.versions(name):
+        contract = catalog.get(name, version)
+        for event in example_events(channel):
+            number += 1
+            raw = from_json(contract, _as_version(contract, _again(event, number)))
+            value = serde.serialize(raw, contract)
+            outcome = pipeline.process([inputs.raw(PREFIX + raw_topic(channel), value)], NOW)
+            (output,) = _on(outcome, CONTACT_ORES) + _on(outcome, CONTACT_COMNEXIO)
+            tagged_writer, tagged = serde.deserialize(output.value)
+            assert tagged_writer.label == "TaggedContactEvent v2"
+            controller = "COMNEXIO" if raw["envelope"]["purpose"] == "coaching" else "ORES"
+            assert tagged["governance"]["controller"] == controller
+            assert (tagged["channel"], tagged["kind"]) == (channel, raw["kind"])
+            assert tagged["governance"]["excluded_purposes"] == []
+            assert tagged["source_fingerprint"] == contract.fingerprint_hex
+            writer, sealed = serde.deserialize(tagged["event"])
+            assert writer is contract
+            assert _masked(contract, sealed) == _masked(contract, raw)
+            if contract is newest:
+                body = sealed["payload"]
+                body = body[1] if isinstance(body, tuple) else body
+                carried.update(f for f in KPI_FIELDS[channel] if body.get(f) is not None)
+    assert carried == set(KPI_FIELDS[channel])
+
+
+def test_the_newest_examples_carry_every_kpi_field(catalog: SchemaCatalog) -> None:
+    for channel, fields in KPI_FIELDS.items():
+        contract = catalog.latest(CHANNEL_CONTRACTS[channel])
+        for name in fields:
+            assert any(e["payload"].get(name) is not None for e in example_events(channel)), (
+                f"{contract.label}: no example sets {name}"
+            )
+
+
+def test_an_objection_to_reporting_marks_the_subjects_events_and_still_produces_them(
+    pipeline: RouterPipeline,
+    inputs: _Inputs,
+    serde: AvroSerde,
+    statuses: dict[str, SubjectStatus],
+) -> None:
+    """Reporting is derived from the contact-handling events: an objection to it keeps
+    them flowing to the controller, each naming the purpose it must be kept out of."""
+    call = _example("phone", "inbound_call")
+    comment = _example("social", "comment_received")  # another person
+    (tagged,) = _on(pipeline.process([inputs.record("phone", call)], NOW), CONTACT_ORES)
+    subject = tagged.key.decode()
+    assert _decoded(serde, tagged)["governance"]["excluded_purposes"] == []
+    statuses[subject] = SubjectStatus(objected_purposes=frozenset({"reporting"}))
+
+    outcome = pipeline.process(
+        [inputs.record("phone", _again(call, 7)), inputs.record("social", comment)], NOW
+    )
+    by_subject = {o.key.decode(): _decoded(serde, o) for o in _on(outcome, CONTACT_ORES)}
+    assert len(by_subject) == 2
+    assert by_subject.pop(subject)["governance"]["excluded_purposes"] == ["reporting"]
+    (other,) = by_subject.values()
+    assert other["governance"]["excluded_purposes"] == []
+    assert outcome.counts["suppressed", "reporting"] == 0
+
+    statuses[subject] = SubjectStatus(objected_purposes=frozenset({"coaching", "reporting"}))
+    recording = _example("phone", "recording_available")  # coaching, the same phone
+    outcome = pipeline.process(
+        [inputs.record("phone", recording), inputs.record("phone", _again(call, 8))], NOW
+    )
+    (handled,) = outcome.outputs  # coaching is not produced; contact handling is, marked
+    assert _logical(handled) == CONTACT_ORES
+    assert _decoded(serde, handled)["governance"]["excluded_purposes"] == ["reporting"]
+    assert outcome.counts["suppressed", "coaching"] == 1
+
+    statuses[subject] = SubjectStatus(restricted=True, objected_purposes=frozenset({"reporting"}))
+    (restricted,) = pipeline.process([inputs.record("phone", _again(call, 9))], NOW).outputs
+    assert _logical(restricted) == CONTACT_RESTRICTED
+    assert _decoded(serde, restricted)["governance"]["excluded_purposes"] == ["reporting"]
 
 
 def test_an_event_no_policy_rule_covers_is_quarantined(
