@@ -14,10 +14,12 @@ replaces the earlier one, and it is marked final once the grace period is over.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -48,10 +50,11 @@ from schemas.topic_names import (
 )
 from streams.bootstrap import Container
 from streams.control.app import faust_credentials
+from streams.errors import ContactflowError
 
 log = logging.getLogger(__name__)
 APP_ID = "contactflow-reporting"
-STAGE = "reporting-extract"
+STAGE, APPLY_STAGE = "reporting-extract", "reporting-apply"
 CELLS_TABLE = "kpi-cells"
 # RocksDB per table partition: small caches, the cells are few and small.
 _ROCKSDB = {"driver": "rocksdict", "block_cache_size": 8 << 20,
@@ -72,6 +75,24 @@ class _ReadCommittedThread(AIOKafkaConsumerThread):
 class _ReadCommittedConsumer(AIOKafkaConsumer):
     def _new_consumer_thread(self) -> _ReadCommittedThread:
         return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
+
+
+_held: list[Any] = []  # the open lock file of this process's store
+
+
+def _hold_store(datadir: Path) -> None:
+    """One reporting app per store: a second one on the same data directory would die
+    inside RocksDB on a lock with a traceback; it is refused here in one line instead."""
+    handle = (datadir / "app.lock").open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ContactflowError(
+            f"another reporting app is using {datadir}; give each app its own "
+            "CONTACTFLOW_DATA_DIR (they share the work through their consumer group)"
+        ) from None
+    _held.append(handle)
 
 
 def read_committed(app: faust.App) -> None:
@@ -134,6 +155,7 @@ def create_reporting_app(
     settings = container.settings
     datadir = settings.data_dir / "faust-reporting"
     datadir.mkdir(parents=True, exist_ok=True)
+    _hold_store(datadir)
     app = faust.App(
         settings.scoped(APP_ID), broker=f"kafka://{settings.bootstrap}",
         broker_credentials=faust_credentials(settings), store="rocksdb://",
@@ -168,21 +190,21 @@ def create_reporting_app(
             try:
                 made = extractor.facts(event.value, source, message.offset, routed_at)
             except (SchemaError, KeyError, TypeError, ValueError) as error:
-                await _dead_letter(message, event.value, error)
+                await _dead_letter(message, event.value, error, STAGE)
                 continue
             for key, value in made:
                 stats.facts += 1
                 await facts_topic.send(key=key, value=value)
 
-    async def _dead_letter(message: Any, value: bytes, error: Exception) -> None:
+    async def _dead_letter(message: Any, value: bytes, error: Exception, stage: str) -> None:
         stats.dead_lettered += 1
         code = type(error).__name__
-        log.error("%s failed at %s[%s]@%s: %s", STAGE, message.topic, message.partition,
+        log.error("%s failed at %s[%s]@%s: %s", stage, message.topic, message.partition,
                   message.offset, code)  # fmt: skip
         letter = records.dead_letter(
             source_topic=message.topic, source_partition=message.partition,
-            source_offset=message.offset, stage=STAGE, reason_code=code,
-            reason=f"tagged event not readable for reporting ({code})",
+            source_offset=message.offset, stage=stage, reason_code=code,
+            reason=f"record not readable for reporting ({code})",
             original_key=message.key, original_value=value, failed_at=clock(),
         )  # fmt: skip
         where = records.dead_letter_key(message.topic, message.partition, message.offset)
@@ -192,8 +214,13 @@ def create_reporting_app(
         async for event in stream.events():
             if event.value is None:
                 continue
-            _, fact = serde.deserialize(event.value)
-            for key, window, group in apply_fact(cells, fact, config.min_subjects, config.grace):
+            try:
+                _, fact = serde.deserialize(event.value)
+                touched = apply_fact(cells, fact, config.min_subjects, config.grace)
+            except (SchemaError, KeyError, TypeError, ValueError) as error:
+                await _dead_letter(event.message, event.value, error, APPLY_STAGE)
+                continue
+            for key, window, group in touched:
                 stats.figures[key] = (window, group)
             stats.applied += 1
 
