@@ -50,6 +50,24 @@ def bench_privacy(
         console.print(line, soft_wrap=True)
 
 
+@bench_app.command("kpi")
+def bench_kpi(
+    events: Annotated[int, typer.Option(min=100, help="Events in the workload.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Seed of the workload.")] = 20251126,
+    verify: Annotated[
+        bool, typer.Option(help="Run `kpi verify` at the end (it never fails the bench).")
+    ] = True,
+) -> None:
+    """The workload through one router, then the reporting app, on a throwaway broker of
+    its own. Last line: kpi_events_per_s= kpi_vs_router= kpi_rss_mib= (target >= 1.0)."""
+    from streams.dev.bench.kpi_bench import run_kpi_bench
+
+    with progress("bench kpi") as say:
+        result = run_kpi_bench(say, events=events, seed=seed, verify=verify)
+    for line in result.report_lines():
+        console.print(line, soft_wrap=True)
+
+
 @bench_app.command("faults")
 def bench_faults(
     events: Annotated[
