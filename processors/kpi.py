@@ -14,7 +14,7 @@ replayed after a crash is not counted twice; `figure_of` turns a cell into the p
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
@@ -414,13 +414,16 @@ def add_measures(into: dict[str, int], more: Mapping[str, int]) -> None:
 # ---------------------------------------------------------------------------- facts
 
 
-def facts_of(
+Entry = tuple[str, Group, str, dict[str, Any]]  # cell key of its day or week, group, grain, entry
+
+
+def entries_of(
     tagged: Mapping[str, Any], raw: Mapping[str, Any], *, source: str, offset: int,
     routed_at: datetime, config: KpiConfig,
-) -> list[tuple[str, dict[str, Any]]]:  # fmt: skip
-    """The `KpiFact` records one tagged event makes, each with its repartition key: one for
-    its hour and day windows, one for its week window when it adds a weekly measure. None
-    when the event may not be used for reporting or adds nothing."""
+) -> list[Entry]:  # fmt: skip
+    """What one tagged event adds: an entry for its hour and day windows, and one for its
+    week window when it adds a weekly measure. None when the event may not be used for
+    reporting or adds nothing."""
     if not counts_for_reporting(tagged["governance"]):
         return []
     envelope = raw["envelope"]
@@ -432,17 +435,37 @@ def facts_of(
     tag = subject_tag(tagged["governance"]["subject_pseudonym"])
     out = []
     for grain, measures in ((DAY, daily), (WEEK, weekly)):
-        if not measures:
-            continue
-        fact = {
-            "source": source, "source_offset": offset, "routed_at": routed_at,
-            "channel": group.channel, "site": group.site, "language": group.language,
-            "queue": group.queue, "grain": grain, "occurred_at": occurred_at,
-            "subject_tag": tag, "measures": measures,
-        }  # fmt: skip
-        # every window a fact updates lies inside its day (or week): one partition owns them
-        out.append((cell_key(windows_of(occurred_at, grain)[-1], group), fact))
+        if measures:
+            entry = {
+                "source": source, "source_offset": offset, "routed_at": routed_at,
+                "occurred_at": occurred_at, "subject_tag": tag, "measures": measures,
+            }  # fmt: skip
+            # every window an entry updates lies inside its day (or week): one partition
+            out.append((cell_key(windows_of(occurred_at, grain)[-1], group), group, grain, entry))
     return out
+
+
+def batch_facts(entries: Iterable[Entry]) -> list[tuple[str, dict[str, Any]]]:
+    """The `KpiFact` records of a batch of entries, one per day (or week) and group, each
+    with its repartition key; entries keep their order, so each source's offsets rise."""
+    facts: dict[str, dict[str, Any]] = {}
+    for key, group, grain, entry in entries:
+        fact = facts.get(key)
+        if fact is None:
+            fact = facts[key] = {"channel": group.channel, "site": group.site,
+                                 "language": group.language, "queue": group.queue,
+                                 "grain": grain, "entries": []}  # fmt: skip
+        fact["entries"].append(entry)
+    return list(facts.items())
+
+
+def facts_of(
+    tagged: Mapping[str, Any], raw: Mapping[str, Any], *, source: str, offset: int,
+    routed_at: datetime, config: KpiConfig,
+) -> list[tuple[str, dict[str, Any]]]:  # fmt: skip
+    """The `KpiFact` records of one tagged event alone (see `entries_of`)."""
+    return batch_facts(entries_of(tagged, raw, source=source, offset=offset,
+                                  routed_at=routed_at, config=config))  # fmt: skip
 
 
 def group_of_fact(fact: Mapping[str, Any]) -> Group:
@@ -452,22 +475,32 @@ def group_of_fact(fact: Mapping[str, Any]) -> Group:
 def apply_fact(
     cells: Any, fact: Mapping[str, Any], min_subjects: int, grace: timedelta
 ) -> list[tuple[str, Window, Group]]:
-    """Apply a fact to its windows' cells in `cells` (a mapping of cell key to `Cell`, e.g. a
-    dict, or a view of the app's table that loads and stores); returns the windows touched,
-    replayed or not, so their figures are published again."""
+    """Apply a fact's entries to their windows' cells in `cells` (a mapping of cell key to
+    `Cell`, e.g. a dict, or a view of the app's table that loads and stores), each cell
+    loaded and stored once; returns the windows touched, replayed or not, so their figures
+    are published again."""
     group = group_of_fact(fact)
+    loaded: dict[str, tuple[Window, Cell | None, Cell]] = {}
+    changed: set[str] = set()
+    for entry in fact["entries"]:
+        for window in windows_of(entry["occurred_at"], fact["grain"]):
+            key = cell_key(window, group)
+            if key not in loaded:
+                known = cells.get(key)
+                loaded[key] = (window, known, known or Cell())
+            cell = loaded[key][2]
+            source, offset = entry["source"], entry["source_offset"]
+            if is_late(window, entry["routed_at"], grace):
+                done = cell.skip_late(source, offset)
+            else:
+                done = cell.apply(source, offset, entry["subject_tag"], entry["measures"],
+                                  min_subjects)  # fmt: skip
+            if done:
+                changed.add(key)
     touched = []
-    for window in windows_of(fact["occurred_at"], fact["grain"]):
-        key = cell_key(window, group)
-        known = cells.get(key)
-        cell = known or Cell()
-        if is_late(window, fact["routed_at"], grace):
-            changed = cell.skip_late(fact["source"], fact["source_offset"])
-        else:
-            changed = cell.apply(fact["source"], fact["source_offset"], fact["subject_tag"],
-                                 fact["measures"], min_subjects)  # fmt: skip
-        if changed:
+    for key, (window, known, cell) in loaded.items():
+        if key in changed:
             cells[key] = cell
-        if changed or known is not None:
+        if key in changed or known is not None:
             touched.append((key, window, group))
     return touched

@@ -28,11 +28,13 @@ from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 
 from processors.kpi import (
     Cell,
+    Entry,
     Group,
     KpiConfig,
     Window,
     apply_fact,
-    facts_of,
+    batch_facts,
+    entries_of,
     figure_of,
     parse_cell_key,
     routed_time,
@@ -55,6 +57,7 @@ from streams.errors import ContactflowError
 log = logging.getLogger(__name__)
 APP_ID = "contactflow-reporting"
 STAGE, APPLY_STAGE = "reporting-extract", "reporting-apply"
+EXTRACT_BATCH, EXTRACT_WITHIN_S = 2000, 0.2  # tagged events per batch, longest wait for one
 CELLS_TABLE = "kpi-cells"
 # RocksDB per table partition: small caches, the cells are few and small.
 _ROCKSDB = {"driver": "rocksdict", "block_cache_size": 8 << 20,
@@ -132,20 +135,22 @@ class TableCells:
 
 
 class FactExtractor:
-    """Tagged event bytes in, (repartition key, encoded KpiFact) out; a tagged event that
-    cannot be read is dead-lettered with its bytes (by the caller) and never stops the app."""
+    """Tagged event bytes in, the entries they add to the reporting out; a batch of entries
+    in, encoded `KpiFact` records out (one per group and day or week)."""
 
     def __init__(self, serde: AvroSerde, config: KpiConfig, fact_contract: Any) -> None:
         self._serde, self._config, self._contract = serde, config, fact_contract
 
-    def facts(
-        self, value: bytes, source: str, offset: int, routed_at: datetime
-    ) -> list[tuple[bytes, bytes]]:
+    def entries(self, value: bytes, source: str, offset: int, routed_at: datetime) -> list[Entry]:
+        """What one tagged event adds; schema and shape errors when it cannot be read."""
         _, tagged = self._serde.deserialize(value)
         _, raw = self._serde.deserialize(tagged["event"])
-        made = facts_of(tagged, raw, source=source, offset=offset, routed_at=routed_at,
-                        config=self._config)  # fmt: skip
-        return [(key.encode(), self._serde.serialize(fact, self._contract)) for key, fact in made]
+        return entries_of(tagged, raw, source=source, offset=offset, routed_at=routed_at,
+                          config=self._config)  # fmt: skip
+
+    def facts(self, entries: list[Entry]) -> list[tuple[bytes, bytes]]:
+        return [(key.encode(), self._serde.serialize(fact, self._contract))
+                for key, fact in batch_facts(entries)]  # fmt: skip
 
 
 def create_reporting_app(
@@ -180,21 +185,28 @@ def create_reporting_app(
     stats = ReportingStats()
 
     async def extract(stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            if event.value is None:
-                continue
-            stats.events += 1
-            source = f"{message.topic}/{message.partition}"
-            routed_at = routed_time(round(message.timestamp * 1000))
-            try:
-                made = extractor.facts(event.value, source, message.offset, routed_at)
-            except (SchemaError, KeyError, TypeError, ValueError) as error:
-                await _dead_letter(message, event.value, error, STAGE)
-                continue
-            for key, value in made:
+        """Batches of tagged events in, one fact per group and day (or week) of the batch
+        out: a few messages per batch instead of one or two per event. The batch's input
+        offsets are committed only after its facts are flushed."""
+        async for events in stream.take_events(EXTRACT_BATCH, within=EXTRACT_WITHIN_S):
+            entries: list[Entry] = []
+            for event in events:
+                if event.value is not None:
+                    entries += await _entries(event)
+            for key, value in extractor.facts(entries):
                 stats.facts += 1
                 await facts_topic.send(key=key, value=value)
+
+    async def _entries(event: Any) -> list[Entry]:
+        message = event.message
+        stats.events += 1
+        source = f"{message.topic}/{message.partition}"
+        routed_at = routed_time(round(message.timestamp * 1000))
+        try:
+            return extractor.entries(event.value, source, message.offset, routed_at)
+        except (SchemaError, KeyError, TypeError, ValueError) as error:
+            await _dead_letter(message, event.value, error, STAGE)
+            return []
 
     async def _dead_letter(message: Any, value: bytes, error: Exception, stage: str) -> None:
         stats.dead_lettered += 1
