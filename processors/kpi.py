@@ -17,6 +17,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -82,7 +83,13 @@ def windows_of(occurred_at: datetime, grain: str) -> tuple[Window, ...]:
     """The windows an event of `occurred_at` falls in: hour and day for grain 'day', the ISO
     week for grain 'week'. Local time is Europe/Brussels, so a day lasts 23 or 25 hours on
     the days the clocks change."""
-    local = occurred_at.astimezone(BRUSSELS)
+    # Brussels is whole hours from UTC: every instant of a UTC hour has the same windows
+    return _windows_of_hour(int(occurred_at.timestamp()) // 3600, grain)
+
+
+@lru_cache(maxsize=4096)
+def _windows_of_hour(hour: int, grain: str) -> tuple[Window, ...]:
+    local = (EPOCH + timedelta(hours=hour)).astimezone(BRUSSELS)
     if grain == WEEK:
         return (week_window(local),)
     return hour_window(local), day_window(local)
