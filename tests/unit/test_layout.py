@@ -70,6 +70,6 @@ def test_streams_root_keeps_only_shared_modules() -> None:
     loose = sorted(p.name for p in (ROOT / "streams").glob("*.py") if p.name != "__init__.py")
     groups = sorted(p.name for p in (ROOT / "streams").iterdir() if (p / "__init__.py").exists())
     assert groups == [
-        "cli", "control", "dev", "kafka", "ledger", "ops", "router", "runtime", "sdk"
+        "cli", "control", "dev", "kafka", "ledger", "ops", "reporting", "router", "runtime", "sdk"
     ]  # fmt: skip
     assert len(loose) <= 10, loose

@@ -17,6 +17,7 @@ DESIGN_TOPICS = {
     "privacy.requests.v1", "privacy.controller.ores.v1", "privacy.instructions.v1",
     "privacy.erasure.v1", "privacy.restriction.v1", "privacy.acks.v1",
     "privacy.subject-state.v1", "privacy.audit.v1",
+    "reporting.facts.v1", "reporting.cells-changelog.v1", "reporting.kpi.v1",
 }  # fmt: skip
 
 
@@ -28,7 +29,8 @@ def test_every_design_topic_is_declared_once() -> None:
 def test_compacted_topics_are_the_keyed_state_ones() -> None:
     catalog = load_topics(TOPICS)
     compacted = {s.name for s in catalog.specs if "compact" in s.configs["cleanup.policy"]}
-    assert compacted == {"recordings.standard.v1", "recordings.hold.v1", "privacy.subject-state.v1"}
+    assert compacted == {"recordings.standard.v1", "recordings.hold.v1", "privacy.subject-state.v1",
+                         "reporting.cells-changelog.v1", "reporting.kpi.v1"}  # fmt: skip
 
 
 def test_raw_topics_holding_clear_pii_expire_within_three_days() -> None:
