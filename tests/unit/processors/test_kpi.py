@@ -9,24 +9,29 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from processors import kpi
 from processors.kpi import (
+    BRUSSELS,
     DAY,
     HOUR,
     KPI_NAMES,
     WEEK,
     Cell,
+    Entry,
     Group,
     KpiConfig,
     Window,
     apply_fact,
+    batch_facts,
     cell_key,
     counts_for_reporting,
+    entries_of,
     facts_of,
     figure_of,
     group_of,
@@ -39,6 +44,8 @@ from processors.kpi import (
     window_of_label,
     windows_of,
 )
+from schemas.catalog import SchemaCatalog
+from schemas.serde import AvroSerde
 
 AVRO = Path(__file__).resolve().parents[3] / "schemas" / "avro"
 CONFIG = KpiConfig()  # service level 20 s, k = 5, grace 6 h
@@ -182,13 +189,15 @@ def _governance(**fields: Any) -> dict[str, Any]:
     return governance | fields
 
 
-def _tagged(channel: str, kind: str, **governance: Any) -> dict[str, Any]:
+def _tagged(
+    channel: str, kind: str, occurred_at: datetime = T0, **governance: Any
+) -> dict[str, Any]:
     return {
         "event_id": EVENT_ID,
         "contact_id": CONTACT_ID,
         "channel": channel,
         "kind": kind,
-        "occurred_at": T0,
+        "occurred_at": occurred_at,
         "governance": _governance(**governance),
         "key_id": "dk-1",
         "source_fingerprint": "0123456789abcdef",
@@ -198,35 +207,64 @@ def _tagged(channel: str, kind: str, **governance: Any) -> dict[str, Any]:
 
 
 def _raw(
-    kind: str, branch: str, body: dict[str, Any], service: str = "incoming_call"
+    kind: str,
+    branch: str,
+    body: dict[str, Any],
+    service: str = "incoming_call",
+    occurred_at: datetime = T0,
 ) -> dict[str, Any]:
     """A decoded raw event as fastavro gives it with return_record_name (a (name, dict) pair)."""
     return {
-        "envelope": _envelope(service),
+        "envelope": _envelope(service, occurred_at),
         "kind": kind,
         "payload": (f"be.comnexio.contactflow.{branch}", body),
     }
 
 
-def _fact(**fields: Any) -> dict[str, Any]:
-    fact: dict[str, Any] = {
+def _entry(**fields: Any) -> dict[str, Any]:
+    """One entry of a KpiFact: what one event adds."""
+    entry: dict[str, Any] = {
         "source": "contact.ores.v1/2",
         "source_offset": 41,
         "routed_at": T0 + timedelta(minutes=1),
-        "channel": "phone",
-        "site": "gosselies",
-        "language": "fr",
-        "queue": "ores-outage-fr",
-        "grain": DAY,
         "occurred_at": T0,
         "subject_tag": TAGS[0],
         "measures": {"offered": 1, "answered": 1},
     }
-    return fact | fields
+    return entry | fields
+
+
+def _fact(*entries: dict[str, Any], grain: str = DAY, group: Group = OUTAGE) -> dict[str, Any]:
+    """A KpiFact of `group` and `grain` carrying `entries` (one default entry when none)."""
+    return {
+        "channel": group.channel,
+        "site": group.site,
+        "language": group.language,
+        "queue": group.queue,
+        "grain": grain,
+        "entries": list(entries) if entries else [_entry()],
+    }
 
 
 def _schema_fields(name: str) -> set[str]:
     return {f["name"] for f in json.loads((AVRO / name).read_text())["fields"]}
+
+
+@pytest.fixture(scope="module")
+def catalog() -> SchemaCatalog:
+    return SchemaCatalog.load()
+
+
+@pytest.fixture(scope="module")
+def serde(catalog: SchemaCatalog) -> AvroSerde:
+    return AvroSerde(catalog)
+
+
+def _fact_fields(catalog: SchemaCatalog) -> tuple[set[str], set[str]]:
+    """The field names of the latest KpiFact contract and of its entries' record."""
+    fields = catalog.latest("KpiFact").definition["fields"]
+    (entries,) = [f for f in fields if f["name"] == "entries"]
+    return {f["name"] for f in fields}, {f["name"] for f in entries["type"]["items"]["fields"]}
 
 
 # ---------------------------------------------------------------------------- config
@@ -322,6 +360,53 @@ def test_spring_clock_change_day_lasts_23_hours_and_has_no_two_oclock() -> None:
     labels = [windows_of(day.start + timedelta(hours=h), DAY)[0].label for h in range(23)]
     assert len(set(labels)) == 23
     assert not [label for label in labels if " 02:00 " in label]
+
+
+def test_windows_are_the_same_for_every_instant_of_a_utc_hour() -> None:
+    kpi._windows_of_hour.cache_clear()  # a fresh memo, whatever ran before
+    # 09:00-10:00 UTC on 2026-01-15 is 10:00-11:00 CET, however the instant is written
+    same_hour = [
+        _utc(2026, 1, 15, 9, 0),
+        T0,
+        _utc(2026, 1, 15, 9, 59, 59) + timedelta(microseconds=999_999),
+        datetime(2026, 1, 15, 10, 45, tzinfo=BRUSSELS),  # 09:45 UTC
+        datetime(2026, 1, 15, 15, 10, tzinfo=timezone(timedelta(hours=5, minutes=30))),  # 09:40
+    ]
+    for instant in same_hour:
+        assert windows_of(instant, DAY) == (HOUR_T0, DAY_T0)
+        assert windows_of(instant, DAY) is windows_of(T0, DAY)  # memoised, not rebuilt
+        assert windows_of(instant, WEEK) == (WEEK_T0,)
+    # the instants either side of that hour are in the hours either side
+    before = windows_of(_utc(2026, 1, 15, 8, 59, 59) + timedelta(microseconds=999_999), DAY)
+    after = windows_of(_utc(2026, 1, 15, 10, 0), DAY)
+    assert (before[0].label, after[0].label) == (
+        "2026-01-15 09:00 +01:00",
+        "2026-01-15 11:00 +01:00",
+    )
+    assert before[1] == after[1] == DAY_T0
+
+
+def test_the_memo_keeps_the_two_autumn_two_oclocks_apart() -> None:
+    kpi._windows_of_hour.cache_clear()
+    # 2026-10-25: 00:00-01:00 UTC is 02:00-03:00 CEST, 01:00-02:00 UTC is 02:00-03:00 CET.
+    # Ask for the second 02:30 first, by its local time (fold=1), then for the first.
+    second = windows_of(datetime(2026, 10, 25, 2, 30, tzinfo=BRUSSELS, fold=1), DAY)
+    first = windows_of(datetime(2026, 10, 25, 2, 30, tzinfo=BRUSSELS), DAY)
+    first_hour = Window(
+        HOUR, _utc(2026, 10, 25, 0, 0), _utc(2026, 10, 25, 1, 0), "2026-10-25 02:00 +02:00"
+    )
+    second_hour = Window(
+        HOUR, _utc(2026, 10, 25, 1, 0), _utc(2026, 10, 25, 2, 0), "2026-10-25 02:00 +01:00"
+    )
+    day = Window(DAY, _utc(2026, 10, 24, 22, 0), _utc(2026, 10, 25, 23, 0), "2026-10-25")
+    assert first == (first_hour, day)
+    assert second == (second_hour, day)
+    # every instant of each UTC hour gets that hour's windows back
+    assert windows_of(_utc(2026, 10, 25, 0, 0), DAY) == (first_hour, day)
+    assert windows_of(_utc(2026, 10, 25, 0, 59, 59), DAY) == (first_hour, day)
+    assert windows_of(_utc(2026, 10, 25, 1, 0), DAY) == (second_hour, day)
+    assert windows_of(_utc(2026, 10, 25, 1, 59, 59), DAY) == (second_hour, day)
+    assert cell_key(first_hour, OUTAGE) != cell_key(second_hour, OUTAGE)
 
 
 def test_iso_week_across_the_year_boundary() -> None:
@@ -857,7 +942,8 @@ def test_a_day_fact_updates_its_hour_and_its_day() -> None:
 
 def test_a_week_fact_updates_its_week() -> None:
     cells: dict[str, Cell] = {}
-    touched = apply_fact(cells, _fact(grain=WEEK, measures={"complaints": 1}), K, GRACE)
+    fact = _fact(_entry(measures={"complaints": 1}), grain=WEEK)
+    touched = apply_fact(cells, fact, K, GRACE)
     assert touched == [(OUTAGE_WEEK_KEY, WEEK_T0, OUTAGE)]
     assert list(cells) == [OUTAGE_WEEK_KEY]
     assert cells[OUTAGE_WEEK_KEY].measures == {"complaints": 1}
@@ -866,11 +952,12 @@ def test_a_week_fact_updates_its_week() -> None:
 def test_facts_accumulate_and_a_replayed_fact_is_touched_but_changes_nothing() -> None:
     cells: dict[str, Cell] = {}
     for offset, tag in enumerate(TAGS[:5]):
-        apply_fact(cells, _fact(source_offset=offset, subject_tag=tag), K, GRACE)
+        apply_fact(cells, _fact(_entry(source_offset=offset, subject_tag=tag)), K, GRACE)
     # a second hour of the same day
-    apply_fact(cells, _fact(source_offset=5, occurred_at=T0 + timedelta(hours=1)), K, GRACE)
+    next_hour_entry = _entry(source_offset=5, occurred_at=T0 + timedelta(hours=1))
+    apply_fact(cells, _fact(next_hour_entry), K, GRACE)
     before = copy.deepcopy(cells)
-    touched = apply_fact(cells, _fact(source_offset=3, subject_tag=TAGS[3]), K, GRACE)
+    touched = apply_fact(cells, _fact(_entry(source_offset=3, subject_tag=TAGS[3])), K, GRACE)
     assert [key for key, _, _ in touched] == [OUTAGE_HOUR_KEY, OUTAGE_DAY_KEY]
     assert cells == before
     assert cells[OUTAGE_HOUR_KEY].measures == {"offered": 5, "answered": 5}
@@ -886,7 +973,7 @@ def test_facts_accumulate_and_a_replayed_fact_is_touched_but_changes_nothing() -
 def test_a_fact_late_for_its_hour_still_counts_in_its_open_day() -> None:
     # hour 09:00-10:00 UTC closes for good at 16:00 UTC; the day at 05:00 UTC on the 16th
     cells: dict[str, Cell] = {}
-    touched = apply_fact(cells, _fact(routed_at=_utc(2026, 1, 15, 16, 0)), K, GRACE)
+    touched = apply_fact(cells, _fact(_entry(routed_at=_utc(2026, 1, 15, 16, 0))), K, GRACE)
     assert [key for key, _, _ in touched] == [OUTAGE_HOUR_KEY, OUTAGE_DAY_KEY]
     assert cells[OUTAGE_HOUR_KEY] == Cell({}, [], False, {"contact.ores.v1/2": 41}, 0, 1)
     assert cells[OUTAGE_DAY_KEY] == Cell(
@@ -897,20 +984,20 @@ def test_a_fact_late_for_its_hour_still_counts_in_its_open_day() -> None:
 def test_a_fact_just_inside_the_grace_updates_its_hour() -> None:
     cells: dict[str, Cell] = {}
     routed = _utc(2026, 1, 15, 16, 0) - timedelta(milliseconds=1)
-    apply_fact(cells, _fact(routed_at=routed), K, GRACE)
+    apply_fact(cells, _fact(_entry(routed_at=routed)), K, GRACE)
     assert cells[OUTAGE_HOUR_KEY].measures == {"offered": 1, "answered": 1}
     assert cells[OUTAGE_HOUR_KEY].late == 0
 
 
 def test_a_fact_after_its_days_grace_changes_no_measure() -> None:
     cells: dict[str, Cell] = {}
-    apply_fact(cells, _fact(routed_at=_utc(2026, 1, 16, 5, 0)), K, GRACE)
+    apply_fact(cells, _fact(_entry(routed_at=_utc(2026, 1, 16, 5, 0))), K, GRACE)
     assert {key: (c.measures, c.late) for key, c in cells.items()} == {
         OUTAGE_HOUR_KEY: ({}, 1),
         OUTAGE_DAY_KEY: ({}, 1),
     }
     cells = {}
-    apply_fact(cells, _fact(routed_at=_utc(2026, 1, 16, 4, 59)), K, GRACE)
+    apply_fact(cells, _fact(_entry(routed_at=_utc(2026, 1, 16, 4, 59))), K, GRACE)
     assert cells[OUTAGE_DAY_KEY].measures == {"offered": 1, "answered": 1}
     assert cells[OUTAGE_HOUR_KEY].late == 1
 
@@ -918,13 +1005,169 @@ def test_a_fact_after_its_days_grace_changes_no_measure() -> None:
 def test_a_late_week_fact_is_judged_against_the_week_end() -> None:
     # W03 ends at 2026-01-18 23:00 UTC; with 6 h of grace it closes at 05:00 UTC on the 19th
     cells: dict[str, Cell] = {}
-    week_fact = _fact(grain=WEEK, measures={"complaints": 1}, routed_at=_utc(2026, 1, 19, 4, 0))
-    apply_fact(cells, week_fact, K, GRACE)
+    week_entry = _entry(measures={"complaints": 1}, routed_at=_utc(2026, 1, 19, 4, 0))
+    apply_fact(cells, _fact(week_entry, grain=WEEK), K, GRACE)
     assert cells[OUTAGE_WEEK_KEY].measures == {"complaints": 1}
-    apply_fact(
-        cells, week_fact | {"source_offset": 42, "routed_at": _utc(2026, 1, 19, 5)}, K, GRACE
-    )
+    later = week_entry | {"source_offset": 42, "routed_at": _utc(2026, 1, 19, 5)}
+    apply_fact(cells, _fact(later, grain=WEEK), K, GRACE)
     assert (cells[OUTAGE_WEEK_KEY].measures, cells[OUTAGE_WEEK_KEY].late) == ({"complaints": 1}, 1)
+
+
+class CountingCells(dict[str, Cell]):
+    """A dict of cells that counts, per key, the loads (`get`) and stores (`__setitem__`) that
+    would each cost a read or a write of the app's table."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loads: dict[str, int] = {}
+        self.stores: dict[str, int] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.loads[key] = self.loads.get(key, 0) + 1
+        return super().get(key, default)
+
+    def __setitem__(self, key: str, value: Cell) -> None:
+        self.stores[key] = self.stores.get(key, 0) + 1
+        super().__setitem__(key, value)
+
+
+NEXT_HOUR = Window(
+    HOUR,
+    datetime(2026, 1, 15, 10, 0, tzinfo=UTC),
+    datetime(2026, 1, 15, 11, 0, tzinfo=UTC),
+    "2026-01-15 11:00 +01:00",
+)
+NEXT_HOUR_KEY = "hour|2026-01-15 11:00 +01:00|phone|gosselies|fr|ores-outage-fr"
+
+
+def test_a_fact_of_entries_in_two_hours_stores_each_of_its_three_cells_once() -> None:
+    # 09:30 and 09:50 UTC are in the 10:00 CET hour, 10:30 UTC in the 11:00 one
+    def entry(offset: int, at: datetime, tag: bytes, measures: dict[str, int]) -> dict[str, Any]:
+        return _entry(
+            source_offset=offset,
+            occurred_at=at,
+            routed_at=at + timedelta(minutes=1),
+            subject_tag=tag,
+            measures=measures,
+        )
+
+    fact = _fact(
+        entry(50, T0, TAGS[0], {"offered": 1, "answered": 1, "answer_wait_ms": 4_000}),
+        entry(51, T0 + timedelta(hours=1), TAGS[1], {"offered": 1, "abandoned": 1}),
+        entry(52, T0 + timedelta(minutes=20), TAGS[2], {"offered": 1, "answered": 1,
+                                                         "answer_wait_ms": 6_000}),
+    )  # fmt: skip
+    cells = CountingCells()
+    touched = apply_fact(cells, fact, K, GRACE)
+    assert touched == [
+        (OUTAGE_HOUR_KEY, HOUR_T0, OUTAGE),
+        (OUTAGE_DAY_KEY, DAY_T0, OUTAGE),
+        (NEXT_HOUR_KEY, NEXT_HOUR, OUTAGE),
+    ]
+    once = {OUTAGE_HOUR_KEY: 1, OUTAGE_DAY_KEY: 1, NEXT_HOUR_KEY: 1}
+    assert (cells.loads, cells.stores) == (once, once)
+    applied = {"contact.ores.v1/2": 52}
+    assert dict(cells) == {
+        OUTAGE_HOUR_KEY: Cell(
+            {"offered": 2, "answered": 2, "answer_wait_ms": 10_000},
+            [TAGS[0], TAGS[2]], False, applied, revision=2, late=0,
+        ),
+        NEXT_HOUR_KEY: Cell(
+            {"offered": 1, "abandoned": 1}, [TAGS[1]], False, {"contact.ores.v1/2": 51},
+            revision=1, late=0,
+        ),
+        OUTAGE_DAY_KEY: Cell(
+            {"offered": 3, "answered": 2, "answer_wait_ms": 10_000, "abandoned": 1},
+            TAGS[:3], False, applied, revision=3, late=0,
+        ),
+    }  # fmt: skip
+    # the same fact again: each cell loaded once more, none stored, all touched
+    before = copy.deepcopy(dict(cells))
+    assert apply_fact(cells, fact, K, GRACE) == touched
+    assert cells.loads == {key: 2 for key in once}
+    assert cells.stores == once
+    assert dict(cells) == before
+
+
+# e1..e6 of one source, offsets 10..15: e1, e2 and e4 in the 10:00 CET hour (09:xx UTC),
+# e3, e5 and e6 in the 11:00 one; e(n) adds n seconds of wait and is person n.
+REPLAYED = "contact.ores.v1/4"
+OTHER = "contact.comnexio.v1/0"
+_MINUTES_PAST_NINE = {1: 5, 2: 15, 3: 65, 4: 25, 5: 75, 6: 85}
+
+
+def _e(n: int) -> dict[str, Any]:
+    at = _utc(2026, 1, 15, 9, 0) + timedelta(minutes=_MINUTES_PAST_NINE[n])
+    return _entry(
+        source=REPLAYED,
+        source_offset=9 + n,
+        occurred_at=at,
+        routed_at=at + timedelta(seconds=30),
+        subject_tag=TAGS[n - 1],
+        measures={"offered": 1, "answer_wait_ms": n * 1_000},
+    )
+
+
+ONE_PASS = {
+    OUTAGE_HOUR_KEY: Cell(
+        {"offered": 3, "answer_wait_ms": 7_000},  # e1 + e2 + e4
+        [TAGS[0], TAGS[1], TAGS[3]], False, {REPLAYED: 13}, revision=3, late=0,
+    ),
+    OUTAGE_DAY_KEY: Cell(
+        {"offered": 6, "answer_wait_ms": 21_000},  # 1 + 2 + ... + 6 s
+        [], True, {REPLAYED: 15}, revision=6, late=0,  # five people seen: anonymous
+    ),
+    NEXT_HOUR_KEY: Cell(
+        {"offered": 3, "answer_wait_ms": 14_000},  # e3 + e5 + e6
+        [TAGS[2], TAGS[4], TAGS[5]], False, {REPLAYED: 15}, revision=3, late=0,
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "applied_before_the_crash",
+    [[[1, 2, 3], [4, 5, 6]], [[1, 2, 3]]],
+    ids=["both-facts-applied", "second-fact-lost"],
+)
+def test_a_replay_batched_differently_counts_each_event_once(
+    applied_before_the_crash: list[list[int]],
+) -> None:
+    cells = CountingCells()
+    for batch in applied_before_the_crash:
+        apply_fact(cells, _fact(*[_e(n) for n in batch]), K, GRACE)
+    # the commit stopped at e3's offset: the replay reads e3..e6 as one batch
+    apply_fact(cells, _fact(*[_e(n) for n in (3, 4, 5, 6)]), K, GRACE)
+    assert dict(cells) == ONE_PASS
+    # each cell stored once per fact that changed it: twice in all, whichever was lost
+    assert cells.stores == {OUTAGE_HOUR_KEY: 2, OUTAGE_DAY_KEY: 2, NEXT_HOUR_KEY: 2}
+    # a later batch mixes another source, whose offsets are lower, with replayed e5 and e6
+    other = {"offered": 1, "abandoned": 1}
+    at_940, at_1040 = _utc(2026, 1, 15, 9, 40), _utc(2026, 1, 15, 10, 40)
+    mixed = _fact(
+        _entry(source=OTHER, source_offset=3, occurred_at=at_940, routed_at=at_940,
+               subject_tag=TAGS[6], measures=other),
+        _e(5),
+        _entry(source=OTHER, source_offset=4, occurred_at=at_1040, routed_at=at_1040,
+               subject_tag=TAGS[6], measures=other),
+        _e(6),
+    )  # fmt: skip
+    apply_fact(cells, mixed, K, GRACE)
+    assert dict(cells) == {
+        OUTAGE_HOUR_KEY: Cell(
+            {"offered": 4, "answer_wait_ms": 7_000, "abandoned": 1},
+            [TAGS[0], TAGS[1], TAGS[3], TAGS[6]], False, {REPLAYED: 13, OTHER: 3},
+            revision=4, late=0,
+        ),
+        OUTAGE_DAY_KEY: Cell(
+            {"offered": 8, "answer_wait_ms": 21_000, "abandoned": 2},
+            [], True, {REPLAYED: 15, OTHER: 4}, revision=8, late=0,
+        ),
+        NEXT_HOUR_KEY: Cell(
+            {"offered": 4, "answer_wait_ms": 14_000, "abandoned": 1},
+            [TAGS[2], TAGS[4], TAGS[5], TAGS[6]], False, {REPLAYED: 15, OTHER: 4},
+            revision=4, late=0,
+        ),
+    }  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- figures
@@ -991,7 +1234,9 @@ ANSWERED_MEASURES = {
 
 
 @pytest.mark.parametrize("record_name", [True, False], ids=["named-branch", "plain-dict"])
-def test_facts_of_an_answered_call_is_one_day_fact(record_name: bool) -> None:
+def test_facts_of_an_answered_call_is_one_day_fact(
+    record_name: bool, catalog: SchemaCatalog
+) -> None:
     raw = _raw("inbound_call", "InboundCall", _inbound_body())
     if not record_name:
         raw["payload"] = raw["payload"][1]
@@ -1007,23 +1252,29 @@ def test_facts_of_an_answered_call_is_one_day_fact(record_name: bool) -> None:
     assert len(facts) == 1
     key, fact = facts[0]
     assert key == OUTAGE_DAY_KEY
-    tag = fact["subject_tag"]
+    tag = fact["entries"][0]["subject_tag"]
     assert isinstance(tag, bytes)
     assert len(tag) == 8
     assert fact == {
-        "source": "contact.ores.v1/3",
-        "source_offset": 77,
-        "routed_at": routed,
         "channel": "phone",
         "site": "gosselies",
         "language": "fr",
         "queue": "ores-outage-fr",
         "grain": "day",
-        "occurred_at": T0,
-        "subject_tag": tag,
-        "measures": ANSWERED_MEASURES,
+        "entries": [
+            {
+                "source": "contact.ores.v1/3",
+                "source_offset": 77,
+                "routed_at": routed,
+                "occurred_at": T0,
+                "subject_tag": tag,
+                "measures": ANSWERED_MEASURES,
+            }
+        ],
     }
-    assert set(fact) == _schema_fields("KpiFact.v1.avsc")
+    fact_fields, entry_fields = _fact_fields(catalog)
+    assert set(fact) == fact_fields
+    assert set(fact["entries"][0]) == entry_fields
 
 
 def test_facts_of_a_complaint_adds_a_week_fact() -> None:
@@ -1041,10 +1292,11 @@ def test_facts_of_a_complaint_adds_a_week_fact() -> None:
         "week|2026-W03|phone|gosselies|fr|ores-complaints-fr",
     ]
     day_fact, week_fact = (fact for _, fact in facts)
-    assert (day_fact["grain"], day_fact["measures"]) == ("day", ANSWERED_MEASURES)
-    assert (week_fact["grain"], week_fact["measures"]) == ("week", {"complaints": 1})
-    assert week_fact["subject_tag"] == day_fact["subject_tag"]
-    assert week_fact["source_offset"] == day_fact["source_offset"] == 78
+    (day_entry,), (week_entry,) = day_fact["entries"], week_fact["entries"]
+    assert (day_fact["grain"], day_entry["measures"]) == ("day", ANSWERED_MEASURES)
+    assert (week_fact["grain"], week_entry["measures"]) == ("week", {"complaints": 1})
+    assert week_entry["subject_tag"] == day_entry["subject_tag"]
+    assert week_entry["source_offset"] == day_entry["source_offset"] == 78
 
 
 def test_facts_of_a_survey_answer_lands_under_the_channel_it_rates() -> None:
@@ -1063,12 +1315,14 @@ def test_facts_of_a_survey_answer_lands_under_the_channel_it_rates() -> None:
     )
     assert [key for key, _ in facts] == ["day|2026-01-15|email|gosselies|fr|satisfaction_survey"]
     assert facts[0][1]["channel"] == "email"
-    assert facts[0][1]["measures"] == {
-        "responses": 1,
-        "promoters": 1,
-        "csat_answers": 1,
-        "csat_sum": 5,
-    }
+    assert [entry["measures"] for entry in facts[0][1]["entries"]] == [
+        {
+            "responses": 1,
+            "promoters": 1,
+            "csat_answers": 1,
+            "csat_sum": 5,
+        }
+    ]
 
 
 @pytest.mark.parametrize(
@@ -1115,7 +1369,7 @@ def test_the_subject_tag_tells_people_apart_and_is_stable() -> None:
             routed_at=T0,
             config=CONFIG,
         )
-        tag: bytes = facts[0][1]["subject_tag"]
+        tag: bytes = facts[0][1]["entries"][0]["subject_tag"]
         return tag
 
     mine, again, other = tag_of(PSEUDONYM), tag_of(PSEUDONYM), tag_of("s-" + "0" * 32)
@@ -1124,6 +1378,130 @@ def test_the_subject_tag_tells_people_apart_and_is_stable() -> None:
     assert len(mine) == len(other) == 8
     assert PSEUDONYM.encode() not in mine
     assert mine not in PSEUDONYM.encode()
+
+
+# ---------------------------------------------------------------------------- batches
+
+MAILBOX = Group("email", "gosselies", "fr", "info@ores.example")
+FRIDAY = T0 + timedelta(days=1)  # 2026-01-16 10:30 CET
+
+
+def _batch() -> list[Entry]:
+    """Entries of a batch as extract-facts reads them: two groups (a phone queue and a
+    mailbox), two days (Thursday 15 and Friday 16 January), two sources."""
+
+    def call(at: datetime, source: str, offset: int) -> list[Entry]:
+        return entries_of(
+            _tagged("phone", "inbound_call", occurred_at=at),
+            _raw("inbound_call", "InboundCall", _inbound_body(), occurred_at=at),
+            source=source,
+            offset=offset,
+            routed_at=at + timedelta(minutes=1),
+            config=CONFIG,
+        )
+
+    def mail(at: datetime, source: str, offset: int) -> list[Entry]:
+        return entries_of(
+            _tagged("email", "email_received", occurred_at=at),
+            _raw("email_received", "EmailMessage", _email(), "customer_contact", occurred_at=at),
+            source=source,
+            offset=offset,
+            routed_at=at + timedelta(minutes=1),
+            config=CONFIG,
+        )
+
+    ores = "contact.ores.v1/0"
+    return [
+        *call(T0, ores, 20),
+        *mail(T0, ores, 21),
+        *call(FRIDAY, ores, 22),
+        *mail(FRIDAY, ores, 23),
+        *call(T0 + timedelta(hours=2), ores, 24),
+        *call(T0 + timedelta(hours=3), "contact.comnexio.v1/1", 3),
+        *mail(FRIDAY + timedelta(hours=1), ores, 25),
+    ]
+
+
+def test_a_batch_gives_one_fact_per_group_and_day_its_entries_in_order(
+    catalog: SchemaCatalog, serde: AvroSerde
+) -> None:
+    facts = batch_facts(_batch())
+    assert [key for key, _ in facts] == [
+        "day|2026-01-15|phone|gosselies|fr|ores-outage-fr",
+        "day|2026-01-15|email|gosselies|fr|info@ores.example",
+        "day|2026-01-16|phone|gosselies|fr|ores-outage-fr",
+        "day|2026-01-16|email|gosselies|fr|info@ores.example",
+    ]
+    groups = [(f["channel"], f["site"], f["language"], f["queue"], f["grain"]) for _, f in facts]
+    phone = ("phone", "gosselies", "fr", "ores-outage-fr", "day")
+    email = ("email", "gosselies", "fr", "info@ores.example", "day")
+    assert groups == [phone, email, phone, email]
+    # entries in the order they were read, not sorted by source or offset
+    ores, comnexio = "contact.ores.v1/0", "contact.comnexio.v1/1"
+    assert [
+        [(e["source"], e["source_offset"], e["occurred_at"]) for e in fact["entries"]]
+        for _, fact in facts
+    ] == [
+        [(ores, 20, T0), (ores, 24, T0 + timedelta(hours=2)),
+         (comnexio, 3, T0 + timedelta(hours=3))],
+        [(ores, 21, T0)],
+        [(ores, 22, FRIDAY)],
+        [(ores, 23, FRIDAY), (ores, 25, FRIDAY + timedelta(hours=1))],
+    ]  # fmt: skip
+    assert [e["measures"] for e in facts[1][1]["entries"]] == [{"emails_received": 1}]
+    assert [e["measures"] for e in facts[2][1]["entries"]] == [ANSWERED_MEASURES]
+    assert {e["subject_tag"] for _, f in facts for e in f["entries"]} == {subject_tag(PSEUDONYM)}
+    # the records are KpiFacts: the contract's field names, and they survive its serde
+    fact_fields, entry_fields = _fact_fields(catalog)
+    contract = catalog.latest("KpiFact")
+    for _, fact in facts:
+        assert set(fact) == fact_fields
+        assert all(set(entry) == entry_fields for entry in fact["entries"])
+        writer, back = serde.deserialize(serde.serialize(fact, contract), "KpiFact")
+        assert writer == contract
+        assert back == fact
+
+
+def test_a_batch_keys_a_complaints_week_fact_by_its_week(
+    catalog: SchemaCatalog, serde: AvroSerde
+) -> None:
+    # a complaint call on Thursday and one on Friday: two day facts, one week fact
+    entries = [
+        entry
+        for offset, at in ((30, T0), (31, FRIDAY))
+        for entry in entries_of(
+            _tagged("phone", "inbound_call", occurred_at=at),
+            _raw("inbound_call", "InboundCall", _inbound_body(), "complaint", occurred_at=at),
+            source=SOURCE,
+            offset=offset,
+            routed_at=at,
+            config=CONFIG,
+        )
+    ]
+    facts = batch_facts(entries)
+    assert [key for key, _ in facts] == [
+        "day|2026-01-15|phone|gosselies|fr|ores-outage-fr",
+        OUTAGE_WEEK_KEY,
+        "day|2026-01-16|phone|gosselies|fr|ores-outage-fr",
+    ]
+    week = facts[1][1]
+    assert week["grain"] == WEEK
+    assert serde.deserialize(serde.serialize(week, catalog.latest("KpiFact")))[1] == week
+    assert [(e["source_offset"], e["measures"]) for e in week["entries"]] == [
+        (30, {"complaints": 1}),
+        (31, {"complaints": 1}),
+    ]
+    cells: dict[str, Cell] = {}
+    apply_fact(cells, week, K, GRACE)
+    assert cells == {
+        OUTAGE_WEEK_KEY: Cell(
+            {"complaints": 2}, [subject_tag(PSEUDONYM)], False, {SOURCE: 31}, 2, 0
+        )
+    }
+
+
+def test_an_empty_batch_gives_no_fact() -> None:
+    assert batch_facts([]) == []
 
 
 # ---------------------------------------------------------------------------- privacy
@@ -1170,8 +1548,10 @@ def test_no_personal_data_reaches_a_fact_a_figure_or_a_kpi() -> None:
     ]
     assert len(facts) == 9  # seven day facts, two complaint week facts
     for _, fact in facts:
-        assert [type(v) for v in fact.values()].count(bytes) == 1
-        assert len(fact["subject_tag"]) == 8
+        assert [type(v) for v in fact.values()].count(bytes) == 0
+        (entry,) = fact["entries"]
+        assert [type(v) for v in entry.values()].count(bytes) == 1
+        assert len(entry["subject_tag"]) == 8
     facts_text = repr(facts)
     for value in PERSONAL:
         assert value not in facts_text
@@ -1180,8 +1560,9 @@ def test_no_personal_data_reaches_a_fact_a_figure_or_a_kpi() -> None:
     touched: dict[str, tuple[Window, Group]] = {}
     for n, (_, fact) in enumerate(facts):
         for person, tag in enumerate(TAGS[:5]):
-            event = fact | {"source_offset": n * 10 + person, "subject_tag": tag}
-            for key, window, group in apply_fact(cells, event, 2, GRACE):
+            (entry,) = fact["entries"]
+            entry = entry | {"source_offset": n * 10 + person, "subject_tag": tag}
+            for key, window, group in apply_fact(cells, fact | {"entries": [entry]}, 2, GRACE):
                 touched[key] = (window, group)
     figures = [
         figure_of(window, group, cells[key], 2, final=False, now=NOW)
