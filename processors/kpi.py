@@ -429,7 +429,7 @@ def entries_of(
     routed_at: datetime, config: KpiConfig,
 ) -> list[Entry]:  # fmt: skip
     """What one tagged event adds: an entry for its hour and day windows, and one for its
-    week window when it adds a weekly measure. None when the event may not be used for
+    week window when it adds a weekly measure. Empty when the event may not be used for
     reporting or adds nothing."""
     if not counts_for_reporting(tagged["governance"]):
         return []

@@ -18,7 +18,7 @@ import fcntl
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ from streams.errors import ContactflowError
 log = logging.getLogger(__name__)
 APP_ID = "contactflow-reporting"
 STAGE, APPLY_STAGE = "reporting-extract", "reporting-apply"
+REPUBLISH_FINAL_FOR = timedelta(days=2)  # after a restart, windows final since are re-sent
 EXTRACT_BATCH, EXTRACT_WITHIN_S = 2000, 0.2  # tagged events per batch, longest wait for one
 CELLS_TABLE = "kpi-cells"
 # RocksDB per table partition: small caches, the cells are few and small.
@@ -241,10 +242,14 @@ def create_reporting_app(
 
     @table.on_recover
     async def republish_recovered() -> None:
-        """After recovery or a rebalance, publish every window held here once more: a
-        figure whose publication a crash cut short is published now."""
+        """After recovery or a rebalance, publish the windows held here once more (all but
+        those final for days): a figure whose publication a crash cut short is published
+        now."""
+        settled = clock() - config.grace - REPUBLISH_FINAL_FOR
         for key in cells:
-            stats.figures[key] = parse_cell_key(key)
+            window, group = parse_cell_key(key)
+            if window.end > settled:  # older ones were published final long ago
+                stats.figures[key] = (window, group)
 
     @app.timer(interval=publish_interval_s, name="publish-figures")  # type: ignore[untyped-decorator]
     async def publish() -> None:
