@@ -20,6 +20,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
+from processors.kpi import add_measures, kpis_of
+
 Row = Mapping[str, Any]
 Kind = Literal["count", "share", "seconds", "nps", "score", "number"]
 
@@ -165,8 +167,16 @@ def _finest(rows: Iterable[Row], kpi: str) -> list[Row]:
 
 
 def _combine(rows: Sequence[Row], kpi: str) -> float | None:
-    """One figure for several groups: a sum of counts, or an average weighted by the count
+    """One figure for several groups. Rows that carry their measures (as
+    `streams.reporting.figures.report_rows` makes them) are added up exactly and the KPI
+    derived from the sums; otherwise a sum of counts, or an average weighted by the count
     each group's average is taken over (a group without that count weighs 1)."""
+    if rows and all(row.get("measures") for row in rows):
+        summed: dict[str, int] = {}
+        for row in rows:
+            add_measures(summed, row["measures"])
+        value = kpis_of(summed).get(kpi)
+        return None if value is None else float(value)
     pairs = [(value, _weight(row, kpi)) for row in rows if (value := _value(row, kpi)) is not None]
     if not pairs:
         return None
