@@ -57,13 +57,21 @@ def bench_kpi(
     verify: Annotated[
         bool, typer.Option(help="Run `kpi verify` at the end (it never fails the bench).")
     ] = True,
+    apps: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Reporting app processes in one consumer group, each with its own data "
+            "directory (they share the partitions).",
+        ),
+    ] = 1,
 ) -> None:
-    """The workload through one router, then the reporting app, on a throwaway broker of
+    """The workload through one router, then the reporting app(s), on a throwaway broker of
     its own. Last line: kpi_events_per_s= kpi_vs_router= kpi_rss_mib= (target >= 1.0)."""
     from streams.dev.bench.kpi_bench import run_kpi_bench
 
     with progress("bench kpi") as say:
-        result = run_kpi_bench(say, events=events, seed=seed, verify=verify)
+        result = run_kpi_bench(say, events=events, seed=seed, verify=verify, apps=apps)
     for line in result.report_lines():
         console.print(line, soft_wrap=True)
 

@@ -1,5 +1,6 @@
 """`contactflow bench kpi` on a small workload, run as an operator runs it: it starts its
-own broker, routes, runs the reporting app, and its last line has the promised form."""
+own broker, routes, runs the reporting app (one, or two sharing the partitions in their
+consumer group), and its last line has the promised form."""
 
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ SUMMARY = re.compile(
 )
 
 
-def test_bench_kpi_prints_its_figures_on_the_last_line() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "streams.cli.__main__", "bench", "kpi", "--events", "3000"],
-        capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
+@pytest.mark.parametrize("apps", [1, 2])
+def test_bench_kpi_prints_its_figures_on_the_last_line(apps: int) -> None:
+    command = [sys.executable, "-m", "streams.cli.__main__", "bench", "kpi", "--events", "3000",
+               "--apps", str(apps)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
 
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
@@ -29,5 +30,7 @@ def test_bench_kpi_prints_its_figures_on_the_last_line() -> None:
     assert int(match["rate"]) > 0
     assert float(match["ratio"]) > 0
     assert int(match["rss"]) > 0
+    assert lines[-2].startswith(f"reporting apps run: {apps} "), lines[-3:]
+    assert sum(re.match(r"\s+app \d+ \(pid \d+\): ", line) is not None for line in lines) == apps
     assert any("kpi verify:" in line and " agree with " in line for line in lines), lines[-6:]
     assert not any("logs kept in" in line for line in lines)
