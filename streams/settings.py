@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     kpi_service_level_s: int = Field(default=20, ge=1, le=3600)
     kpi_min_subjects: int = Field(default=5, ge=2, le=1000)
     kpi_grace_s: float = Field(default=6 * 3600.0, ge=0)
-    kpi_publish_interval_s: float = Field(default=1.0, gt=0)
+    kpi_publish_interval_s: float = Field(default=5.0, gt=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 

@@ -120,6 +120,7 @@ class TableCells:
 
     def __init__(self, table: Any, serde: AvroSerde, contract: Any) -> None:
         self._table, self._serde, self._contract = table, serde, contract
+        self.stored: dict[str, Cell] = {}  # stored since the last publication: no read back
 
     def get(self, key: str) -> Cell | None:
         value = self._table.get(key.encode())
@@ -129,6 +130,7 @@ class TableCells:
 
     def __setitem__(self, key: str, cell: Cell) -> None:
         self._table[key.encode()] = self._serde.serialize(cell.to_record(), self._contract)
+        self.stored[key] = cell
 
     def __iter__(self) -> Iterator[str]:
         for key in list(self._table.keys()):
@@ -257,11 +259,12 @@ def create_reporting_app(
         final figure), each once per round."""
         now = clock()
         due, stats.figures = stats.figures, {}
+        stored, cells.stored = cells.stored, {}
         for key, (window, group) in list(stats.open.items()):
             if now >= window.end + config.grace:
                 due.setdefault(key, (window, group))
         for key, (window, group) in due.items():
-            cell = cells.get(key)
+            cell = stored.get(key) or cells.get(key)
             if cell is None or cell.revision == 0:
                 continue  # only late events so far: nothing counted, nothing to show
             final = now >= window.end + config.grace
