@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -86,16 +87,24 @@ def run_privacy() -> None:
     """The control plane (faust-streaming): data-subject requests (intake, ORES's
     instructions, acknowledgements, deadlines), recording registration, the holds that
     complaints, fraud attempts and disputes signal, and the expiry sweep."""
+    _faust_worker("contactflow-privacy", "privacy app", _run_privacy, ledger=True)
+
+
+def _faust_worker(
+    service: str, what: str,
+    run: Callable[[Container, Heartbeat, WorkerEndpoints], None], *, ledger: bool,
+) -> None:  # fmt: skip
+    """A faust worker's start: its endpoints, the wait for the broker (one line), `run`."""
     from streams.kafka.reachability import wait_for_broker
     from streams.runtime.health import Heartbeat
 
     root = container()
-    root.service_name = "contactflow-privacy"
+    root.service_name = service
     heartbeat = Heartbeat(PRIVACY_HEALTH_STALE_S)
-    endpoints = worker_endpoints(root, heartbeat, ledger=True)
+    endpoints = worker_endpoints(root, heartbeat, ledger=ledger)
     try:
-        if wait_for_broker(root.settings, "privacy app", sleep=heartbeat.sleep):
-            _run_privacy(root, heartbeat, endpoints)
+        if wait_for_broker(root.settings, what, sleep=heartbeat.sleep):
+            run(root, heartbeat, endpoints)
     finally:
         endpoints.close()
 
@@ -136,18 +145,7 @@ def run_reporting() -> None:
     language and queue, by hour, day and ISO week (Europe/Brussels), as anonymous figures
     on reporting.kpi.v1 (groups of fewer than CONTACTFLOW_KPI_MIN_SUBJECTS people withheld).
     Read them with `contactflow kpi report`."""
-    from streams.kafka.reachability import wait_for_broker
-    from streams.runtime.health import Heartbeat
-
-    root = container()
-    root.service_name = "contactflow-reporting"
-    heartbeat = Heartbeat(PRIVACY_HEALTH_STALE_S)
-    endpoints = worker_endpoints(root, heartbeat, ledger=False)
-    try:
-        if wait_for_broker(root.settings, "reporting app", sleep=heartbeat.sleep):
-            _run_reporting(root, heartbeat, endpoints)
-    finally:
-        endpoints.close()
+    _faust_worker("contactflow-reporting", "reporting app", _run_reporting, ledger=False)
 
 
 def _run_reporting(root: Container, heartbeat: Heartbeat, endpoints: WorkerEndpoints) -> None:

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from appproc import wait_for
 from confluent_kafka import Consumer, TopicPartition
 
 from schemas.examples import example_events
@@ -139,13 +139,8 @@ class AppProgress:
 
 
 def wait_until(condition: Any, what: str, log: Path, timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}; app log:\n{log.read_text()[-4000:]}")
+    """Poll `condition` until it is truthy; fail with the app's log tail."""
+    return wait_for(condition, what, log, timeout)
 
 
 def figures_now(container: Container) -> dict[str, dict[str, Any]]:
