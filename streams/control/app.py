@@ -40,6 +40,7 @@ from streams.control.instruments import ControlInstruments
 from streams.control.privacy.service import PrivacyService
 from streams.control.retention.service import RetentionService
 from streams.errors import ContactflowError
+from streams.kafka.faust_isolation import read_committed
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ def create_control_app(
         consumer_auto_offset_reset="earliest",
         datadir=str(datadir),
     )
+    read_committed(app)  # recordings and retention signals come in the router's transactions
     instruments = ControlInstruments(container.telemetry, settings.scoped(APP_ID))
     thread = LedgerThread()
     steps = retention_steps(service) | (privacy_steps(privacy) if privacy is not None else {})

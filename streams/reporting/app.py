@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 
 from processors.kpi import (
     Cell,
@@ -53,6 +51,7 @@ from schemas.topic_names import (
 from streams.bootstrap import Container
 from streams.control.app import faust_credentials
 from streams.errors import ContactflowError
+from streams.kafka.faust_isolation import read_committed
 
 log = logging.getLogger(__name__)
 APP_ID = "contactflow-reporting"
@@ -64,21 +63,6 @@ CELLS_TABLE = "kpi-cells"
 _ROCKSDB = {"driver": "rocksdict", "block_cache_size": 8 << 20,
             "block_cache_compressed_size": 2 << 20, "write_buffer_size": 4 << 20,
             "max_write_buffer_number": 2}  # fmt: skip
-
-
-class _ReadCommittedThread(AIOKafkaConsumerThread):
-    """faust reads read_uncommitted unless it runs transactions itself; the tagged topics
-    are written in the router's transactions, and an aborted one must never be counted."""
-
-    def _create_worker_consumer(self, transport: Any) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        consumer._isolation_level = "read_committed"  # read by aiokafka when it starts
-        return consumer
-
-
-class _ReadCommittedConsumer(AIOKafkaConsumer):
-    def _new_consumer_thread(self) -> _ReadCommittedThread:
-        return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
 
 
 _held: list[Any] = []  # the open lock file of this process's store
@@ -97,11 +81,6 @@ def _hold_store(datadir: Path) -> None:
             "CONTACTFLOW_DATA_DIR (they share the work through their consumer group)"
         ) from None
     _held.append(handle)
-
-
-def read_committed(app: faust.App) -> None:
-    """Make every consumer of `app` read only committed records."""
-    app.transport.Consumer = _ReadCommittedConsumer  # type: ignore[misc]
 
 
 @dataclass
