@@ -16,6 +16,7 @@ from confluent_kafka.admin import (
 )
 from typer.testing import CliRunner
 
+from schemas.topic_names import DECLARED
 from streams.cli import app
 
 pytestmark = pytest.mark.integration
@@ -54,7 +55,7 @@ def test_verify_ends_with_no_surprise(secure, tmp_path: Path) -> None:  # type: 
     result = _run(secure, tmp_path, "acl", "verify")
     secure.timings["acl_verify_s"] = time.monotonic() - started
     assert result.exit_code == 0, result.output
-    topics, roles = 22, len(secure.policy.roles)
+    topics, roles = len(DECLARED), len(secure.policy.roles)
     assert _final_line(result.output) == (topics * roles * 4, 0, 0)
     assert "contact.raw.phone.v1" in result.output
     assert "1 producer-phone" in result.output
