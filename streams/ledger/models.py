@@ -140,7 +140,10 @@ class AuditEntry(Base):
     """Append-only, hash-chained evidence. prev_hash is unique, so the chain cannot fork."""
 
     __tablename__ = "audit_log"
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = (
+        Index("ix_audit_log_action_request_id", "action", "request_id"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
@@ -200,6 +203,7 @@ class Hold(Base):
             name="release_is_complete",
         ),
         Index("ix_holds_scope_target", "scope", "target"),
+        Index("ix_holds_target_released_at", "target", "released_at"),
     )
 
     hold_id: Mapped[str] = mapped_column(RECORD_ID, primary_key=True)
@@ -316,6 +320,7 @@ class RequestCommand(Base):
             " AND (outcome IS NULL OR outcome <> 'failed' OR reason IS NOT NULL)",
             name="answer_is_complete",
         ),
+        Index("ix_request_commands_outcome_escalated_at", "outcome", "escalated_at"),
     )
 
     command_id: Mapped[str] = mapped_column(String(64), primary_key=True)
