@@ -48,7 +48,11 @@ from streams.ledger.subjects import validated_digests
 DigestPair = tuple[IdentifierKind | str, str]
 """(identifier kind, keyed HMAC hex digest of the normalised identifier)."""
 
-_OPEN = ~PrivacyRequestRow.state.in_([state.value for state in TERMINAL_STATES])
+# the open states named (not "not terminal"): an IN list can use ix_privacy_requests_state_due_at
+# on SQLite and PostgreSQL, a NOT IN reads every request ever made
+_OPEN = PrivacyRequestRow.state.in_(
+    sorted(s.value for s in RequestState if s not in TERMINAL_STATES)
+)
 _REQUEST_FIELDS = tuple(f.name for f in fields(PrivacyRequest))
 _COMMAND_FIELDS = tuple(f.name for f in fields(ConsumerCommand))
 _MUTABLE_COMMAND_FIELDS = ("issued_at", "answer_by", "attempt", "outcome", "reason",
