@@ -5,6 +5,11 @@ together, one fsync), and none when every identifier, key and footprint of the b
 already cached (repeat callers). Pseudonyms are deterministic (derived from the
 first digest of a subject), and the ledger transaction commits before the Kafka
 transaction, so a batch replayed after a crash finds the same subjects and keys.
+
+`forget_key` drops a key at once: the worker calls it when the subject-state topic says
+the subject is erased. Cache changes a rolled-back batch made are undone (`_Journal`); an
+undo only ever removes a key, never puts one back, so a key dropped for erasure stays
+dropped.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Final
@@ -63,7 +68,7 @@ class SubjectDirectory:
         self._footprints: set[tuple[str, str, str]] = set()
         self._in_batch = False
         self._open: Session | None = None  # the batch's transaction, once something needs it
-        self._journal: _Journal | None = None  # while `resolve` tries
+        self._journal: _Journal | None = None  # while a batch, or `resolve`, may roll back
         self.ledger_round_trips = 0
 
     @property
@@ -81,23 +86,41 @@ class SubjectDirectory:
             raise RuntimeError("a batch's ledger transaction is already open")
         self._in_batch = True
         try:
-            yield
-            if self._open is not None:
-                self._open.commit()
-        except BaseException:
-            if self._open is not None:
-                self._open.rollback()
-            raise
+            with self._journaled():  # a batch that rolls back leaves the caches as they were
+                try:
+                    yield
+                    if self._open is not None:
+                        self._open.commit()
+                except BaseException:
+                    if self._open is not None:
+                        self._open.rollback()
+                    raise
         finally:
             if self._open is not None:
                 self._open.close()
             self._open, self._in_batch = None, False
 
     @contextmanager
+    def _journaled(self) -> Iterator[None]:
+        """Cache changes made in the block are undone if it raises (nested blocks undo
+        only their own changes: a retried `resolve` attempt inside a batch)."""
+        outer = self._journal
+        journal = outer if outer is not None else _Journal()
+        mark = journal.mark()
+        self._journal = journal
+        try:
+            yield
+        except BaseException:
+            journal.undo(mark)
+            raise
+        finally:
+            self._journal = outer
+
+    @contextmanager
     def _transaction(self) -> Iterator[Session]:
         """A transaction of its own, or a savepoint in the batch's (undone on error)."""
         if not self._in_batch:
-            with self._sessions.begin() as session:
+            with self._journaled(), self._sessions.begin() as session:
                 self.ledger_round_trips += 1
                 yield session
             return
@@ -132,25 +155,24 @@ class SubjectDirectory:
         if len(self._subject_of) > _MAX_CACHED:
             self._subject_of.clear()
         for attempt in range(1, _RETRIES + 1):
-            self._journal = _Journal()  # the caches follow the attempt's fate
             try:
-                return self._resolve_once(pending, now)
+                with self._journaled():  # the caches follow the attempt's fate
+                    return self._resolve_once(pending, now)
             except (IntegrityError, OperationalError) as exc:
-                self._journal.undo()
                 if attempt == _RETRIES:
                     raise
                 log.warning("subject ledger conflict (%s), retry %d", type(exc).__name__, attempt)
                 time.sleep(0.05 * attempt)
-            except BaseException:
-                self._journal.undo()
-                raise
-            finally:
-                self._journal = None
         raise AssertionError("unreachable")
 
     def cipher(self, subject: str) -> FieldCipher:
         """The cipher of a subject resolved earlier in this process."""
         return self._ciphers[subject]
+
+    def cached_cipher(self, subject: str) -> FieldCipher | None:
+        """The subject's cipher after `ensure_ciphers`; None when the ledger says the
+        subject is erased (its key shredded), before the subject-state topic says so."""
+        return self._ciphers.get(subject)
 
     def ensure_ciphers(self, subjects: set[str], now: datetime) -> None:
         """Load or create the data keys of subjects that have no cached cipher."""
@@ -171,10 +193,24 @@ class SubjectDirectory:
         self._footprints |= new
 
     def forget(self, subject: str) -> None:
-        """Drop a subject's cached key (after erasure, the key is gone from the vault)."""
-        self._ciphers.pop(subject, None)
+        """Drop a subject's cached key and the digests that lead to it (an event of the
+        subject met its erasure)."""
+        self.forget_key(subject)
         for digest in [d for d, s in self._subject_of.items() if self.current(s) == subject]:
             del self._subject_of[digest]
+
+    def forget_key(self, subject: str) -> None:
+        """Drop the subject's unwrapped data key now (its erasure was read). Safe at any
+        time: no rollback puts a key back (`_Journal`)."""
+        self._ciphers.pop(subject, None)
+
+    def holds_key(self, subject: str) -> bool:
+        """Whether the subject's data key is in memory (for tests and checks)."""
+        return subject in self._ciphers
+
+    @property
+    def cached_keys(self) -> int:
+        return len(self._ciphers)
 
     def _resolve_once(self, pending: Sequence[Digests], now: datetime) -> list[str | None]:
         with self._transaction() as session:
@@ -286,20 +322,31 @@ class SubjectDirectory:
         created: Collection[str] = (),
     ) -> None:
         """Cache the live key of each subject, making one where there is none; `created`:
-        subjects inserted by this transaction, which cannot have a key yet."""
+        subjects inserted by this transaction, which cannot have a key yet. A subject the
+        ledger holds as erased (its keys shredded) gets none, and no cached cipher."""
         missing = subjects - self._ciphers.keys()
         if not missing:
             return
         for subject, (key_id, wrapped) in live_keys(session, missing - set(created)).items():
-            self._put(self._ciphers, subject,
-                      FieldCipher(key_id, self._wrapper.unwrap(key_id, wrapped)))  # fmt: skip
+            data_key = self._wrapper.unwrap(key_id, wrapped)
+            self._cache_cipher(subject, FieldCipher(key_id, data_key))
+        keyless = missing - self._ciphers.keys()
+        older = keyless - set(created)  # erased since it was cached, or a merge's survivor
+        if older:
+            keyless -= {s for s, gone in subjects_state(session, older).items() if gone}
         made = []
-        for subject in sorted(missing - self._ciphers.keys()):
+        for subject in sorted(keyless):
             key_id = f"k-{os.urandom(16).hex()}"  # never reused: 128 random bits
             data_key = new_data_key()
             made.append((key_id, subject, self._wrapper.wrap(key_id, data_key)))
-            self._put(self._ciphers, subject, FieldCipher(key_id, data_key))
+            self._cache_cipher(subject, FieldCipher(key_id, data_key))
         add_keys(session, made, KEY_ALGORITHM, now)
+
+    def _cache_cipher(self, subject: str, cipher: FieldCipher) -> None:
+        """Cache a key. Only the addition is journaled: an undo removes it, and never
+        restores an older key."""
+        self.forget_key(subject)
+        self._put(self._ciphers, subject, cipher)
 
     def _retire(self, survivors: dict[str, str]) -> None:
         """Subjects merged away in the ledger: cached digests follow them to the survivor.
@@ -308,7 +355,7 @@ class SubjectDirectory:
         `_survivor` (`current`), so a merge costs nothing per cached digest.
         """
         for retired, survivor in survivors.items():
-            self._drop(self._ciphers, retired)
+            self.forget_key(retired)
             self._put(self._survivor, retired, survivor)
 
     def current(self, subject: str) -> str:
@@ -322,20 +369,21 @@ class SubjectDirectory:
         cached = (self._subject_of.get(d) for _, d in digests)
         stale = {self.current(owner) for owner in cached if owner is not None} - {subject}
         for retired in stale:  # merged into `subject` (by another router, or earlier)
-            self._drop(self._ciphers, retired)
+            self.forget_key(retired)
             self._put(self._survivor, retired, subject)
         for _, digest in digests:
             self._put(self._subject_of, digest, subject)
 
-    # Cache changes made while resolving go through these, so a rolled-back attempt
-    # (`_journal`) leaves the caches as they were: never a cached subject or key that
-    # the ledger does not hold.
-    def _put(self, cache: dict[str, Any], key: str, value: Any) -> None:
+    # Cache changes made in a batch or a resolve attempt go through these, so a rollback
+    # (`_journal`) leaves the caches as they were: never a cached subject or key that the
+    # ledger does not hold. Removing a key (`forget_key`) is never journaled: a key
+    # missing from the cache is only unwrapped again, one restored could outlive erasure.
+    def _put(self, cache: dict[Any, Any], key: Hashable, value: Any) -> None:
         if self._journal is not None:
             self._journal.before(cache, key)
         cache[key] = value
 
-    def _drop(self, cache: dict[str, Any], key: str) -> None:
+    def _drop(self, cache: dict[Any, Any], key: Hashable) -> None:
         if key in cache:
             if self._journal is not None:
                 self._journal.before(cache, key)
@@ -346,18 +394,25 @@ _ABSENT: Final = object()
 
 
 class _Journal:
-    """What cache entries held before an attempt changed them, to put back on rollback."""
+    """What cache entries held before a batch or an attempt changed them, to put back on
+    rollback. Keys are only ever added through it (`_cache_cipher` removes the old one
+    first), so an undo removes keys and never brings one back."""
 
     def __init__(self) -> None:
-        self._before: list[tuple[dict[str, Any], str, Any]] = []
+        self._before: list[tuple[dict[Any, Any], Hashable, Any]] = []
 
-    def before(self, cache: dict[str, Any], key: str) -> None:
+    def before(self, cache: dict[Any, Any], key: Hashable) -> None:
         self._before.append((cache, key, cache.get(key, _ABSENT)))
 
-    def undo(self) -> None:
-        for cache, key, value in reversed(self._before):
+    def mark(self) -> int:
+        return len(self._before)
+
+    def undo(self, mark: int = 0) -> None:
+        """Put back what the entries held before the changes made since `mark`."""
+        before = self._before
+        while len(before) > mark:
+            cache, key, value = before.pop()
             if value is _ABSENT:
                 cache.pop(key, None)
             else:
                 cache[key] = value
-        self._before.clear()

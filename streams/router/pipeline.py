@@ -255,7 +255,11 @@ class RouterPipeline:
         if route is Route.SUPPRESSED:
             outcome.counts["suppressed", decoded.purpose] += 1
             return
-        cipher = self._directory.cipher(subject)
+        cipher = self._directory.cached_cipher(subject)
+        if cipher is None:  # erased in the ledger; its state not read yet
+            self._directory.forget(subject)
+            self._reject(message, _ERASED, now, outcome)
+            return
         sealed = seal(decoded, cipher.encrypt_fields)
         headers = [h for h in message.headers() or () if h[0] == TRACE_HEADER]
         if headers:

@@ -4,6 +4,8 @@ Every router reads all partitions of the topic (it is small: one record per subj
 a restriction, objection or erasure) so any worker can route any subject without a
 database round trip. `catch_up` blocks until the table holds everything that was in the
 topic when the worker started; `poll` then applies new states between batches.
+`on_erased` is told of each subject whose state says erased as soon as it is read, so
+the router drops the subject's key at once, not at the subject's next event.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -24,9 +26,17 @@ log = logging.getLogger(__name__)
 
 
 class SubjectStateTable:
-    def __init__(self, client_config: Mapping[str, Any], topic: str, serde: AvroSerde) -> None:
+    def __init__(
+        self,
+        client_config: Mapping[str, Any],
+        topic: str,
+        serde: AvroSerde,
+        *,
+        on_erased: Callable[[str], None] | None = None,
+    ) -> None:
         self._topic = topic
         self._serde = serde
+        self._on_erased = on_erased
         self._states: dict[str, SubjectStatus] = {}
         self._consumer = Consumer(
             {
@@ -76,7 +86,7 @@ class SubjectStateTable:
                     log.warning("subject-state read error: %s", error.name())
                 continue
             try:
-                self._apply(message.key(), message.value())
+                erased = self._apply(message.key(), message.value())
             except (UnicodeDecodeError, SerdeError, KeyError, TypeError, ValueError) as exc:
                 log.error(
                     "unreadable subject state skipped: %s partition %s offset %s (%s)",
@@ -87,20 +97,26 @@ class SubjectStateTable:
                 )
                 continue
             applied += 1
+            if erased is not None and self._on_erased is not None:
+                self._on_erased(erased)
         return applied
 
-    def _apply(self, key: bytes | None, value: bytes | None) -> None:
-        """One record: a state, or a tombstone (the subject has no restriction left)."""
+    def _apply(self, key: bytes | None, value: bytes | None) -> str | None:
+        """One record: a state, or a tombstone (the subject has no restriction left); the
+        subject if the state says erased."""
         if value is None:
             self._states.pop((key or b"").decode(), None)
-            return
+            return None
         _, state = self._serde.deserialize(value, "SubjectState")
-        self._states[state["subject_pseudonym"]] = SubjectStatus(
+        subject = state["subject_pseudonym"]
+        status = SubjectStatus(
             restricted=state["restricted"],
             objected_purposes=frozenset(state["objected_purposes"]),
             erased=state["erased"],
             suppressed_from_surveys=state["suppressed_from_surveys"],
         )
+        self._states[subject] = status
+        return subject if status.erased else None
 
     def close(self) -> None:
         self._consumer.close()

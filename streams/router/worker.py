@@ -152,13 +152,14 @@ class RouterWorker:
         keys = load_keys(settings)
         serde = AvroSerde(container.schemas)
         self._dedup = DedupWindow(settings.router_dedup_window)
-        self._state = SubjectStateTable(
+        self.directory = SubjectDirectory(
+            session_factory(engine), Pseudonymiser(keys.pseudonym_key), keys.master_key
+        )
+        self._state = SubjectStateTable(  # an erasure drops the key in every router at once
             settings.kafka_client_config(),
             container.topics.name(PRIVACY_SUBJECT_STATE),
             serde,
-        )
-        self.directory = SubjectDirectory(
-            session_factory(engine), Pseudonymiser(keys.pseudonym_key), keys.master_key
+            on_erased=self.directory.forget_key,
         )
         self.pipeline = router_pipeline(
             container,
