@@ -6,10 +6,11 @@ already cached (repeat callers). Pseudonyms are deterministic (derived from the
 first digest of a subject), and the ledger transaction commits before the Kafka
 transaction, so a batch replayed after a crash finds the same subjects and keys.
 
-`forget_key` drops a key at once: the worker calls it when the subject-state topic says
-the subject is erased. Cache changes a rolled-back batch made are undone (`_Journal`); an
-undo only ever removes a key, never puts one back, so a key dropped for erasure stays
-dropped.
+An unwrapped data key stays at most `key_ttl` after it was unwrapped (then it is
+unwrapped again from the vault when needed). `forget_key` drops a key at once: the worker
+calls it when the subject-state topic says the subject is erased. Cache changes a
+rolled-back batch made are undone (`_Journal`); an undo only ever removes a key, never
+puts one back, so a key dropped for erasure or age stays dropped.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Collection, Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -46,6 +48,7 @@ KEY_ALGORITHM = "AES-256-GCM"
 _MAX_CACHED = 1_000_000
 _RETRIES = 5
 _MAX_CACHED_FOOTPRINTS = 1_000_000
+DEFAULT_KEY_TTL = timedelta(seconds=300)
 
 Digests = tuple[tuple[str, str], ...]  # ((kind, digest), ...) of one event, in order
 
@@ -58,12 +61,19 @@ class SubjectDirectory:
         sessions: sessionmaker[Session],
         pseudonymiser: Pseudonymiser,
         master_key: bytes,
+        *,
+        key_ttl: timedelta = DEFAULT_KEY_TTL,
     ) -> None:
+        """`key_ttl`: how long an unwrapped data key stays in memory."""
+        if key_ttl <= timedelta(0):
+            raise ValueError("the key TTL must be positive")
         self._sessions = sessions
         self._pseudonymiser = pseudonymiser
         self._wrapper = KeyWrapper(master_key)
+        self._key_ttl = key_ttl
         self._subject_of: dict[str, str] = {}
         self._ciphers: dict[str, FieldCipher] = {}
+        self._key_expiry: OrderedDict[str, datetime] = OrderedDict()  # unwrapped-first order
         self._survivor: dict[str, str] = {}
         self._footprints: set[tuple[str, str, str]] = set()
         self._in_batch = False
@@ -175,7 +185,9 @@ class SubjectDirectory:
         return self._ciphers.get(subject)
 
     def ensure_ciphers(self, subjects: set[str], now: datetime) -> None:
-        """Load or create the data keys of subjects that have no cached cipher."""
+        """Load or create the data keys of subjects that have no cached cipher (keys older
+        than the TTL are dropped first, so they are unwrapped again here)."""
+        self.expire_keys(now)
         if subjects - self._ciphers.keys():
             with self._transaction() as session:
                 self._load_ciphers(session, subjects, now)
@@ -200,9 +212,22 @@ class SubjectDirectory:
             del self._subject_of[digest]
 
     def forget_key(self, subject: str) -> None:
-        """Drop the subject's unwrapped data key now (its erasure was read). Safe at any
-        time: no rollback puts a key back (`_Journal`)."""
+        """Drop the subject's unwrapped data key now (its erasure was read, or the key
+        aged out). Safe at any time: no rollback puts a key back (`_Journal`)."""
         self._ciphers.pop(subject, None)
+        self._key_expiry.pop(subject, None)
+
+    def expire_keys(self, now: datetime) -> int:
+        """Drop the data keys unwrapped `key_ttl` or longer before `now`; how many."""
+        expiry = self._key_expiry
+        dropped = 0
+        while expiry:
+            subject, expires_at = next(iter(expiry.items()))
+            if expires_at > now:
+                break
+            self.forget_key(subject)
+            dropped += 1
+        return dropped
 
     def holds_key(self, subject: str) -> bool:
         """Whether the subject's data key is in memory (for tests and checks)."""
@@ -329,7 +354,7 @@ class SubjectDirectory:
             return
         for subject, (key_id, wrapped) in live_keys(session, missing - set(created)).items():
             data_key = self._wrapper.unwrap(key_id, wrapped)
-            self._cache_cipher(subject, FieldCipher(key_id, data_key))
+            self._cache_cipher(subject, FieldCipher(key_id, data_key), now)
         keyless = missing - self._ciphers.keys()
         older = keyless - set(created)  # erased since it was cached, or a merge's survivor
         if older:
@@ -339,14 +364,15 @@ class SubjectDirectory:
             key_id = f"k-{os.urandom(16).hex()}"  # never reused: 128 random bits
             data_key = new_data_key()
             made.append((key_id, subject, self._wrapper.wrap(key_id, data_key)))
-            self._cache_cipher(subject, FieldCipher(key_id, data_key))
+            self._cache_cipher(subject, FieldCipher(key_id, data_key), now)
         add_keys(session, made, KEY_ALGORITHM, now)
 
-    def _cache_cipher(self, subject: str, cipher: FieldCipher) -> None:
-        """Cache a key. Only the addition is journaled: an undo removes it, and never
-        restores an older key."""
+    def _cache_cipher(self, subject: str, cipher: FieldCipher, now: datetime) -> None:
+        """Cache a key unwrapped (or made) at `now`; it leaves at `now + key_ttl`. Only
+        the addition is journaled: an undo removes it, and never restores an older key."""
         self.forget_key(subject)
         self._put(self._ciphers, subject, cipher)
+        self._put(self._key_expiry, subject, now + self._key_ttl)
 
     def _retire(self, survivors: dict[str, str]) -> None:
         """Subjects merged away in the ledger: cached digests follow them to the survivor.

@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from opentelemetry.trace import SpanKind
@@ -153,7 +153,10 @@ class RouterWorker:
         serde = AvroSerde(container.schemas)
         self._dedup = DedupWindow(settings.router_dedup_window)
         self.directory = SubjectDirectory(
-            session_factory(engine), Pseudonymiser(keys.pseudonym_key), keys.master_key
+            session_factory(engine),
+            Pseudonymiser(keys.pseudonym_key),
+            keys.master_key,
+            key_ttl=timedelta(seconds=settings.router_key_ttl_s),
         )
         self._state = SubjectStateTable(  # an erasure drops the key in every router at once
             settings.kafka_client_config(),
@@ -242,6 +245,7 @@ class RouterWorker:
                     self._metrics.sample_lag()
                     lag_due = time.monotonic() + _LAG_SAMPLE_S
                 self._state.poll(0)
+                self.directory.expire_keys(self._clock())  # also when no batch comes
                 messages = self._consume()
                 if self._rewind_needed:  # partitions were revoked while a batch was in flight
                     self._rewind_needed = False

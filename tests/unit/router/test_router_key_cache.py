@@ -1,6 +1,6 @@
 """Unwrapped data keys in the router's memory: dropped at once when the subject-state topic
-says erased, never put back by a rollback, and never made again for a subject the ledger
-holds as erased."""
+says erased, held at most `key_ttl`, never put back by a rollback, and never made again
+for a subject the ledger holds as erased."""
 
 from __future__ import annotations
 
@@ -32,11 +32,12 @@ from streams.router.directory import SubjectDirectory
 from streams.router.limits import OutputLimits
 from streams.router.pipeline import BatchOutcome, RouterPipeline
 from streams.router.state import SubjectStateTable
-from streams.settings import PROJECT_ROOT
+from streams.settings import PROJECT_ROOT, Settings
 from streams.topics import load_topics
 
 MASTER_KEY = b"m" * 32  # as in conftest.py
 T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
+TTL = timedelta(minutes=5)
 STATE_TOPIC = "unit.privacy.subject-state.v1"
 PREFIX = "unit."
 T = TypeVar("T")
@@ -85,7 +86,7 @@ def in_failed_batch(directory: SubjectDirectory, work: Callable[[], T]) -> T:
 
 @pytest.fixture
 def directory(sessions: sessionmaker[Session], pseudonymiser: Pseudonymiser) -> SubjectDirectory:
-    return SubjectDirectory(sessions, pseudonymiser, MASTER_KEY)
+    return SubjectDirectory(sessions, pseudonymiser, MASTER_KEY, key_ttl=TTL)
 
 
 # -- the subject-state table tells the directory of erasures -------------------------------
@@ -238,12 +239,77 @@ def test_a_subject_erased_in_the_ledger_gets_no_new_key_when_its_own_has_gone(
     (subject,) = directory.resolve([(("phone", d("gone")),)], T0)
     (key_id,) = (k for k, _ in _keys_of(sessions, subject))
     _erase_in_ledger(sessions, subject, T0 + timedelta(minutes=1))
-    directory.forget_key(subject)  # gone from the cache: its state not read yet
+    directory.forget_key(subject)  # aged out, or evicted: its state not read yet
 
     directory.ensure_ciphers({subject}, T0 + timedelta(minutes=2))
 
     assert directory.cached_cipher(subject) is None
     assert _keys_of(sessions, subject) == [(key_id, True)]  # shredded, and no other made
+
+
+# -- the TTL of an unwrapped key -----------------------------------------------------------
+
+
+def test_a_key_older_than_the_ttl_is_dropped_and_unwrapped_again_from_the_vault(
+    directory: SubjectDirectory, sessions: sessionmaker[Session]
+) -> None:
+    (subject,) = directory.resolve([(("phone", d("a")),)], T0)
+    first = directory.cipher(subject)
+    trips = directory.ledger_round_trips
+
+    directory.ensure_ciphers({subject}, T0 + TTL - timedelta(seconds=1))  # used: no renewal
+    assert directory.cipher(subject) is first
+    assert directory.ledger_round_trips == trips
+
+    directory.ensure_ciphers({subject}, T0 + TTL)
+    again = directory.cipher(subject)
+    assert again is not first
+    assert again.key_id == first.key_id  # the same key, from the vault
+    assert directory.ledger_round_trips == trips + 1
+    assert _keys_of(sessions, subject) == [(first.key_id, False)]
+    token = first.encrypt("x", "f")
+    assert again.decrypt(token, "f") == "x"
+
+    directory.ensure_ciphers({subject}, T0 + 2 * TTL - timedelta(seconds=1))
+    assert directory.cipher(subject) is again  # its age counts from the new unwrap
+
+
+def test_keys_age_out_with_no_event_and_no_batch(directory: SubjectDirectory) -> None:
+    (early,) = directory.resolve([(("phone", d("early")),)], T0)
+    (late,) = directory.resolve([(("phone", d("late")),)], T0 + timedelta(minutes=2))
+
+    assert directory.expire_keys(T0 + TTL - timedelta(microseconds=1)) == 0
+    assert directory.expire_keys(T0 + TTL) == 1
+    assert not directory.holds_key(early)
+    assert directory.holds_key(late)
+    assert directory.expire_keys(T0 + timedelta(minutes=2) + TTL) == 1
+    assert directory.cached_keys == 0
+    assert directory.cached_subject((("phone", d("early")),)) == early  # only the key goes
+
+
+def test_a_rolled_back_reload_leaves_no_key_and_the_next_one_works(
+    directory: SubjectDirectory,
+) -> None:
+    (subject,) = directory.resolve([(("phone", d("a")),)], T0)
+    later = T0 + TTL
+
+    def reload() -> bool:
+        directory.ensure_ciphers({subject}, later)
+        return directory.holds_key(subject)
+
+    assert in_failed_batch(directory, reload)
+    assert not directory.holds_key(subject)
+    directory.ensure_ciphers({subject}, later)
+    assert directory.holds_key(subject)
+    assert directory.expire_keys(later + TTL) == 1
+
+
+def test_the_key_ttl_defaults_to_five_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().router_key_ttl_s == 300.0
+    monkeypatch.setenv("CONTACTFLOW_ROUTER_KEY_TTL_S", "60")
+    assert Settings().router_key_ttl_s == 60.0
+    with pytest.raises(ValueError, match="router_key_ttl_s"):
+        Settings(router_key_ttl_s=0)
 
 
 # -- the pipeline: an erased subject's events after its key left ---------------------------
@@ -326,10 +392,9 @@ def test_an_erased_subjects_events_are_refused_and_no_key_comes_back(
     subject = first.outputs[0].key.decode()
     (key_id,) = (k for k, _ in _keys_of(sessions, subject))
 
-    # Erased in the ledger, the key gone from the cache, the state not read yet: refused.
+    # Erased in the ledger, the key aged out, the state not read yet: refused all the same.
     _erase_in_ledger(sessions, subject, T0 + timedelta(minutes=1))
-    directory.forget_key(subject)
-    later = T0 + timedelta(minutes=6)
+    later = T0 + TTL + timedelta(minutes=1)
     refused = pipeline.process(_calls(catalog, serde, 2, 10), later)
     assert _topics(refused) == [CONTACT_DEADLETTER] * 2
     assert refused.counts["dead_letter", "subject_erased"] == 2
