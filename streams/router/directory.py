@@ -6,11 +6,12 @@ already cached (repeat callers). Pseudonyms are deterministic (derived from the
 first digest of a subject), and the ledger transaction commits before the Kafka
 transaction, so a batch replayed after a crash finds the same subjects and keys.
 
-An unwrapped data key stays at most `key_ttl` after it was unwrapped (then it is
-unwrapped again from the vault when needed). `forget_key` drops a key at once: the worker
-calls it when the subject-state topic says the subject is erased. Cache changes a
-rolled-back batch made are undone (`_Journal`); an undo only ever removes a key, never
-puts one back, so a key dropped for erasure or age stays dropped.
+The caches are bounded by a memory budget (`cache_bytes`, least recently used entries
+evicted after each batch), and an unwrapped data key stays at most `key_ttl` after it was
+unwrapped (then it is unwrapped again from the vault when needed). `forget_key` drops a
+key at once: the worker calls it when the subject-state topic says the subject is erased.
+Cache changes a rolled-back batch made are undone (`_Journal`); an undo only ever removes
+a key, never puts one back, so a key dropped for erasure or age stays dropped.
 """
 
 from __future__ import annotations
@@ -45,10 +46,23 @@ from streams.ledger.hotpath import (
 
 log = logging.getLogger(__name__)
 KEY_ALGORITHM = "AES-256-GCM"
-_MAX_CACHED = 1_000_000
 _RETRIES = 5
-_MAX_CACHED_FOOTPRINTS = 1_000_000
+MIB = 1024 * 1024
+DEFAULT_CACHE_BYTES = 256 * MIB
 DEFAULT_KEY_TTL = timedelta(seconds=300)
+
+# Estimated memory of one cache entry, with its key and value, rounded up. Measured once
+# (CPython 3.11, cryptography 50) by filling an OrderedDict with 50,000 entries of each
+# kind, as the directory holds them: tracemalloc's traced growth per entry, and the
+# process's RSS growth per entry (statm, tracemalloc off), which also sees what the
+# AES-GCM context allocates outside Python's allocator; the larger figure is kept.
+# digest -> subject: 287 B traced, 325 B RSS. (subject, controller, channel): 252 B
+# traced, 282 B RSS. A cipher with its expiry entry, after sealing six field paths
+# (each adds a cached AAD): 1,279 B traced, 3,696 B RSS (about 2.4 KB of it native).
+# tests/unit/router/test_router_cache_budget.py checks the traced share stays below these.
+DIGEST_ENTRY_BYTES: Final = 340
+CIPHER_ENTRY_BYTES: Final = 3_800
+FOOTPRINT_ENTRY_BYTES: Final = 300
 
 Digests = tuple[tuple[str, str], ...]  # ((kind, digest), ...) of one event, in order
 
@@ -62,24 +76,29 @@ class SubjectDirectory:
         pseudonymiser: Pseudonymiser,
         master_key: bytes,
         *,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
         key_ttl: timedelta = DEFAULT_KEY_TTL,
     ) -> None:
-        """`key_ttl`: how long an unwrapped data key stays in memory."""
-        if key_ttl <= timedelta(0):
-            raise ValueError("the key TTL must be positive")
+        """`cache_bytes`: the budget of the three caches together (digests, keys,
+        footprints), as estimated per entry; `key_ttl`: how long an unwrapped key stays."""
+        if cache_bytes <= 0 or key_ttl <= timedelta(0):
+            raise ValueError("the cache budget and the key TTL must be positive")
         self._sessions = sessions
         self._pseudonymiser = pseudonymiser
         self._wrapper = KeyWrapper(master_key)
+        self._budget = cache_bytes
         self._key_ttl = key_ttl
-        self._subject_of: dict[str, str] = {}
-        self._ciphers: dict[str, FieldCipher] = {}
+        # Each cache is in least recently used first order (`move_to_end` on a hit).
+        self._subject_of: OrderedDict[str, str] = OrderedDict()
+        self._ciphers: OrderedDict[str, FieldCipher] = OrderedDict()
         self._key_expiry: OrderedDict[str, datetime] = OrderedDict()  # unwrapped-first order
-        self._survivor: dict[str, str] = {}
-        self._footprints: set[tuple[str, str, str]] = set()
+        self._footprints: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        self._survivor: dict[str, str] = {}  # merged-away subject -> survivor (not evicted)
         self._in_batch = False
         self._open: Session | None = None  # the batch's transaction, once something needs it
         self._journal: _Journal | None = None  # while a batch, or `resolve`, may roll back
         self.ledger_round_trips = 0
+        self.evicted = 0  # entries evicted to hold the budget
 
     @property
     def pseudonymiser(self) -> Pseudonymiser:
@@ -109,6 +128,7 @@ class SubjectDirectory:
             if self._open is not None:
                 self._open.close()
             self._open, self._in_batch = None, False
+        self._hold_budget()
 
     @contextmanager
     def _journaled(self) -> Iterator[None]:
@@ -145,10 +165,13 @@ class SubjectDirectory:
         """The subject if every digest is cached and they agree; None means ask the ledger."""
         subject = None
         survivor = self._survivor
+        subject_of = self._subject_of
+        touch = subject_of.move_to_end
         for _, digest in digests:
-            owner = self._subject_of.get(digest)
+            owner = subject_of.get(digest)
             if owner is None:
                 return None
+            touch(digest)
             if owner in survivor:
                 owner = self.current(owner)
             if subject is not None and owner != subject:
@@ -162,17 +185,18 @@ class SubjectDirectory:
         One ledger transaction for the whole list, retried when a concurrent worker won a
         race on the same new identifiers. None marks an event of an erased subject.
         """
-        if len(self._subject_of) > _MAX_CACHED:
-            self._subject_of.clear()
         for attempt in range(1, _RETRIES + 1):
             try:
                 with self._journaled():  # the caches follow the attempt's fate
-                    return self._resolve_once(pending, now)
+                    results = self._resolve_once(pending, now)
             except (IntegrityError, OperationalError) as exc:
                 if attempt == _RETRIES:
                     raise
                 log.warning("subject ledger conflict (%s), retry %d", type(exc).__name__, attempt)
                 time.sleep(0.05 * attempt)
+                continue
+            self._settle()
+            return results
         raise AssertionError("unreachable")
 
     def cipher(self, subject: str) -> FieldCipher:
@@ -188,21 +212,34 @@ class SubjectDirectory:
         """Load or create the data keys of subjects that have no cached cipher (keys older
         than the TTL are dropped first, so they are unwrapped again here)."""
         self.expire_keys(now)
-        if subjects - self._ciphers.keys():
+        ciphers = self._ciphers
+        touch = ciphers.move_to_end
+        missing = False
+        for subject in subjects:
+            if subject in ciphers:
+                touch(subject)
+            else:
+                missing = True
+        if missing:
             with self._transaction() as session:
                 self._load_ciphers(session, subjects, now)
+        self._settle()
 
     def record_footprints(self, footprints: set[tuple[str, str, str]], now: datetime) -> None:
         """Note in the ledger where subjects have data (subject, controller, channel); a
         privacy request resolves against these rows. Known ones cost no round trip."""
-        new = footprints - self._footprints
+        cached = self._footprints
+        new = footprints - cached.keys()
+        touch = cached.move_to_end
+        for footprint in footprints - new:
+            touch(footprint)
         if not new:
             return
         with self._transaction() as session:
             add_footprints(session, new, now)
-        if len(self._footprints) > _MAX_CACHED_FOOTPRINTS:
-            self._footprints.clear()
-        self._footprints |= new
+            for footprint in new:
+                self._put(cached, footprint, None)
+        self._settle()
 
     def forget(self, subject: str) -> None:
         """Drop a subject's cached key and the digests that lead to it (an event of the
@@ -236,6 +273,43 @@ class SubjectDirectory:
     @property
     def cached_keys(self) -> int:
         return len(self._ciphers)
+
+    def cache_bytes(self) -> int:
+        """The estimated memory of the three caches (entries times `*_ENTRY_BYTES`)."""
+        return (
+            len(self._subject_of) * DIGEST_ENTRY_BYTES
+            + len(self._ciphers) * CIPHER_ENTRY_BYTES
+            + len(self._footprints) * FOOTPRINT_ENTRY_BYTES
+        )
+
+    def _settle(self) -> None:
+        """Outside a batch, hold the budget after each call (a batch does at its end)."""
+        if not self._in_batch:
+            self._hold_budget()
+
+    def _hold_budget(self) -> None:
+        """Evict least recently used entries until the estimate is within the budget.
+
+        Each cache gives up its oldest entries in proportion to its share of the bytes, so
+        the mix of digests, keys and footprints stays what the traffic makes it. Runs
+        between batches only: a batch never loses a key it loaded.
+        """
+        used = self.cache_bytes()
+        if used <= self._budget:
+            return
+        caches: tuple[OrderedDict[Any, Any], ...] = (
+            self._subject_of,
+            self._ciphers,
+            self._footprints,
+        )
+        for cache in caches:
+            # its share of the budget, in entries: budget * (len * size / used) / size
+            keep = self._budget * len(cache) // used
+            for _ in range(len(cache) - keep):
+                key, _ = cache.popitem(last=False)
+                if cache is self._ciphers:
+                    self._key_expiry.pop(key, None)
+                self.evicted += 1
 
     def _resolve_once(self, pending: Sequence[Digests], now: datetime) -> list[str | None]:
         with self._transaction() as session:
@@ -397,8 +471,10 @@ class SubjectDirectory:
         for retired in stale:  # merged into `subject` (by another router, or earlier)
             self.forget_key(retired)
             self._put(self._survivor, retired, subject)
+        subject_of = self._subject_of
         for _, digest in digests:
-            self._put(self._subject_of, digest, subject)
+            self._put(subject_of, digest, subject)
+            subject_of.move_to_end(digest)
 
     # Cache changes made in a batch or a resolve attempt go through these, so a rollback
     # (`_journal`) leaves the caches as they were: never a cached subject or key that the

@@ -42,7 +42,7 @@ from streams.keys import load_keys
 from streams.ledger import current_revision, head_revision, session_factory
 from streams.router.decode import Decoded, Outcome
 from streams.router.dedup import DedupWindow
-from streams.router.directory import SubjectDirectory
+from streams.router.directory import MIB, SubjectDirectory
 from streams.router.helper import DecodeHelper, HelperFailed, Pending
 from streams.router.limits import OutputLimits, read_output_limits
 from streams.router.pipeline import OUTPUT_TOPICS, BatchOutcome, RouterPipeline, decode_request
@@ -156,6 +156,7 @@ class RouterWorker:
             session_factory(engine),
             Pseudonymiser(keys.pseudonym_key),
             keys.master_key,
+            cache_bytes=settings.router_cache_mb * MIB,
             key_ttl=timedelta(seconds=settings.router_key_ttl_s),
         )
         self._state = SubjectStateTable(  # an erasure drops the key in every router at once

@@ -304,10 +304,14 @@ def test_a_rolled_back_reload_leaves_no_key_and_the_next_one_works(
     assert directory.expire_keys(later + TTL) == 1
 
 
-def test_the_key_ttl_defaults_to_five_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Settings().router_key_ttl_s == 300.0
+def test_the_settings_default_to_a_five_minute_ttl_and_a_256_mib_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = Settings()
+    assert (settings.router_key_ttl_s, settings.router_cache_mb) == (300.0, 256)
     monkeypatch.setenv("CONTACTFLOW_ROUTER_KEY_TTL_S", "60")
-    assert Settings().router_key_ttl_s == 60.0
+    monkeypatch.setenv("CONTACTFLOW_ROUTER_CACHE_MB", "64")
+    assert (Settings().router_key_ttl_s, Settings().router_cache_mb) == (60.0, 64)
     with pytest.raises(ValueError, match="router_key_ttl_s"):
         Settings(router_key_ttl_s=0)
 
