@@ -18,6 +18,15 @@ def bench_router(
     faust_cap: Annotated[
         int, typer.Option(min=100, help="At most this many events for faust (it is slow).")
     ] = 20_000,
+    same_work: Annotated[
+        bool,
+        typer.Option(
+            "--same-work",
+            help="Also run a Quix Streams app doing the router's work (identifiers digested, "
+            "a dict for the ledger, fields encrypted, retention and hold outputs, "
+            "exactly-once); adds router_vs_quix_same_work= to the last line.",
+        ),
+    ] = False,
 ) -> None:
     """Limit, Quix Streams, faust and the router on one workload; ratios on the last line."""
     from streams.dev.bench.router_bench import run_router_bench
@@ -25,7 +34,9 @@ def bench_router(
 
     root = kafka_container()
     with progress("bench") as say:
-        result = run_router_bench(root, events, say, router=run_real_router, faust_cap=faust_cap)
+        result = run_router_bench(
+            root, events, say, router=run_real_router, faust_cap=faust_cap, same_work=same_work
+        )
     for line in result.report_lines():
         console.print(line, soft_wrap=True)
 

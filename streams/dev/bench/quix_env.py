@@ -7,9 +7,10 @@ confluent-kafka 2.16 and pydantic-settings 2.16. pip cannot satisfy both in one 
 So the bench builds `<cache dir>/bench/quixstreams-<version>-<hash>/` with
 `python -m venv --without-pip` and installs into it, through this interpreter's pip
 (`pip --python <venv python> install`), `QUIX_REQUIREMENTS` plus the exact fastavro,
-phonenumbers and PyYAML versions of this environment, so the peer's Avro and identity code
-is the same as everyone else's. The directory name hashes the requirement list: changing a
-pin builds a new one. A marker file is written last; a lock file serialises builders.
+phonenumbers, PyYAML and cryptography versions of this environment, so the peer's Avro,
+identity and AES-GCM code is the same as everyone else's. The directory name hashes the
+requirement list: changing a pin builds a new one. A marker file is written last; a lock
+file serialises builders.
 
 The peer then runs as `<venv>/bin/python -m streams.dev.bench.quix_peer`, with PYTHONPATH set to
 `source_shim()`: a directory of symlinks to our own `schemas`, `processors` and `streams`
@@ -33,7 +34,7 @@ from streams.errors import ContactflowError
 
 QUIX_VERSION: Final = "3.28.1"
 QUIX_REQUIREMENTS: Final = (f"quixstreams=={QUIX_VERSION}", "confluent-kafka==2.12.2")
-SHARED_WITH_PROJECT: Final = ("fastavro", "phonenumbers", "PyYAML")
+SHARED_WITH_PROJECT: Final = ("fastavro", "phonenumbers", "PyYAML", "cryptography")
 _MARKER: Final = ".contactflow-ready"
 _PACKAGES: Final = ("schemas", "processors", "streams")
 

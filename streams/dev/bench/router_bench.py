@@ -6,6 +6,10 @@
 
 - limit: `streams.dev.bench.limit` (decode + encode + produce, no governance);
 - quix: `streams.dev.bench.quix_peer` (bare tagging, Quix Streams in its own venv);
+- quix same work (`same_work=True` only): the same Quix app doing the router's work
+  (`streams.dev.bench.same_work`), exactly-once, measured like the router by its group's
+  committed input offsets; afterwards its committed outputs and the router's are counted
+  by kind (`OutputTally`), which must agree;
 - faust: `streams.dev.bench.faust_peer` (bare tagging, event by event; at most `faust_cap`
   events, since at ~5k/s a large run would take minutes and a rate is still comparable);
 - router: the `RouterRunner` given, on a container whose topic prefix is the bench's.
@@ -31,28 +35,55 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from schemas.catalog import CHANNEL_CONTRACTS
+from schemas.topic_names import (
+    CONTACT_QUARANTINE,
+    CONTACT_RESTRICTED,
+    CONTROLLER_TOPICS,
+    RECORDINGS_STANDARD,
+    RETENTION_SIGNALS,
+)
 from streams.bootstrap import Container, bootstrap
 from streams.dev.bench import quix_env
 from streams.dev.bench.harness import (
+    BenchError,
     BenchTopics,
+    GroupProgress,
     OutputCounter,
     PeerLaunch,
+    Progress,
     SystemRun,
     child_env,
     plain_client_config,
     run_peer,
 )
-from streams.dev.bench.spec import COMNEXIO, ORES, PASSTHROUGH, QUARANTINE, PeerSpec
+from streams.dev.bench.spec import (
+    COMNEXIO,
+    ORES,
+    PASSTHROUGH,
+    QUARANTINE,
+    RECORDINGS,
+    RESTRICTED,
+    SIGNALS,
+    PeerSpec,
+)
 from streams.dev.bench.workload import encode_workload, generate_workload, produce_workload
+from streams.kafka.readback import read_all
 from streams.sdk.producer import raw_topic
 from streams.topics import TopicCatalog, TopicSpec
 
 FAUST_CAP: Final = 20_000
 _TAGGED_OUTPUTS: Final = {
-    ORES: "contact.ores.v1",
-    COMNEXIO: "contact.comnexio.v1",
-    QUARANTINE: "contact.quarantine.v1",
+    ORES: CONTROLLER_TOPICS["ORES"],
+    COMNEXIO: CONTROLLER_TOPICS["COMNEXIO"],
+    QUARANTINE: CONTACT_QUARANTINE,
 }
+_SAME_WORK_OUTPUTS: Final = {
+    **_TAGGED_OUTPUTS,
+    RESTRICTED: CONTACT_RESTRICTED,
+    RECORDINGS: RECORDINGS_STANDARD,
+    SIGNALS: RETENTION_SIGNALS,
+}
+QUIX_SAME_WORK: Final = "quix-same-work"
 
 
 @dataclass(frozen=True)
@@ -81,27 +112,49 @@ class RouterRunner(Protocol):
 
 
 @dataclass(frozen=True)
+class OutputTally:
+    """Committed output records of a system doing the router's work, by kind."""
+
+    tagged: int  # controller, restricted and quarantine topics
+    recordings: int  # RecordingRetention on recordings.standard.v1
+    signals: int  # HoldSignal on retention.signals.v1
+
+    def __str__(self) -> str:
+        return f"{self.tagged:,} tagged, {self.recordings:,} retention, {self.signals:,} hold"
+
+
+@dataclass(frozen=True)
 class BenchResult:
-    """Throughput of each system on the same workload, and the router's peak RSS."""
+    """Throughput of each system on the same workload, and the router's peak RSS.
+
+    With `quix_same_work` (`--same-work`): the Quix app doing the router's work, and the
+    outputs each of them committed."""
 
     events: int
     limit: SystemRun
     quix: SystemRun
     faust: SystemRun
     router: SystemRun
+    quix_same_work: SystemRun | None = None
+    quix_same_work_outputs: OutputTally | None = None
+    router_outputs: OutputTally | None = None
 
     @property
     def router_peak_rss_bytes(self) -> int:
         return self.router.peak_rss_bytes
 
     def summary_line(self) -> str:
-        """`router_vs_limit=<r> router_vs_faust=<r> router_vs_quix=<r>`, two decimals."""
+        """`router_vs_limit=<r> router_vs_faust=<r> router_vs_quix=<r>`, two decimals, then
+        ` router_vs_quix_same_work=<r>` when the same-work peer ran."""
         router = self.router.events_per_s
-        return (
+        line = (
             f"router_vs_limit={router / self.limit.events_per_s:.2f} "
             f"router_vs_faust={router / self.faust.events_per_s:.2f} "
             f"router_vs_quix={router / self.quix.events_per_s:.2f}"
         )
+        if self.quix_same_work is not None:
+            line += f" router_vs_quix_same_work={router / self.quix_same_work.events_per_s:.2f}"
+        return line
 
     def report_lines(self) -> list[str]:
         """One line per system, then the summary line (always last)."""
@@ -110,15 +163,26 @@ class BenchResult:
             "quix": f"quix (Quix Streams {quix_env.QUIX_VERSION}, bare tagging)",
             "faust": "faust (faust-streaming agent, bare tagging, event by event)",
             "router": "router (transactions on)",
+            QUIX_SAME_WORK: f"quix same work (Quix Streams {quix_env.QUIX_VERSION}, "
+            "exactly-once, the router's work with a dict for the ledger)",
         }
+        runs = [self.limit, self.quix, self.faust, self.router]
+        if self.quix_same_work is not None:
+            runs.insert(2, self.quix_same_work)
         lines = []
-        for run in (self.limit, self.quix, self.faust, self.router):
+        for run in runs:
             capped = f" (capped at {run.events:,})" if run.events < self.events else ""
             cpu = f", CPU {run.cpu_us_per_event:,.0f} µs/event" if run.cpu_s else ""
             lines.append(
                 f"{labels[run.name]}: {run.events_per_s:,.0f} events/s over "
                 f"{run.events:,} events{capped}, peak RSS {run.peak_rss_bytes / 2**20:,.0f} MiB"
                 f"{cpu}"
+            )
+        if self.router_outputs is not None and self.quix_same_work_outputs is not None:
+            same = "the same" if self.router_outputs == self.quix_same_work_outputs else "DIFFERENT"
+            lines.append(
+                f"outputs ({same}): router {self.router_outputs}; "
+                f"quix same work {self.quix_same_work_outputs}"
             )
         return [*lines, self.summary_line()]
 
@@ -131,8 +195,10 @@ def run_router_bench(
     router: RouterRunner,
     faust_cap: int = FAUST_CAP,
     seed: int = 20251126,
+    same_work: bool = False,
 ) -> BenchResult:
-    """Load `events` events once, measure limit, quix, faust and router on them, clean up."""
+    """Load `events` events once, measure limit, quix, faust and router on them (and the
+    same-work Quix app with `same_work`), clean up."""
     if events < 1:
         raise ValueError("the bench needs at least one event")
     prefix = f"{root.settings.topic_prefix}bench-{uuid.uuid4().hex[:8]}."
@@ -150,6 +216,7 @@ def run_router_bench(
             peers = _Peers(bench_root, topics, inputs, events, Path(scratch), groups, say)
             limit = peers.run("limit", events)
             quix = peers.run("quix", events)
+            quix_same = peers.run(QUIX_SAME_WORK, events) if same_work else None
             faust = peers.run("faust", min(events, faust_cap))
             say(f"running router on {events:,} events")
             measured = router(bench_root, inputs, events)
@@ -158,11 +225,41 @@ def run_router_bench(
                 measured.cpu_s,
             )  # fmt: skip
             say(f"router done: {run.events_per_s:,.0f} events/s")
+            peer_outputs: OutputTally | None = None
+            router_outputs: OutputTally | None = None
+            if quix_same is not None:
+                say("counting the outputs of the router and of quix same work")
+                peer_outputs = tally_outputs(bench_root, peers.same_work_outputs)
+                router_outputs = tally_outputs(bench_root, _router_outputs(bench_root.topics))
+                if peer_outputs.tagged != events:  # every event tagged once: none lost or twice
+                    raise BenchError(
+                        f"quix same work committed {peer_outputs.tagged} tagged events for "
+                        f"{events} input events"
+                    )
         finally:
             say("deleting bench topics and consumer groups")
             topics.delete_all()
             _delete_groups(admin, groups, say)
-    return BenchResult(events, limit, quix, faust, run)
+    return BenchResult(events, limit, quix, faust, run, quix_same, peer_outputs, router_outputs)
+
+
+def _router_outputs(catalog: TopicCatalog) -> dict[str, str]:
+    return {role: catalog.name(logical) for role, logical in _SAME_WORK_OUTPUTS.items()}
+
+
+def tally_outputs(root: Container, outputs: dict[str, str]) -> OutputTally:
+    """Committed records (tombstones aside) on the same-work output roles' topics."""
+    client = root.settings.kafka_client_config()
+
+    def records(*roles: str) -> int:
+        return sum(
+            sum(1 for m in read_all(client, outputs[role], timeout=60) if m.value() is not None)
+            for role in roles
+        )
+
+    return OutputTally(
+        records(ORES, COMNEXIO, RESTRICTED, QUARANTINE), records(RECORDINGS), records(SIGNALS)
+    )
 
 
 def _load(
@@ -196,6 +293,7 @@ class _Peers:
         self.scratch = scratch
         self.groups, self.say = groups, say
         self.key_hex = secrets.token_bytes(32).hex()
+        self.same_work_outputs: dict[str, str] = {}
 
     def run(self, name: str, events: int) -> SystemRun:
         outputs = self._outputs(name)
@@ -203,6 +301,7 @@ class _Peers:
         self.groups.append(group)
         workdir = self.scratch / name
         workdir.mkdir()
+        same_work = name == QUIX_SAME_WORK
         spec = PeerSpec(
             client_config=plain_client_config(self.root.settings),
             input_topics=self.inputs,
@@ -211,9 +310,17 @@ class _Peers:
             report_path=str(workdir / "report.json"),
             policy_path=str(self.root.settings.infra_dir / "policy.yaml"),
             pseudonym_key_hex=self.key_hex,
+            same_work=same_work,
+            master_key_hex=secrets.token_bytes(32).hex() if same_work else "",
+            commit_every=self.root.settings.router_batch_size if same_work else 0,
         )
         launch = self._launch(name, workdir)
-        counter = OutputCounter(self.topics.admin, list(outputs.values()))
+        counter: Progress
+        if same_work:  # transactional outputs: count inputs committed, as for the router
+            self.same_work_outputs = outputs
+            counter = GroupProgress(self.topics.admin, group, self.inputs)
+        else:
+            counter = OutputCounter(self.topics.admin, list(outputs.values()))
         capped = f" (capped, of {self.loaded:,} loaded)" if events < self.loaded else ""
         self.say(f"running {name} on {events:,} events{capped}")
         run = run_peer(launch, spec, counter, events, exact=events == self.loaded)
@@ -235,12 +342,13 @@ class _Peers:
             catalog = TopicCatalog((spec,), prefix)
             self.topics.create(catalog)
             return {PASSTHROUGH: catalog.name("passthrough.v1")}
-        specs = tuple(self.root.topics.spec(logical) for logical in _TAGGED_OUTPUTS.values())
+        roles = _SAME_WORK_OUTPUTS if name == QUIX_SAME_WORK else _TAGGED_OUTPUTS
+        specs = tuple(self.root.topics.spec(logical) for logical in roles.values())
         catalog = self.topics.create(TopicCatalog(specs, prefix))
-        return {role: catalog.name(logical) for role, logical in _TAGGED_OUTPUTS.items()}
+        return {role: catalog.name(logical) for role, logical in roles.items()}
 
     def _launch(self, name: str, workdir: Path) -> PeerLaunch:
-        if name == "quix":
+        if name in ("quix", QUIX_SAME_WORK):
             python = quix_env.quix_python(self.root.settings.cache_dir, self.say)
             shim = quix_env.source_shim(self.scratch / "quix-src")
             env = child_env(PYTHONPATH=str(shim))

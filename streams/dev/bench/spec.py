@@ -21,11 +21,19 @@ ORES = "ores"
 COMNEXIO = "comnexio"
 QUARANTINE = "quarantine"
 PASSTHROUGH = "passthrough"
+RESTRICTED = "restricted"  # the same-work roles (`same_work`): the router's other outputs
+RECORDINGS = "recordings"
+SIGNALS = "signals"
 
 
 @dataclass(frozen=True)
 class PeerSpec:
-    """Everything a peer needs; `outputs` maps a role (ores, comnexio, ...) to a topic."""
+    """Everything a peer needs; `outputs` maps a role (ores, comnexio, ...) to a topic.
+
+    `same_work`: do the router's work (`same_work.SameWorkTagger`, with `master_key_hex`
+    wrapping the data keys) instead of bare tagging, with transactions committed every
+    `commit_every` events (the router's batch size) where the peer supports them.
+    """
 
     client_config: dict[str, str]
     input_topics: list[str]
@@ -34,6 +42,9 @@ class PeerSpec:
     report_path: str
     policy_path: str = ""
     pseudonym_key_hex: str = field(default="", repr=False)
+    same_work: bool = False
+    master_key_hex: str = field(default="", repr=False)
+    commit_every: int = 0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
