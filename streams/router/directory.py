@@ -229,7 +229,7 @@ class SubjectDirectory:
         """Note in the ledger where subjects have data (subject, controller, channel); a
         privacy request resolves against these rows. Known ones cost no round trip."""
         cached = self._footprints
-        new = footprints - cached.keys()
+        new = {footprint for footprint in footprints if footprint not in cached}
         touch = cached.move_to_end
         for footprint in footprints - new:
             touch(footprint)
@@ -237,8 +237,9 @@ class SubjectDirectory:
             return
         with self._transaction() as session:
             add_footprints(session, new, now)
-            for footprint in new:
-                self._put(cached, footprint, None)
+            if self._journal is not None:
+                self._journal.added(cached, new)
+            cached.update(dict.fromkeys(new))
         self._settle()
 
     def forget(self, subject: str) -> None:
@@ -423,13 +424,16 @@ class SubjectDirectory:
         """Cache the live key of each subject, making one where there is none; `created`:
         subjects inserted by this transaction, which cannot have a key yet. A subject the
         ledger holds as erased (its keys shredded) gets none, and no cached cipher."""
-        missing = subjects - self._ciphers.keys()
+        # Not `subjects - ciphers.keys()`: a set minus a dict view walks the whole dict.
+        ciphers = self._ciphers
+        missing = {subject for subject in subjects if subject not in ciphers}
         if not missing:
             return
+        expires_at = now + self._key_ttl
         for subject, (key_id, wrapped) in live_keys(session, missing - set(created)).items():
             data_key = self._wrapper.unwrap(key_id, wrapped)
-            self._cache_cipher(subject, FieldCipher(key_id, data_key), now)
-        keyless = missing - self._ciphers.keys()
+            self._cache_cipher(subject, FieldCipher(key_id, data_key), expires_at)
+        keyless = {subject for subject in missing if subject not in ciphers}
         older = keyless - set(created)  # erased since it was cached, or a merge's survivor
         if older:
             keyless -= {s for s, gone in subjects_state(session, older).items() if gone}
@@ -438,15 +442,20 @@ class SubjectDirectory:
             key_id = f"k-{os.urandom(16).hex()}"  # never reused: 128 random bits
             data_key = new_data_key()
             made.append((key_id, subject, self._wrapper.wrap(key_id, data_key)))
-            self._cache_cipher(subject, FieldCipher(key_id, data_key), now)
+            self._cache_cipher(subject, FieldCipher(key_id, data_key), expires_at)
         add_keys(session, made, KEY_ALGORITHM, now)
 
-    def _cache_cipher(self, subject: str, cipher: FieldCipher, now: datetime) -> None:
-        """Cache a key unwrapped (or made) at `now`; it leaves at `now + key_ttl`. Only
-        the addition is journaled: an undo removes it, and never restores an older key."""
-        self.forget_key(subject)
-        self._put(self._ciphers, subject, cipher)
-        self._put(self._key_expiry, subject, now + self._key_ttl)
+    def _cache_cipher(self, subject: str, cipher: FieldCipher, expires_at: datetime) -> None:
+        """Cache a key until `expires_at`. Only the addition is journaled: an undo removes
+        it, and never restores an older key. (An undone key's expiry entry stays behind,
+        in order: `expire_keys` drops it, harmlessly, when its time comes.)"""
+        ciphers, expiry = self._ciphers, self._key_expiry
+        ciphers.pop(subject, None)
+        expiry.pop(subject, None)  # re-added at the end: the entries stay in expiry order
+        if self._journal is not None:
+            self._journal.before(ciphers, subject)
+        ciphers[subject] = cipher
+        expiry[subject] = expires_at
 
     def _retire(self, survivors: dict[str, str]) -> None:
         """Subjects merged away in the ledger: cached digests follow them to the survivor.
@@ -493,6 +502,7 @@ class SubjectDirectory:
 
 
 _ABSENT: Final = object()
+_ADDED: Final = object()
 
 
 class _Journal:
@@ -501,10 +511,14 @@ class _Journal:
     first), so an undo removes keys and never brings one back."""
 
     def __init__(self) -> None:
-        self._before: list[tuple[dict[Any, Any], Hashable, Any]] = []
+        self._before: list[tuple[dict[Any, Any], Any, Any]] = []
 
     def before(self, cache: dict[Any, Any], key: Hashable) -> None:
         self._before.append((cache, key, cache.get(key, _ABSENT)))
+
+    def added(self, cache: dict[Any, Any], keys: Collection[Hashable]) -> None:
+        """`keys`, absent from `cache` until now, are being added (one entry for all)."""
+        self._before.append((cache, tuple(keys), _ADDED))
 
     def mark(self) -> int:
         return len(self._before)
@@ -516,5 +530,8 @@ class _Journal:
             cache, key, value = before.pop()
             if value is _ABSENT:
                 cache.pop(key, None)
+            elif value is _ADDED:
+                for added in key:
+                    cache.pop(added, None)
             else:
                 cache[key] = value
