@@ -153,7 +153,7 @@ def _run_reporting(root: Container, heartbeat: Heartbeat, endpoints: WorkerEndpo
     from streams.router.worker import utc_now
 
     settings = root.settings
-    app, _ = create_reporting_app(root, settings.kpi_config(), utc_now,
+    app = create_reporting_app(root, settings.kpi_config(), utc_now,
                                   publish_interval_s=settings.kpi_publish_interval_s)  # fmt: skip
     _serve_faust(app, root, heartbeat, endpoints, "reporting app")
 

@@ -84,14 +84,11 @@ def _hold_store(datadir: Path) -> None:
 
 
 @dataclass
-class ReportingStats:
-    events: int = 0
-    facts: int = 0
-    applied: int = 0
-    published: int = 0
-    dead_lettered: int = 0
-    figures: dict[str, tuple[Window, Group]] = field(default_factory=dict)  # to publish
-    open: dict[str, tuple[Window, Group]] = field(default_factory=dict)  # published, not final
+class _Windows:
+    """The windows to publish at the next round, and those published but not yet final."""
+
+    due: dict[str, tuple[Window, Group]] = field(default_factory=dict)
+    open: dict[str, tuple[Window, Group]] = field(default_factory=dict)
 
 
 class TableCells:
@@ -138,7 +135,7 @@ class FactExtractor:
 def create_reporting_app(
     container: Container, config: KpiConfig, clock: Callable[[], datetime], *,
     publish_interval_s: float = 1.0,
-) -> tuple[faust.App, ReportingStats]:  # fmt: skip
+) -> faust.App:  # fmt: skip
     settings = container.settings
     datadir = settings.data_dir / "faust-reporting"
     datadir.mkdir(parents=True, exist_ok=True)
@@ -164,7 +161,7 @@ def create_reporting_app(
     )  # fmt: skip
     cells = TableCells(table, serde, contracts["KpiCell"])
     extractor = FactExtractor(serde, config, contracts["KpiFact"])
-    stats = ReportingStats()
+    windows = _Windows()
 
     async def extract(stream: Any) -> None:
         """Batches of tagged events in, one fact per group and day (or week) of the batch
@@ -172,26 +169,27 @@ def create_reporting_app(
         offsets are committed only after its facts are flushed."""
         async for events in stream.take_events(EXTRACT_BATCH, within=EXTRACT_WITHIN_S):
             entries: list[Entry] = []
+            unreadable: list[tuple[Any, bytes, Exception]] = []
             for event in events:
                 if event.value is not None:
-                    entries += await _entries(event)
+                    entries += _entries(event.message, event.value, unreadable)
+            for message, value, error in unreadable:
+                await _dead_letter(message, value, error, STAGE)
             for key, value in extractor.facts(entries):
-                stats.facts += 1
                 await facts_topic.send(key=key, value=value)
 
-    async def _entries(event: Any) -> list[Entry]:
-        message = event.message
-        stats.events += 1
+    def _entries(message: Any, value: bytes, unreadable: list[Any]) -> list[Entry]:
+        """What one tagged event adds; an event that cannot be read is noted in
+        `unreadable` (dead-lettered after the batch) and adds nothing."""
         source = f"{message.topic}/{message.partition}"
         routed_at = routed_time(round(message.timestamp * 1000))
         try:
-            return extractor.entries(event.value, source, message.offset, routed_at)
+            return extractor.entries(value, source, message.offset, routed_at)
         except (SchemaError, KeyError, TypeError, ValueError) as error:
-            await _dead_letter(message, event.value, error, STAGE)
+            unreadable.append((message, value, error))
             return []
 
     async def _dead_letter(message: Any, value: bytes, error: Exception, stage: str) -> None:
-        stats.dead_lettered += 1
         code = type(error).__name__
         log.error("%s failed at %s[%s]@%s: %s", stage, message.topic, message.partition,
                   message.offset, code)  # fmt: skip
@@ -215,8 +213,7 @@ def create_reporting_app(
                 await _dead_letter(event.message, event.value, error, APPLY_STAGE)
                 continue
             for key, window, group in touched:
-                stats.figures[key] = (window, group)
-            stats.applied += 1
+                windows.due[key] = (window, group)
 
     app.agent(tagged, name="extract-facts")(extract)
     app.agent(facts_topic, name="apply-facts")(apply)
@@ -230,16 +227,16 @@ def create_reporting_app(
         for key in cells:
             window, group = parse_cell_key(key)
             if window.end > settled:  # older ones were published final long ago
-                stats.figures[key] = (window, group)
+                windows.due[key] = (window, group)
 
     @app.timer(interval=publish_interval_s, name="publish-figures")  # type: ignore[untyped-decorator]
     async def publish() -> None:
         """Publish the windows that changed, and those whose grace period just ended (a
         final figure), each once per round."""
         now = clock()
-        due, stats.figures = stats.figures, {}
+        due, windows.due = windows.due, {}
         stored, cells.stored = cells.stored, {}
-        for key, (window, group) in list(stats.open.items()):
+        for key, (window, group) in list(windows.open.items()):
             if now >= window.end + config.grace:
                 due.setdefault(key, (window, group))
         for key, (window, group) in due.items():
@@ -250,10 +247,9 @@ def create_reporting_app(
             figure = figure_of(window, group, cell, config.min_subjects, final=final, now=now)
             value = serde.serialize(figure, contracts["KpiFigure"])
             await kpi_topic.send(key=key.encode(), value=value)
-            stats.published += 1
             if final:
-                stats.open.pop(key, None)
+                windows.open.pop(key, None)
             else:
-                stats.open[key] = (window, group)
+                windows.open[key] = (window, group)
 
-    return app, stats
+    return app
