@@ -253,7 +253,7 @@ class TaggedWriter:
             if traceparent is not None:
                 pieces += (length_prefixed(traceparent.encode()), parts[8])
             return b"".join(pieces)
-        record = _tagged_record(
+        record = tagged_record(
             event_id, contact_id, channel, kind, occurred_at, attribution, restricted, subject,
             key_id, source_fingerprint, sealed, traceparent, excluded_purposes,
         )  # fmt: skip
@@ -289,7 +289,7 @@ class TaggedWriter:
         names = ("event_id", "contact_id", "kind", "subject", "key_id", "fingerprint")
         markers = {name: _marker(name) for name in names}
         event, trace = _marker("event").encode(), _marker("traceparent")
-        record = _tagged_record(
+        record = tagged_record(
             markers["event_id"], markers["contact_id"], channel, markers["kind"], _SOME_TIME,
             attribution, restricted, markers["subject"], markers["key_id"],
             markers["fingerprint"], event, trace if traced else None, excluded,
@@ -308,12 +308,14 @@ class TaggedWriter:
         return (*parts[:3], parts[3][len(time) :], *parts[4:])
 
 
-def _tagged_record(
+def tagged_record(
     event_id: str, contact_id: str, channel: str, kind: str, occurred_at: datetime,
     attribution: Attribution, restricted: bool, subject: str, key_id: str,
     source_fingerprint: str, sealed: bytes, traceparent: str | None,
     excluded_purposes: Sequence[str],
 ) -> dict[str, Any]:  # fmt: skip
+    """A `TaggedContactEvent` record: the event's ids and time, its governance, and the
+    sealed raw event."""
     return {
         "event_id": event_id,
         "contact_id": contact_id,

@@ -61,6 +61,7 @@ from schemas.catalog import CHANNEL_CONTRACTS, Contract, SchemaCatalog
 from schemas.serde import AvroSerde
 from streams.dev.bench.spec import COMNEXIO, ORES, QUARANTINE, RECORDINGS, RESTRICTED, SIGNALS
 from streams.dev.bench.tagging import Routed, load_policy
+from streams.router.templates import tagged_record
 
 _CHANNEL_OF: Final = {name: channel for channel, name in CHANNEL_CONTRACTS.items()}
 _MAX_REMEMBERED_SPELLINGS: Final = 100_000  # as the router's decode stage
@@ -127,28 +128,11 @@ class SameWorkTagger:
             return [Routed(self._quarantine, contact_id.encode(), quarantined)]
         subject_key = subject.encode()
         restricted = route is Route.RESTRICTED
-        tagged = {
-            "event_id": envelope["event_id"],
-            "contact_id": contact_id,
-            "channel": channel,
-            "kind": kind,
-            "occurred_at": envelope["occurred_at"],
-            "governance": {
-                "controller": attribution.controller,
-                "processor": attribution.processor,
-                "purpose": attribution.purpose,
-                "legal_basis": attribution.legal_basis,
-                "subject_pseudonym": subject,
-                "policy_version": attribution.policy_version,
-                "restricted": restricted,
-                "retention_class": attribution.retention_class,
-                "excluded_purposes": list(excluded_purposes(status, self._derived)),
-            },
-            "key_id": key_id,
-            "source_fingerprint": writer.fingerprint_hex,
-            "event": sealed,
-            "traceparent": None,
-        }
+        tagged = tagged_record(
+            envelope["event_id"], contact_id, channel, kind, envelope["occurred_at"],
+            attribution, restricted, subject, key_id, writer.fingerprint_hex, sealed, None,
+            excluded_purposes(status, self._derived),
+        )  # fmt: skip
         topic = self._restricted if restricted else self._controller_topic[attribution.controller]
         routed = [Routed(topic, subject_key, self._serde.serialize(tagged, self._tagged))]
         self.footprints.add((subject, attribution.controller, channel))
