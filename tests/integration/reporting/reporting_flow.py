@@ -22,7 +22,6 @@ from confluent_kafka import Consumer, TopicPartition
 from schemas.examples import example_events
 from streams.bootstrap import Container
 from streams.reporting.app import APP_ID
-from streams.reporting.figures import published
 from streams.router.worker import RouterWorker
 
 _CONTACTFLOW = [sys.executable, "-m", "streams.cli.__main__"]
@@ -141,7 +140,3 @@ class AppProgress:
 def wait_until(condition: Any, what: str, log: Path, timeout: float = 120.0) -> Any:
     """Poll `condition` until it is truthy; fail with the app's log tail."""
     return wait_for(condition, what, log, timeout)
-
-
-def figures_now(container: Container) -> dict[str, dict[str, Any]]:
-    return published(container)

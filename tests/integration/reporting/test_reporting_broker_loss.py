@@ -11,7 +11,6 @@ import pytest
 from reporting_flow import (
     at,
     example,
-    figures_now,
     phone,
     reporting_app,
     send_and_route,
@@ -22,6 +21,7 @@ from streams.bootstrap import Container
 from streams.keys import load_keys
 from streams.ledger import upgrade
 from streams.ops.broker import Broker
+from streams.reporting.figures import published
 
 pytestmark = pytest.mark.integration
 OUTAGE_S = 20.0
@@ -33,7 +33,7 @@ def _calls(first: int, when: datetime) -> list[tuple[str, dict]]:  # type: ignor
 
 
 def _offered(container: Container) -> int:
-    return sum(f["measures"].get("offered", 0) for k, f in figures_now(container).items()
+    return sum(f["measures"].get("offered", 0) for k, f in published(container).items()
                if k.startswith("day|"))  # fmt: skip
 
 

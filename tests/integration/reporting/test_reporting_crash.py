@@ -14,7 +14,6 @@ from reporting_flow import (
     AppProgress,
     at,
     example,
-    figures_now,
     phone,
     reporting_app,
     run_cli,
@@ -25,6 +24,7 @@ from reporting_flow import (
 from schemas.topic_names import CONTACT_COMNEXIO, CONTACT_ORES
 from streams.keys import load_keys
 from streams.ledger import upgrade
+from streams.reporting.figures import published
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +66,7 @@ def test_sigkill_mid_stream_then_verify_agrees(container, tmp_path: Path) -> Non
     finally:
         progress.close()
     assert killed_at > 0
-    figures = figures_now(container)
+    figures = published(container)
     counted = sum(f["measures"].get("offered", 0) + f["measures"].get("conversations", 0)
                   for k, f in figures.items() if k.startswith("day|"))  # fmt: skip
     shown_or_withheld = {f["suppressed"] for f in figures.values()}

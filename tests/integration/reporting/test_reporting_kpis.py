@@ -14,7 +14,6 @@ import pytest
 from reporting_flow import (
     at,
     example,
-    figures_now,
     phone,
     reporting_app,
     run_cli,
@@ -30,6 +29,7 @@ from schemas.topic_names import CONTACT_RESTRICTED, PRIVACY_SUBJECT_STATE
 from streams.kafka.readback import read_all
 from streams.keys import load_keys
 from streams.ledger import upgrade
+from streams.reporting.figures import published
 
 pytestmark = pytest.mark.integration
 
@@ -171,21 +171,21 @@ def test_kpis_of_five_channels_match_hand_computed(container, tmp_path: Path) ->
     calls = "phone|gosselies|fr|ores-outage-fr"
     log = tmp_path / "reporting.log"
     with reporting_app(container, log, **ENV):
-        wait_until(lambda: _key(hour, calls) in figures_now(container), "the first figures", log)
-        wait_until(lambda: len(figures_now(container)) >= 15, "every figure", log)
-        first = figures_now(container)
+        wait_until(lambda: _key(hour, calls) in published(container), "the first figures", log)
+        wait_until(lambda: len(published(container)) >= 15, "every figure", log)
+        first = published(container)
         # a late event still inside the grace period updates its window: P5 answers in 5 s
         t = h0 + timedelta(minutes=50)
         in_grace = _event("phone", "inbound_call", t, phone(5), queued_at=_iso(t),
                           answered_at=_iso(t + timedelta(seconds=5)), duration_s=50,
                           wrap_up_s=0, outcome="answered")  # fmt: skip
         send_and_route(container, [in_grace])
-        wait_until(lambda: figures_now(container)[_key(hour, calls)]["revision"] == 5,
+        wait_until(lambda: published(container)[_key(hour, calls)]["revision"] == 5,
                    "the updated figure", log)  # fmt: skip
         since, until = day.start.date() - timedelta(days=9), now.date() + timedelta(days=1)
         verify = run_cli(container, "kpi", "verify", "--from", str(since), "--to", str(until),
                          **ENV)  # fmt: skip
-    figures = figures_now(container)
+    figures = published(container)
 
     phone_measures = {"offered": 4, "answered": 3, "abandoned": 1, "answered_in_sl": 2,
                       "answer_wait_ms": 60_000, "handle_ms": 380_000}  # fmt: skip
@@ -241,7 +241,7 @@ def test_kpis_of_five_channels_match_hand_computed(container, tmp_path: Path) ->
     # no personal data in anything the app published or logged
     kpi_topic = container.topics.name("reporting.kpi.v1")
     messages = read_all(container.settings.kafka_client_config(), kpi_topic)
-    published = b"".join(m.value() or b"" for m in messages)
+    published_bytes = b"".join(m.value() or b"" for m in messages)
     for secret in ("+32 471", "+32471", "agent-gos", _subject(container, phone(1))):
-        assert secret.encode() not in published
+        assert secret.encode() not in published_bytes
         assert secret not in log.read_text()

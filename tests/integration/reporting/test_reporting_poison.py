@@ -11,7 +11,6 @@ from confluent_kafka import Producer
 from reporting_flow import (
     at,
     example,
-    figures_now,
     phone,
     reporting_app,
     send_and_route,
@@ -23,6 +22,7 @@ from schemas.topic_names import CONTACT_DEADLETTER, CONTACT_ORES
 from streams.kafka.readback import read_all
 from streams.keys import load_keys
 from streams.ledger import upgrade
+from streams.reporting.figures import published
 
 pytestmark = pytest.mark.integration
 POISON = b"\xc3\x01 not an Avro record"
@@ -58,5 +58,5 @@ def test_unreadable_tagged_event_is_dead_lettered_and_counting_goes_on(  # type:
 
 
 def _day_phone(container) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
-    figures = figures_now(container)
+    figures = published(container)
     return [f for k, f in figures.items() if k.startswith("day|") and f["channel"] == "phone"]
