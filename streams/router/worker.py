@@ -146,6 +146,9 @@ class RouterWorker:
         self._broker_lost = False  # the consumer saw the broker go: renew the producer
         self.heartbeat = heartbeat or Heartbeat(HEALTH_STALE_S)
         self._partitions: set[tuple[str, int]] = set()  # assigned, for /readyz
+        # assigned partitions read to their end since their last record: `run(max_idle_s)`
+        # stops only when all are, not when a slow first fetch has not answered yet
+        self._at_end: set[tuple[str, int]] = set()
         engine = container.ledger_engine
         if current_revision(engine) != head_revision():
             raise ContactflowError("the ledger is not migrated: run `contactflow ledger upgrade`")
@@ -188,6 +191,7 @@ class RouterWorker:
                 "max.poll.interval.ms": 300_000,
                 "session.timeout.ms": int(settings.router_session_timeout_s * 1000),
                 "fetch.max.bytes": 64 * 1024 * 1024,
+                "enable.partition.eof": True,
             }
         )
         self._producer_config = {
@@ -255,7 +259,7 @@ class RouterWorker:
                 if not messages:
                     self._finish_in_flight()
                     idle = time.monotonic() - self._idle_since
-                    if max_idle_s is not None and self._assigned and idle > max_idle_s:
+                    if max_idle_s is not None and idle > max_idle_s and self._drained():
                         break
                     continue
                 self._idle_since = time.monotonic()
@@ -268,15 +272,24 @@ class RouterWorker:
     def _consume(self) -> list[Message]:
         """The next records; client errors (the broker away) are reported, never routed."""
         messages = []
+        at_end = self._at_end
         for message in self._consumer.consume(self._batch_size, self._batch_timeout):
             error = message.error()
             if error is None:
                 messages.append(message)
-            elif error.code() != KafkaError._PARTITION_EOF:
+                if at_end:  # read again after its end: not at its end any more
+                    at_end.discard((message.topic(), message.partition()))
+            elif error.code() == KafkaError._PARTITION_EOF:
+                at_end.add((str(message.topic()), int(message.partition() or 0)))
+            else:
                 self._client_error(error)
                 if error.fatal():
                     raise ContactflowError(f"the router's consumer failed: {error.name()}")
         return messages
+
+    def _drained(self) -> bool:
+        """Partitions assigned, and every one read to its (committed) end."""
+        return self._assigned and bool(self._partitions) and self._partitions <= self._at_end
 
     def _client_error(self, error: KafkaError) -> None:
         """A client error (the broker away, mostly): one line per `_OUTAGE_REPORT_S`."""
@@ -576,6 +589,7 @@ class RouterWorker:
             committed[:] = self._consumer.committed(assignment, timeout=30)
 
         self._until_done("committed offsets", 30, read_committed)
+        self._at_end.clear()  # read again from the committed offsets
         for tp in committed:
             offset = tp.offset if tp.offset >= 0 else 0
             self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
@@ -598,6 +612,7 @@ class RouterWorker:
         for tp in partitions:
             self._dedup.drop_partition((tp.topic, tp.partition))
         self._partitions -= {(tp.topic, tp.partition) for tp in partitions}
+        self._at_end -= {(tp.topic, tp.partition) for tp in partitions}
 
     def _seed_dedup(self, partitions: list[TopicPartition]) -> None:
         """Remember the event ids routed just before the committed offsets.
