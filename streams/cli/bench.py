@@ -61,6 +61,43 @@ def bench_privacy(
         console.print(line, soft_wrap=True)
 
 
+@bench_app.command("scale")
+def bench_scale(
+    subjects: Annotated[
+        int, typer.Option(min=1, help="People loaded into the ledger before measuring.")
+    ] = 2_000_000,
+    database: Annotated[
+        str, typer.Option(help="Ledger database: sqlite (a file) or postgresql.")
+    ] = "sqlite",
+    postgres_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CONTACTFLOW_TEST_POSTGRES_URL",
+            help="A PostgreSQL server the bench may create two databases on (dropped after).",
+        ),
+    ] = None,
+    events: Annotated[
+        int, typer.Option(min=100, help="Events in the cold and warm passes.")
+    ] = 30_000,
+    spread: Annotated[
+        int, typer.Option(min=1, help="Loaded people routed once each (cache misses, eviction).")
+    ] = 80_000,
+    requests: Annotated[int, typer.Option(min=1, help="Erasures to time among them.")] = 20,
+) -> None:
+    """The router and erasure with N people in the ledger, against an empty ledger. Last line:
+    scale_subjects= router_vs_empty= router_rss_mib= erasure_p50_s= resolve_p50_ms=."""
+    from streams.dev.bench.scale import run_scale_bench
+
+    root = kafka_container()
+    with progress("bench scale") as say:
+        result = run_scale_bench(
+            root, say, subjects=subjects, database=database, postgres_url=postgres_url,
+            events=events, spread=spread, requests=requests,
+        )  # fmt: skip
+    for line in result.report_lines():
+        console.print(line, soft_wrap=True)
+
+
 @bench_app.command("kpi")
 def bench_kpi(
     events: Annotated[int, typer.Option(min=100, help="Events in the workload.")] = 20_000,

@@ -8,7 +8,7 @@ never seen, the subject that will carry their state, made from the request's dig
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -18,7 +18,23 @@ from processors import privacy
 from processors.privacy import PrivacyRequest, Step
 from processors.request_scope import request_scope
 from streams.ledger import PrivacyRequests, RetentionLedger, SubjectIndex
-from streams.ledger.subject_state import SubjectStates
+from streams.ledger.records import RecordingRecord
+from streams.ledger.subject_state import Footprint, SubjectStates
+
+
+def facts_of(
+    session: Session, digests: Sequence[tuple[str, str]]
+) -> tuple[list[str], list[Footprint], list[RecordingRecord]]:
+    """What the ledger holds on the people `digests` ((kind, digest), ...) name: their
+    subjects, where the router saw their data, and their recordings (expired ones too).
+    Indexed lookups only: a bounded number of rows whatever the ledger's size."""
+    index, states = SubjectIndex(session), SubjectStates(session)
+    subjects = sorted({s for _, d in digests if (s := index.lookup(d)) is not None})
+    ledger = RetentionLedger(session)
+    recordings = [
+        r for s in subjects for r in ledger.recordings_for("subject", s, include_expired=True)
+    ]
+    return subjects, states.footprints(subjects), recordings
 
 
 def resolve_step(
@@ -31,14 +47,9 @@ def resolve_step(
 ) -> Step:
     """The `resolved` step, its details saying what was found where (codes and counts).
     `pseudonym_for(digest, generation)` names a subject first seen with that digest."""
-    index, states = SubjectIndex(session), SubjectStates(session)
+    index = SubjectIndex(session)
     digests = PrivacyRequests(session).identifiers(request.request_id)
-    subjects = sorted({s for _, d in digests if (s := index.lookup(d)) is not None})
-    footprints = states.footprints(subjects)
-    ledger = RetentionLedger(session)
-    recordings = [
-        r for s in subjects for r in ledger.recordings_for("subject", s, include_expired=True)
-    ]
+    subjects, footprints, recordings = facts_of(session, digests)
     holding = {f.controller for f in footprints} | {r.controller for r in recordings}
     scope = request_scope(
         request.request_type, request.purpose, bool(subjects), holding, controllers_of

@@ -111,16 +111,16 @@ def _measure(
     result = PrivacyBenchResult(heavy_events=heavy_events)
     config = load_privacy_config(bench)
     service = PrivacyService.from_container(bench, config, actor="bench")
-    answering = _Answering(bench, service, list(config.registry.consumers))
+    answering = Answering(bench, service, list(config.registry.consumers))
     try:
         answering.start()
-        ids = [_erase(service, phone, result.light_submit_s) for phone in people]
+        ids = [erase_phone(service, phone, result.light_submit_s) for phone in people]
         say(f"privacy: {len(ids)} erasure request(s) submitted; waiting for every answer")
-        timings = [_wait_completed(service, request_id) for request_id in ids]
+        timings = [wait_completed(service, request_id) for request_id in ids]
         result.emitted_s = list(result.light_submit_s)  # submit returns once they are sent
         result.answered_s = [t["all_answers_s"] for t in timings]
         heavy_times: list[float] = []
-        _wait_completed(service, _erase(service, heavy, heavy_times))
+        wait_completed(service, erase_phone(service, heavy, heavy_times))
         result.heavy_submit_s = heavy_times[0]
         say(f"privacy: erased the subject with {heavy_events} events in {heavy_times[0]:.3f} s")
         result.restriction_s = _restriction_delays(bench, service, restricted, say)
@@ -150,7 +150,7 @@ def _route_people(
     say(f"privacy: router routed {stats.events_in} event(s)")
 
 
-def _erase(service: Any, phone: str, submit_times: list[float]) -> str:
+def erase_phone(service: Any, phone: str, submit_times: list[float]) -> str:
     from streams.control.privacy.intake import Intake, identifiers
 
     now = datetime.now(UTC)
@@ -164,7 +164,7 @@ def _erase(service: Any, phone: str, submit_times: list[float]) -> str:
     return str(request.request_id)
 
 
-def _wait_completed(service: Any, request_id: str) -> dict[str, Any]:
+def wait_completed(service: Any, request_id: str) -> dict[str, Any]:
     from streams.control.privacy.evidence import request_report
 
     deadline = time.monotonic() + TIMEOUT_S
@@ -239,7 +239,7 @@ class _Tail:
         self._consumer.close()
 
 
-class _Answering:
+class Answering:
     """The example downstream consumers answering, and the acknowledgements applied as
     they arrive (what the faust agent does), each in a thread."""
 
