@@ -23,7 +23,11 @@ app.add_typer(run_app, name="run")
 @run_app.command("router")
 def run_router(
     max_idle: Annotated[
-        float | None, typer.Option(help="Stop after this many seconds without input.")
+        float | None,
+        typer.Option(
+            help="Stop once every assigned partition was read to its end and nothing came "
+            "for this many seconds."
+        ),
     ] = None,
 ) -> None:
     """Route raw contact events: validate, pseudonymise, tag, encrypt, exactly once.

@@ -73,3 +73,27 @@ def test_streams_root_keeps_only_shared_modules() -> None:
         "cli", "control", "dev", "kafka", "ledger", "ops", "reporting", "router", "runtime", "sdk"
     ]  # fmt: skip
     assert len(loose) <= 10, loose
+
+
+def test_only_the_router_holds_unwrapped_data_keys() -> None:
+    """Issue 15 holds every holder of unwrapped keys to the router's bounds (memory budget,
+    TTL, erasure). The privacy app, the reporting app and the SDKs keep none: they never
+    build a cipher themselves, and the one reader of personal data among them, the right
+    of access export, goes through `streams.plaintext.open_event`, which unwraps a key
+    for one event and keeps nothing."""
+    cipher_makers = {"FieldCipher", "KeyWrapper", "new_data_key", "unwrap_key"}
+    offenders = {}
+    for package in ("control", "reporting", "sdk"):
+        for path in (ROOT / "streams" / package).rglob("*.py"):
+            tree = ast.parse(path.read_text(), filename=str(path))
+            names = {
+                alias.name
+                for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom)
+                for alias in node.names
+            }
+            if names & cipher_makers:
+                offenders[str(path.relative_to(ROOT))] = sorted(names & cipher_makers)
+    assert offenders == {}
+    plaintext = (ROOT / "streams" / "plaintext.py").read_text()
+    assert "cache" not in plaintext.lower()  # no key is kept between two events
