@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     router_batch_timeout_s: float = Field(default=0.1, gt=0)
     router_max_event_bytes: int = Field(default=512 * 1024, ge=1024)
     router_dedup_window: int = Field(default=50_000, ge=0)
+    # commit batch N's Kafka transaction while batch N+1 is routed (off: one at a time)
+    router_overlap_commits: bool = True
     router_session_timeout_s: float = Field(default=45.0, ge=6.0, le=300.0)
     # memory of the router's subject, key and footprint caches together (LRU beyond it)
     router_cache_mb: int = Field(default=256, ge=1, le=1024 * 1024)

@@ -205,10 +205,15 @@ def _read_requests(requests: IO[bytes], inbox: queue.SimpleQueue[Any]) -> None:
 
 
 def _write_replies(replies: IO[bytes], outbox: queue.SimpleQueue[Any]) -> None:
-    """Write `outbox`'s replies to the pipe, in order, until None."""
+    """Write `outbox`'s replies to the pipe, in order, until None.
+
+    A reply (about 1.7 MB for 2,000 events) is pickled whole, then written, so it is
+    pickled while the router is still routing an earlier batch. Pickled straight into the
+    64 KB pipe, it went only as fast as the router read it, and the router waited for the
+    pickling too (its wait for replies halved when this changed)."""
     try:
         while (reply := outbox.get()) is not None:
-            pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
+            replies.write(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
             replies.flush()
     except OSError:
         pass  # the router is gone; nobody reads the replies any more

@@ -178,6 +178,7 @@ class RouterPipeline:
         outcome = BatchOutcome()
         with self._tracer.start_as_current_span("de-duplicate"):
             events = self._admit(messages, decoded, now, outcome)
+        self._dedup.seal()  # this batch's ids: checked against by the next while it commits
         round_trips = self._directory.ledger_round_trips
         with self._directory.batch():  # one ledger transaction, committed before Kafka's
             with self._tracer.start_as_current_span("resolve subjects"):

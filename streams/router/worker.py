@@ -8,9 +8,14 @@ instances in the `contactflow-router` consumer group, each with its own instance
 
 On a machine with two cores or more, a helper process decodes the next batches
 (`streams.router.helper`, up to `_DECODE_AHEAD` of them) while this process routes and
-commits batch N, so one router instance uses two cores. Batches are still routed and
-committed one at a time, in order; the batches in the helper when batch N aborts, or
-when partitions are revoked, are dropped and read again from the committed offsets.
+commits batch N, so one router instance uses two cores. And while batch N's transaction
+commits (its input offsets added, then the commit: broker round trips), a commit thread
+waits for it and this thread routes batch N+1, its ledger transaction included; N+1's
+Kafka transaction begins once N's has ended (`router_overlap_commits`, on by default).
+So each batch's ledger commit still comes before its Kafka commit, and Kafka's commits
+come one at a time, in order. When batch N aborts, the batches routed or decoded after it
+are dropped and read again from the committed offsets (their ledger writes stand: routing
+an event again resolves it to the same subject).
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from opentelemetry.trace import SpanKind
@@ -118,6 +125,17 @@ class _Batch:
             except HelperFailed as exc:
                 raise ContactflowError(f"the router's decode helper failed: {exc}") from None
         return self.decoded
+
+
+@dataclass(frozen=True)
+class _Committing:
+    """A routed batch whose transaction is committing in the commit thread."""
+
+    batch: _Batch
+    outcome: BatchOutcome
+    started: float
+    began: float
+    future: Future[KafkaException | None]
 
 
 class RouterWorker:
@@ -214,6 +232,11 @@ class RouterWorker:
         self._pseudonym_key = keys.pseudonym_key
         self._helper: DecodeHelper | None = None
         self._in_flight: deque[_Batch] = deque()  # consumed, not committed yet, in order
+        # Batch N's transaction commits in this thread while batch N+1 is routed (its
+        # ledger transaction included); N+1's own transaction begins once N's has ended.
+        self._overlap = settings.router_overlap_commits
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="router-commit")
+        self._committing: _Committing | None = None
         self._rewind_needed = False
         self._tracer = container.telemetry.tracer("contactflow.router")
         self._metrics = RouterMetrics(container, self._consumer)
@@ -309,6 +332,8 @@ class RouterWorker:
         that hides why the router stopped."""
         self._metrics.detach()
         self._partitions = set()
+        self._stop.set()  # a commit still retrying for an absent broker gives up
+        self._committer.shutdown(wait=True)  # a commit still running ends first
         for step, call in (
             ("leave the group", self._consumer.close),
             ("close the subject-state reader", self._state.close),
@@ -346,9 +371,12 @@ class RouterWorker:
     def _finish_in_flight(self) -> None:
         while self._in_flight:
             self._complete(self._in_flight.popleft())
+        self._settle()
 
     def _complete(self, batch: _Batch) -> None:
-        """Route and commit one batch; an abort drops the batches in flight after it too."""
+        """Route one batch and send its transaction; with `overlap_commits`, the commit
+        ends in the background while the next batch is routed. An abort drops the batches
+        in flight after it too, and they are read again."""
         started = time.perf_counter()
         messages = batch.messages
         offsets = _next_offsets(messages)
@@ -370,20 +398,57 @@ class RouterWorker:
                     batch.outcomes(),
                     batch.now,
                 )
+            span.set_attribute("contactflow.batch.outputs", len(outcome.outputs))
+            # The ledger holds this batch now; Kafka's transactions go one at a time, in order.
+            if not self._settle():
+                return  # the previous batch aborted: this one is read again after it
             with self._tracer.start_as_current_span(
                 "commit transaction", kind=SpanKind.PRODUCER,
                 attributes=kafka_span_attributes("send", batch=len(outcome.outputs)),
             ):  # fmt: skip
-                refused = self._commit(messages, outcome, offsets)
-            span.set_attribute("contactflow.batch.outputs", len(outcome.outputs))
+                began = time.perf_counter()
+                refused = self._send(outcome, began)
+                group = self._consumer.consumer_group_metadata()
+                if refused is None and self._overlap:
+                    ending = self._committer.submit(self._end, offsets, group)
+                    self._committing = _Committing(batch, outcome, started, began, ending)
+                    return
+                if refused is None:
+                    refused = self._ended(self._end(offsets, group), began)
             span.set_attribute("contactflow.batch.committed", refused is None)
         if refused is None:
             self._committed(messages, outcome, started)
             return
+        self._failed(batch, refused)
+
+    def _settle(self, *, isolate: bool = True) -> bool:
+        """Wait for the transaction committing in the background, if any: True when it
+        committed (or none was pending). An abort is handled as in `_failed`; the batches
+        routed after it are read again (`isolate=False`: only marked to be)."""
+        committing, self._committing = self._committing, None
+        if committing is None:
+            return True
+        refused = self._ended(committing.future.result(), committing.began)
+        if refused is None:
+            self._committed(committing.batch.messages, committing.outcome, committing.started)
+            return True
+        if isolate:
+            self._failed(committing.batch, refused, later_routed=True)
+        else:
+            self._dedup.discard()
+            self.stats.aborted += 1
+            self._metrics.aborted(refused.error)
+            self._rewind_needed = True
+        return False
+
+    def _failed(self, batch: _Batch, refused: _Refused, *, later_routed: bool = False) -> None:
+        """A batch's transaction aborted: isolate the refused record if one is to blame,
+        else read the batch again, with the batches in flight after it. `later_routed`:
+        a later batch was routed meanwhile, so it is read again even after an isolation."""
         self._dedup.discard()
         self.stats.aborted += 1
         self._metrics.aborted(refused.error)
-        if refused.record_error and self._isolate(batch, refused):
+        if refused.record_error and self._isolate(batch, refused) and not later_routed:
             return
         self._rewind()
         self._in_flight.clear()  # read again from the committed offsets, after this one
@@ -468,13 +533,22 @@ class RouterWorker:
         """Produce the outputs and commit them with the input offsets (`offsets`: the
         batch's next offsets, when known already): None when committed, else why not (the
         transaction is then aborted)."""
+        began = time.perf_counter()
+        refused = self._send(outcome, began)
+        if refused is not None:
+            return refused
+        offsets = offsets if offsets is not None else _next_offsets(messages)
+        return self._ended(self._end(offsets, self._consumer.consumer_group_metadata()), began)
+
+    def _send(self, outcome: BatchOutcome, began: float) -> _Refused | None:
+        """Begin a transaction and produce the outputs: None when `_end` may add the input
+        offsets and commit, else why not (the transaction is then aborted)."""
         if self._broker_lost:  # librdkafka's transaction state may not survive an outage
             self._broker_lost = False
             log.info("partitions reassigned or broker lost: new transactional producer")
             self._renew_producer()
         producer = self._producer
         self._delivery_errors.clear()
-        began = time.perf_counter()
         try:
             producer.begin_transaction()
             for output in outcome.outputs:
@@ -490,32 +564,46 @@ class RouterWorker:
                     except BufferError:
                         producer.poll(0.05)
             producer.poll(0)
-            offsets = offsets if offsets is not None else _next_offsets(messages)
-            group = self._consumer.consumer_group_metadata()
+            return None
+        except KafkaException as exc:
+            return self._ended(exc, began)
+
+    def _end(self, offsets: list[TopicPartition], group: Any) -> KafkaException | None:
+        """Add the input offsets to the open transaction and commit it (in the commit
+        thread with `overlap_commits`): the error that stopped it, if any, for `_ended`
+        in the routing thread. `group`: the consumer's group metadata, read there."""
+        producer = self._producer
+        try:
             self._until_done(
                 "send_offsets_to_transaction",
                 15,
                 lambda: producer.send_offsets_to_transaction(offsets, group, 15),
             )
             self._until_done("commit_transaction", 60, lambda: producer.commit_transaction(60))
-            self._metrics.transaction(time.perf_counter() - began, committed=True)
             return None
         except KafkaException as exc:
-            error: KafkaError = exc.args[0]
-            producer.poll(0)  # serve the delivery reports of the refused records
-            cause = next(
-                (e for e in (error, *self._delivery_errors) if e.code() in RECORD_ERRORS), None
-            )
-            if error.code() == KafkaError._FENCED:
-                raise ContactflowError(
-                    "router fenced: another router started with the same "
-                    f"CONTACTFLOW_ROUTER_INSTANCE ({self._container.settings.router_instance}); "
-                    "this one stops, nothing it did not commit is lost"
-                ) from None
-            log.warning("batch aborted (%s); re-reading it", (cause or error).name())
-            self._abort(error)
-            self._metrics.transaction(time.perf_counter() - began, committed=False)
-            return _Refused((cause or error).name(), cause is not None)
+            return exc
+
+    def _ended(self, failure: KafkaException | None, began: float) -> _Refused | None:
+        """A transaction's end: None when it committed; else it is aborted, and why."""
+        if failure is None:
+            self._metrics.transaction(time.perf_counter() - began, committed=True)
+            return None
+        error: KafkaError = failure.args[0]
+        self._producer.poll(0)  # serve the delivery reports of the refused records
+        cause = next(
+            (e for e in (error, *self._delivery_errors) if e.code() in RECORD_ERRORS), None
+        )
+        if error.code() == KafkaError._FENCED:
+            raise ContactflowError(
+                "router fenced: another router started with the same "
+                f"CONTACTFLOW_ROUTER_INSTANCE ({self._container.settings.router_instance}); "
+                "this one stops, nothing it did not commit is lost"
+            ) from None
+        log.warning("batch aborted (%s); re-reading it", (cause or error).name())
+        self._abort(error)
+        self._metrics.transaction(time.perf_counter() - began, committed=False)
+        return _Refused((cause or error).name(), cause is not None)
 
     def _abort(self, error: KafkaError) -> None:
         """Abort the open transaction; a producer that cannot (a fatal error, or a broker
@@ -606,6 +694,7 @@ class RouterWorker:
         self._idle_since = time.monotonic()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._settle(isolate=False)  # its offsets commit while the partitions are ours
         if self._in_flight:  # not committed: their partitions' next owner reads them
             self._in_flight.clear()
             self._rewind_needed = True

@@ -26,6 +26,7 @@ from processors.identity import normalise_phone
 from processors.pseudonym import Pseudonymiser
 from schemas.serde import AvroSerde
 from streams.kafka.readback import read_all
+from streams.bootstrap import bootstrap
 from streams.keys import load_keys
 from streams.ops.deadletters import DeadLetters
 from streams.router.worker import RouterWorker
@@ -153,13 +154,25 @@ def test_a_valid_event_whose_output_outgrows_its_topic_becomes_a_reference(
     assert worker.stats.aborted == 0, "refused before producing, not by the broker"
 
 
+@pytest.mark.parametrize(
+    "batch_size",
+    [
+        pytest.param(2000, id="one-batch"),
+        # the refused batch's commit fails in the commit thread while the next is routed
+        pytest.param(4, id="overlapping-commits"),
+    ],
+)
 def test_a_record_the_broker_refuses_is_isolated_and_the_rest_committed(
     router_ready_container,  # type: ignore[no-untyped-def]
+    batch_size: int,
 ) -> None:
     """The backstop: contact.ores.v1's limit is lowered after the router read it, so the
     broker refuses a 20 KB chat's output. The router bisects its batch, dead-letters that
     record with the broker's error code and commits the events around it."""
     container = router_ready_container
+    if batch_size != container.settings.router_batch_size:
+        settings = container.settings.model_copy(update={"router_batch_size": batch_size})
+        container = bootstrap(settings, telemetry=container.telemetry)
     sdk = container.producer()
     topic = container.topics.name(raw_topic("chat"))
     before = [fresh(example("chat", "chatbot_session"), email=EMAIL) for _ in range(7)]
