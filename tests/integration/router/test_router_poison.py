@@ -25,8 +25,8 @@ from topicconfig import set_max_message_bytes
 from processors.identity import normalise_phone
 from processors.pseudonym import Pseudonymiser
 from schemas.serde import AvroSerde
-from streams.kafka.readback import read_all
 from streams.bootstrap import bootstrap
+from streams.kafka.readback import read_all
 from streams.keys import load_keys
 from streams.ops.deadletters import DeadLetters
 from streams.router.worker import RouterWorker
