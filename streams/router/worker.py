@@ -406,15 +406,16 @@ class RouterWorker:
                 "commit transaction", kind=SpanKind.PRODUCER,
                 attributes=kafka_span_attributes("send", batch=len(outcome.outputs)),
             ):  # fmt: skip
-                began = time.perf_counter()
-                refused = self._send(outcome, began)
-                group = self._consumer.consumer_group_metadata()
-                if refused is None and self._overlap:
-                    ending = self._committer.submit(self._end, offsets, group)
-                    self._committing = _Committing(batch, outcome, started, began, ending)
-                    return
-                if refused is None:
-                    refused = self._ended(self._end(offsets, group), began)
+                if self._overlap:
+                    began = time.perf_counter()
+                    refused = self._send(outcome, began)
+                    if refused is None:
+                        group = self._consumer.consumer_group_metadata()
+                        ending = self._committer.submit(self._end, offsets, group)
+                        self._committing = _Committing(batch, outcome, started, began, ending)
+                        return
+                else:
+                    refused = self._commit(messages, outcome, offsets)
             span.set_attribute("contactflow.batch.committed", refused is None)
         if refused is None:
             self._committed(messages, outcome, started)
@@ -435,9 +436,7 @@ class RouterWorker:
         if isolate:
             self._failed(committing.batch, refused, later_routed=True)
         else:
-            self._dedup.discard()
-            self.stats.aborted += 1
-            self._metrics.aborted(refused.error)
+            self._aborted(refused)
             self._rewind_needed = True
         return False
 
@@ -445,13 +444,17 @@ class RouterWorker:
         """A batch's transaction aborted: isolate the refused record if one is to blame,
         else read the batch again, with the batches in flight after it. `later_routed`:
         a later batch was routed meanwhile, so it is read again even after an isolation."""
-        self._dedup.discard()
-        self.stats.aborted += 1
-        self._metrics.aborted(refused.error)
+        self._aborted(refused)
         if refused.record_error and self._isolate(batch, refused) and not later_routed:
             return
         self._rewind()
         self._in_flight.clear()  # read again from the committed offsets, after this one
+
+    def _aborted(self, refused: _Refused) -> None:
+        """A transaction aborted: what it staged is forgotten, and the abort counted."""
+        self._dedup.discard()
+        self.stats.aborted += 1
+        self._metrics.aborted(refused.error)
 
     def _committed(self, messages: list[Message], outcome: BatchOutcome, started: float) -> None:
         self._dedup.commit()
@@ -487,9 +490,7 @@ class RouterWorker:
                 start += size
                 size = len(messages) - start
                 continue
-            self._dedup.discard()
-            self.stats.aborted += 1
-            self._metrics.aborted(refused.error)
+            self._aborted(refused)
             self._renew_producer()
             if not refused.record_error:
                 transient += 1
