@@ -6,8 +6,9 @@ away mid-transaction (seen: `send_offsets_to_transaction` blocked for minutes pa
 signal handler does not run while the main thread is inside one, so the worker neither
 progresses nor stops.
 
-The worker wraps each such call in `guard(name, timeout_s)`. A daemon thread checks the
-running call once a second; a call past its timeout plus `grace_s` is reported to
+The worker wraps each such call in `guard(name, timeout_s)`, in whichever thread makes it
+(the router commits in a thread of its own). A daemon thread checks the
+running calls once a second; a call past its timeout plus `grace_s` is reported to
 `on_stuck`, which restarts the worker (see `restart_in_place`): nothing is lost, since
 the open transaction was not committed and the broker aborts it when the new incarnation
 fences the old one. The thread also watches for SIGTERM/SIGINT (through the interpreter's
@@ -55,7 +56,8 @@ class CallWatchdog:
         self._on_stuck = on_stuck
         self._grace_s = grace_s
         self._interval_s = interval_s
-        self._call: tuple[str, float] | None = None  # (name, deadline on the monotonic clock)
+        # per thread guarding a call: (name, deadline on the monotonic clock)
+        self._calls: dict[int, tuple[str, float]] = {}
         self._stop_requested_at: float | None = None
         self._closed = threading.Event()
         self._wakeup: tuple[int, int] | None = None
@@ -83,12 +85,14 @@ class CallWatchdog:
 
     @contextlib.contextmanager
     def guard(self, name: str, timeout_s: float) -> Iterator[None]:
-        """Watch the call made inside: it must return within `timeout_s` (+ grace)."""
-        self._call = (name, time.monotonic() + timeout_s)
+        """Watch the call made inside: it must return within `timeout_s` (+ grace). Each
+        thread's call is watched apart (the router commits in a thread of its own)."""
+        thread = threading.get_ident()
+        self._calls[thread] = (name, time.monotonic() + timeout_s)
         try:
             yield
         finally:
-            self._call = None
+            self._calls.pop(thread, None)
 
     def _watch(self) -> None:
         while not self._closed.is_set():
@@ -101,23 +105,21 @@ class CallWatchdog:
             self._check(time.monotonic())
 
     def _check(self, now: float) -> None:
-        call = self._call
-        if call is None:
-            return
-        name, deadline = call
-        asked = self._stop_requested_at
-        if asked is not None and now - asked > self._grace_s:
-            log.error(
-                "stop requested %.0f s ago, but Kafka call %s is blocked; exiting now "
-                "(the open transaction is aborted by the broker)",
-                now - asked,
-                name,
-            )
-            logging.shutdown()
-            os._exit(128 + signal.SIGTERM)
-        if now > deadline + self._grace_s:
-            self._call = None
-            self._on_stuck(name, now - deadline)
+        for thread, (name, deadline) in list(self._calls.items()):
+            asked = self._stop_requested_at
+            if asked is not None and now - asked > self._grace_s:
+                log.error(
+                    "stop requested %.0f s ago, but Kafka call %s is blocked; exiting now "
+                    "(the open transaction is aborted by the broker)",
+                    now - asked,
+                    name,
+                )
+                logging.shutdown()
+                os._exit(128 + signal.SIGTERM)
+            if now > deadline + self._grace_s:
+                if self._calls.get(thread) == (name, deadline):  # not a newer call's guard
+                    del self._calls[thread]
+                self._on_stuck(name, now - deadline)
 
 
 def _stop_signal(received: bytes) -> bool:
