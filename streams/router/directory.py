@@ -10,6 +10,8 @@ The caches are bounded by a memory budget (`cache_bytes`, least recently used en
 evicted after each batch), and an unwrapped data key stays at most `key_ttl` after it was
 unwrapped (then it is unwrapped again from the vault when needed). `forget_key` drops a
 key at once: the worker calls it when the subject-state topic says the subject is erased.
+Merges and erasures are noted, not applied to every cached digest at once: one pass over
+the digests applies the notes when they reach `COMPACT_AT`.
 Cache changes a rolled-back batch made are undone (`_Journal`); an undo only ever removes
 a key, never puts one back, so a key dropped for erasure or age stays dropped.
 """
@@ -50,6 +52,11 @@ _RETRIES = 5
 MIB = 1024 * 1024
 DEFAULT_CACHE_BYTES = 256 * MIB
 DEFAULT_KEY_TTL = timedelta(seconds=300)
+# Subjects merged away (`_survivor`) or erased (`_gone`) whose cached digests still name
+# them: at this many, one pass over the cached digests points them at the survivor or
+# drops them, between batches. Merges and erasures then cost no pass each, and these
+# notes stay bounded (about 250 bytes each, outside the budget).
+COMPACT_AT: Final = 4096
 
 # Estimated memory of one cache entry, with its key and value, rounded up. Measured once
 # (CPython 3.11, cryptography 50) by filling an OrderedDict with 50,000 entries of each
@@ -93,12 +100,14 @@ class SubjectDirectory:
         self._ciphers: OrderedDict[str, FieldCipher] = OrderedDict()
         self._key_expiry: OrderedDict[str, datetime] = OrderedDict()  # unwrapped-first order
         self._footprints: OrderedDict[tuple[str, str, str], None] = OrderedDict()
-        self._survivor: dict[str, str] = {}  # merged-away subject -> survivor (not evicted)
+        self._survivor: dict[str, str] = {}  # merged-away subject -> survivor, until compacted
+        self._gone: set[str] = set()  # erased subjects some cached digests may still name
         self._in_batch = False
         self._open: Session | None = None  # the batch's transaction, once something needs it
         self._journal: _Journal | None = None  # while a batch, or `resolve`, may roll back
         self.ledger_round_trips = 0
         self.evicted = 0  # entries evicted to hold the budget
+        self.compactions = 0  # passes over the cached digests (`COMPACT_AT`)
 
     @property
     def pseudonymiser(self) -> Pseudonymiser:
@@ -164,7 +173,7 @@ class SubjectDirectory:
     def cached_subject(self, digests: Digests) -> str | None:
         """The subject if every digest is cached and they agree; None means ask the ledger."""
         subject = None
-        survivor = self._survivor
+        survivor, gone = self._survivor, self._gone
         subject_of = self._subject_of
         touch = subject_of.move_to_end
         for _, digest in digests:
@@ -174,7 +183,7 @@ class SubjectDirectory:
             touch(digest)
             if owner in survivor:
                 owner = self.current(owner)
-            if subject is not None and owner != subject:
+            if owner in gone or (subject is not None and owner != subject):
                 return None
             subject = owner
         return subject
@@ -243,11 +252,12 @@ class SubjectDirectory:
         self._settle()
 
     def forget(self, subject: str) -> None:
-        """Drop a subject's cached key and the digests that lead to it (an event of the
-        subject met its erasure)."""
+        """Drop a subject's cached key, and stop its cached digests from naming it (an
+        event of the subject met its erasure): they ask the ledger again, which admits a
+        returning person as a new subject. The digests themselves leave at the next
+        compaction (`COMPACT_AT`), not in a pass over the cache per erasure."""
         self.forget_key(subject)
-        for digest in [d for d, s in self._subject_of.items() if self.current(s) == subject]:
-            del self._subject_of[digest]
+        self._gone.add(subject)
 
     def forget_key(self, subject: str) -> None:
         """Drop the subject's unwrapped data key now (its erasure was read, or the key
@@ -275,6 +285,20 @@ class SubjectDirectory:
     def cached_keys(self) -> int:
         return len(self._ciphers)
 
+    @property
+    def cached_digests(self) -> int:
+        return len(self._subject_of)
+
+    @property
+    def cached_footprints(self) -> int:
+        return len(self._footprints)
+
+    @property
+    def noted_subjects(self) -> int:
+        """Merged-away and erased subjects noted since the last compaction (< `COMPACT_AT`
+        between batches)."""
+        return len(self._survivor) + len(self._gone)
+
     def cache_bytes(self) -> int:
         """The estimated memory of the three caches (entries times `*_ENTRY_BYTES`)."""
         return (
@@ -295,6 +319,8 @@ class SubjectDirectory:
         the mix of digests, keys and footprints stays what the traffic makes it. Runs
         between batches only: a batch never loses a key it loaded.
         """
+        if len(self._survivor) + len(self._gone) >= COMPACT_AT:
+            self._compact()
         used = self.cache_bytes()
         if used <= self._budget:
             return
@@ -311,6 +337,28 @@ class SubjectDirectory:
                 if cache is self._ciphers:
                     self._key_expiry.pop(key, None)
                 self.evicted += 1
+
+    def _compact(self) -> None:
+        """Point cached digests of merged-away subjects at their survivors, drop those of
+        erased subjects, and forget both notes: one pass over the digests, between
+        batches (no journal is open: nothing here is undone)."""
+        current, gone = self.current, self._gone
+        subject_of = self._subject_of
+        moved: list[tuple[str, str]] = []
+        dropped: list[str] = []
+        for digest, owner in subject_of.items():
+            now_owner = current(owner)
+            if now_owner in gone:
+                dropped.append(digest)
+            elif now_owner != owner:
+                moved.append((digest, now_owner))
+        for digest in dropped:
+            del subject_of[digest]
+        for digest, owner in moved:
+            subject_of[digest] = owner  # an existing key: its place in the order stays
+        self._survivor.clear()
+        gone.clear()
+        self.compactions += 1
 
     def _resolve_once(self, pending: Sequence[Digests], now: datetime) -> list[str | None]:
         with self._transaction() as session:
@@ -461,7 +509,8 @@ class SubjectDirectory:
         """Subjects merged away in the ledger: cached digests follow them to the survivor.
 
         The digests keep naming the retired pseudonym in the cache; lookups follow
-        `_survivor` (`current`), so a merge costs nothing per cached digest.
+        `_survivor` (`current`), so a merge costs nothing per cached digest until the next
+        compaction (`COMPACT_AT`) points them at the survivor.
         """
         for retired, survivor in survivors.items():
             self.forget_key(retired)
@@ -476,7 +525,9 @@ class SubjectDirectory:
     def _remember(self, digests: Digests, subject: str) -> None:
         self._drop(self._survivor, subject)  # the ledger says it owns digests: it is live
         cached = (self._subject_of.get(d) for _, d in digests)
-        stale = {self.current(owner) for owner in cached if owner is not None} - {subject}
+        owners = {self.current(owner) for owner in cached if owner is not None}
+        # an erased subject's other digests follow nobody: they leave at the compaction
+        stale = {owner for owner in owners if owner != subject and owner not in self._gone}
         for retired in stale:  # merged into `subject` (by another router, or earlier)
             self.forget_key(retired)
             self._put(self._survivor, retired, subject)

@@ -1,10 +1,11 @@
-"""The router's telemetry: metrics of each batch, lag and peak RSS, and the links from a
-batch's span to the traces of the events in it. Attributes are channels, topics, codes:
-never personal data."""
+"""The router's telemetry: metrics of each batch, lag, peak RSS and the subject cache, and
+the links from a batch's span to the traces of the events in it. Attributes are channels,
+topics, codes: never personal data."""
 
 from __future__ import annotations
 
 import resource
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message
@@ -12,6 +13,7 @@ from opentelemetry.trace import Link, SpanContext, TraceFlags
 
 from schemas.topic_names import CONTACT_DEADLETTER, CONTACT_QUARANTINE, RETENTION_SIGNALS
 from streams.bootstrap import Container
+from streams.router.directory import SubjectDirectory
 from streams.router.pipeline import CHANNEL_OF_TOPIC, BatchOutcome
 
 
@@ -47,7 +49,9 @@ class RouterMetrics:
     partitions, channels, controllers and reason codes. Updated once per batch, never
     per event; the lag gauge is read when the metrics are (a scrape, an export)."""
 
-    def __init__(self, container: Container, consumer: Consumer) -> None:
+    def __init__(
+        self, container: Container, consumer: Consumer, directory: SubjectDirectory
+    ) -> None:
         meter = container.telemetry.meter("contactflow.router")
         self._in = meter.create_counter(
             "contactflow.router.events_in", unit="{event}",
@@ -103,6 +107,29 @@ class RouterMetrics:
             "contactflow.router.peak_rss", callbacks=[_observe_rss], unit="By",
             description="peak resident memory of the router process",
         )  # fmt: skip
+        self._directory = directory
+        meter.create_observable_gauge(
+            "contactflow.router.cache_bytes", unit="By",
+            callbacks=[_observing(directory.cache_bytes)],
+            description="estimated memory of the subject cache (digests, keys, footprints), "
+            "held under CONTACTFLOW_ROUTER_CACHE_MB",
+        )  # fmt: skip
+        meter.create_observable_gauge(
+            "contactflow.router.cache_entries", callbacks=[self._observe_cache_entries],
+            unit="{entry}", description="entries in the subject cache, by cache "
+            "(digests, keys: unwrapped data keys, footprints)",
+        )  # fmt: skip
+        meter.create_observable_counter(
+            "contactflow.router.cache_evictions", unit="{entry}",
+            callbacks=[_observing(lambda: directory.evicted)],
+            description="least recently used cache entries evicted to hold the budget",
+        )  # fmt: skip
+        meter.create_observable_counter(
+            "contactflow.router.ledger_round_trips", unit="{transaction}",
+            callbacks=[_observing(lambda: directory.ledger_round_trips)],
+            description="ledger transactions the router opened (a batch whose subjects and "
+            "keys were all cached opens none)",
+        )  # fmt: skip
 
     def record(self, outcome: BatchOutcome, seconds: float) -> None:
         self._latency.record(seconds)
@@ -155,6 +182,27 @@ class RouterMetrics:
             Observation(lag, {"topic": topic, "partition": partition})
             for (topic, partition), lag in self._lag.items()
         ]
+
+    def _observe_cache_entries(self, _options: Any) -> list[Any]:
+        from opentelemetry.metrics import Observation
+
+        directory = self._directory
+        return [
+            Observation(directory.cached_digests, {"cache": "digests"}),
+            Observation(directory.cached_keys, {"cache": "keys"}),
+            Observation(directory.cached_footprints, {"cache": "footprints"}),
+        ]
+
+
+def _observing(read: Callable[[], int]) -> Callable[[Any], list[Any]]:
+    """A callback observing `read()` (a len() or an int: safe from the scrape's thread)."""
+
+    def observe(_options: Any) -> list[Any]:
+        from opentelemetry.metrics import Observation
+
+        return [Observation(read())]
+
+    return observe
 
 
 def _lag(consumer: Consumer, committed: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:

@@ -239,7 +239,7 @@ class RouterWorker:
         self._committing: _Committing | None = None
         self._rewind_needed = False
         self._tracer = container.telemetry.tracer("contactflow.router")
-        self._metrics = RouterMetrics(container, self._consumer)
+        self._metrics = RouterMetrics(container, self._consumer, self.directory)
 
     # -- lifecycle -----------------------------------------------------------------------
 

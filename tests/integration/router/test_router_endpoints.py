@@ -28,7 +28,17 @@ ROUTER_METRICS = (
     "contactflow_router_transaction_latency_seconds_bucket{",
     "contactflow_router_aborts_total{",
     "contactflow_router_lag{",
+    'contactflow_router_cache_entries{cache="digests"',
+    "contactflow_router_cache_bytes{",
+    "contactflow_router_cache_evictions_total{",
+    "contactflow_router_ledger_round_trips_total{",
 )
+
+
+def _value(metrics: str, prefix: str) -> float:
+    """The value of the first sample whose line starts with `prefix`."""
+    line = next(line for line in metrics.splitlines() if line.startswith(prefix))
+    return float(line.rsplit(" ", 1)[1])
 
 
 def test_router_answers_health_readiness_and_metrics(
@@ -71,6 +81,11 @@ def test_router_answers_health_readiness_and_metrics(
         assert 'reason="malformed' in metrics or "dead_letters_total{reason=" in metrics
         assert f'topic="{container.topics.name("contact.ores.v1")}"' in metrics
         assert 'partition="0"' in metrics
+        # the person's identifiers, key and footprints are cached; the ledger was asked
+        assert _value(metrics, 'contactflow_router_cache_entries{cache="digests"') >= 1
+        assert _value(metrics, 'contactflow_router_cache_entries{cache="keys"') >= 1
+        assert _value(metrics, "contactflow_router_cache_bytes{") > 0
+        assert _value(metrics, "contactflow_router_ledger_round_trips_total{") >= 1
         said = [metrics, get(port, "/healthz")[1], get(port, "/readyz")[1]]
 
         own_broker.down()
