@@ -30,6 +30,7 @@ from schemas.topic_names import RECORDINGS_STANDARD, RETENTION_SIGNALS
 from streams.bootstrap import Container
 from streams.control.inputs import (
     InputStep,
+    InternalError,
     LedgerThread,
     apply_in_thread,
     is_transient,
@@ -118,15 +119,16 @@ async def _each_value(stream: Any) -> AsyncIterator[tuple[Any, bytes]]:
 
 async def consume_inputs(
     events: AsyncIterable[tuple[Any, bytes]], step: InputStep, clock: Callable[[], datetime],
-    thread: LedgerThread, instruments: ControlInstruments,
+    thread: LedgerThread, instruments: ControlInstruments, *, first_pause_s: float = 1.0,
 ) -> None:  # fmt: skip
     """An agent's body: each (faust message, value) through `step` in `thread`, the next
     taken only once the last is applied or dead-lettered (each partition keeps its order),
-    while the event loop keeps turning."""
+    while the event loop keeps turning; `first_pause_s`: before a transient failure's retry."""
     async for message, value in events:
         record = _Record(message, value)
         with instruments.consumed(message):
-            outcome = await apply_in_thread(step, record, clock, thread)
+            outcome = await apply_in_thread(step, record, clock, thread,
+                                            first_pause_s=first_pause_s)  # fmt: skip
         if outcome.dead_letter_code is not None:
             instruments.dead_lettered(record.topic(), outcome.dead_letter_code)
 
@@ -134,14 +136,18 @@ async def consume_inputs(
 async def _this_round(
     thread: LedgerThread, name: str, action: Callable[..., _T], *args: Any
 ) -> _T | None:
-    """A timer's action in `thread`; a transient failure skips this round (one line), the
-    next round tries again. Any other error propagates."""
+    """A timer's action in `thread`; a failure skips this round and the next round tries
+    again: a transient one in one line, a programming error in an ERROR line with its
+    traceback (without the message). Left to faust, a timer that raised never ran again."""
     try:
         return await thread.run(action, *args)
-    except Exception as exc:
-        if not is_transient(exc):
-            raise
-        log.warning("%s skipped this round: %s", name, type(exc).__name__)
+    except Exception as exc:  # noqa: BLE001 - a timer's failure must not end the timer
+        if is_transient(exc):
+            log.warning("%s skipped this round: %s", name, type(exc).__name__)
+            return None
+        failure = InternalError(exc)
+        log.error("%s skipped this round: %s. Traceback (message withheld):\n%s",
+                  name, failure, failure.stack)  # fmt: skip
         return None
 
 

@@ -12,7 +12,13 @@ same way, with one rule for what may go wrong:
   another worker changed first) changed nothing (the ledger transaction rolled back), so
   the same record is tried again after a pause;
 - anything else is a programming error (a KeyError, TypeError, a plain ValueError of our
-  own code...): it propagates, never dead-lettered as if the record were at fault.
+  own code...), never taken for the record's fault. In the running app
+  (`apply_in_thread`) the record is parked on the dead-letter topic as `internal_error`,
+  with its bytes, one ERROR line and the traceback without the exception's message (it
+  may quote data), so nothing is lost and the next record is taken: `deadletters replay
+  --reason internal_error` sends it back once the bug is fixed. (Left to faust, the agent
+  restarted and the record was skipped.) The catch-ups (`apply_now`) raise it, for the
+  command to report.
 
 Handlers make blocking ledger transactions and outbox flushes: `LedgerThread` runs them
 off the faust event loop, one at a time, as they ran on it before.
@@ -24,12 +30,15 @@ import asyncio
 import contextvars
 import functools
 import logging
+import os
 import time
+import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -74,8 +83,35 @@ INPUT_ERRORS: tuple[type[Exception], ...] = (
 No builtin (KeyError, ValueError...) and no bare `LedgerError` (misuse of the ledger) is
 here: those are our bugs, and they propagate."""
 
+INTERNAL_ERROR: Final = "internal_error"  # the reason code of a record a bug stopped
 _RETRY_REPORT_S = 30.0  # one line per input per this long while it is retried
 _RETRY_PAUSE_MAX_S = 30.0
+
+
+class InternalError(Exception):
+    """A programming error met while applying a record: where it was raised and its
+    traceback, never the original exception's message (it may quote the record's data)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error_type = type(error).__name__
+        self.stack = "".join(traceback.format_tb(error.__traceback__)).rstrip()
+        super().__init__(
+            f"{self.error_type} at {_raised_at(error)}: a contactflow error, not the "
+            "record's; replay it once fixed"
+        )
+
+
+_SOURCE_ROOT: Final = str(Path(__file__).resolve().parents[2]) + os.sep
+
+
+def _raised_at(error: BaseException) -> str:
+    """The innermost frame of contactflow's own code that `error` went through."""
+    frames = traceback.extract_tb(error.__traceback__)
+    ours = [frame for frame in frames if frame.filename.startswith(_SOURCE_ROOT)] or frames
+    if not ours:
+        return "an unknown place"
+    last = ours[-1]
+    return f"{last.filename.removeprefix(_SOURCE_ROOT)}:{last.lineno} in {last.name}"
 
 
 class InputRecord(Protocol):
@@ -179,6 +215,12 @@ def attempt(step: InputStep, record: InputRecord, now: datetime) -> Outcome:
     return Outcome(dead_letter_code=code)
 
 
+def park(step: InputStep, record: InputRecord, failure: InternalError, now: datetime) -> Outcome:
+    """Dead-letter `record` as `internal_error`: a bug stopped it, its bytes are kept."""
+    step.dead_letter(record, failure, INTERNAL_ERROR, now)
+    return Outcome(dead_letter_code=INTERNAL_ERROR)
+
+
 class LedgerThread:
     """The one thread an app's blocking work runs in (ledger transactions, outbox flushes,
     admin calls): the event loop keeps turning (heartbeats, fetches, rebalances) while
@@ -203,15 +245,26 @@ async def apply_in_thread(
 ) -> Outcome:  # fmt: skip
     """`attempt` in `thread` until it is applied or dead-lettered: a transient failure is
     tried again after a pause (doubling to 30 s, one line per 30 s), never skipped (the
-    caller takes the next record only after this returns), never a crash of the agent."""
+    caller takes the next record only after this returns), never a crash of the agent. A
+    programming error parks the record (`park`, tried again as well while the broker is
+    away); only a failure to park it propagates."""
     retries = _Retries(record, first_pause_s)
+    failure: InternalError | None = None
     while True:
         try:
-            outcome = await thread.run(attempt, step, record, clock())
+            if failure is None:
+                outcome = await thread.run(attempt, step, record, clock())
+            else:
+                outcome = await thread.run(park, step, record, failure, clock())
         except Exception as exc:
-            if not is_transient(exc):
+            if is_transient(exc):
+                await asyncio.sleep(retries.failed(exc))
+                continue
+            if failure is not None:
                 raise
-            await asyncio.sleep(retries.failed(exc))
+            failure = InternalError(exc)
+            log.error("%s: %s; dead-lettered as %s. Traceback (message withheld):\n%s",
+                      retries.where(), failure, INTERNAL_ERROR, failure.stack)  # fmt: skip
             continue
         retries.done()
         return outcome
@@ -251,15 +304,15 @@ class _Retries:
         if time.monotonic() - self._said >= _RETRY_REPORT_S:
             self._said = time.monotonic()
             reason = error.reason_code if isinstance(error, OutboxRefused) else None
-            log.warning("%s: not taken (%s, try %d); trying again", self._where(),
+            log.warning("%s: not taken (%s, try %d); trying again", self.where(),
                         reason or type(error).__name__, self.tries)  # fmt: skip
         pause, self._pause = self._pause, min(self._pause * 2, _RETRY_PAUSE_MAX_S)
         return pause
 
     def done(self) -> None:
         if self.tries:
-            log.warning("%s: taken after %d tries", self._where(), self.tries + 1)
+            log.warning("%s: taken after %d tries", self.where(), self.tries + 1)
 
-    def _where(self) -> str:
+    def where(self) -> str:
         record = self._record
         return f"{record.topic()}[{record.partition()}]@{record.offset()}"

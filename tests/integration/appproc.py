@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -46,12 +46,14 @@ def privacy_app(container: Container, log: Path, **extra: str) -> Iterator[subpr
 
 
 @contextmanager
-def running_privacy_app(env: Mapping[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def running_privacy_app(
+    env: Mapping[str, str], log: Path, program: Sequence[str] = ("-m", "streams.cli.__main__")
+) -> Iterator[subprocess.Popen[bytes]]:
     """`contactflow run privacy` with `env` over this process's environment, its output
-    in `log`, until the block ends."""
+    in `log`, until the block ends; `program`: what Python runs in place of the CLI."""
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli.__main__", "run", "privacy"],
+            [sys.executable, *program, "run", "privacy"],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env},
         )  # fmt: skip
         try:
