@@ -94,6 +94,8 @@ class Settings(BaseSettings):
 
     retention_sweep_interval_s: float = Field(default=3600.0, gt=0)
     privacy_deadline_interval_s: float = Field(default=60.0, gt=0)
+    # the privacy app's /healthz fails while one ledger call has run longer than this
+    ledger_call_stale_s: float = Field(default=300.0, gt=0)
     privacy_standing_instructions: str = Field(
         default="", pattern=r"^[a-z_]*(,[a-z_]+)*$", description="request types ORES pre-authorised"
     )

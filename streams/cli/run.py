@@ -120,6 +120,7 @@ PRIVACY_HEALTH_STALE_S = 180.0
 
 def _run_privacy(root: Container, heartbeat: Heartbeat, endpoints: WorkerEndpoints) -> None:
     from streams.control.app import create_control_app
+    from streams.control.inputs import LedgerThread
     from streams.control.privacy.config import load_privacy_config
     from streams.control.privacy.service import PrivacyService
     from streams.control.retention.service import RetentionService
@@ -132,10 +133,13 @@ def _run_privacy(root: Container, heartbeat: Heartbeat, endpoints: WorkerEndpoin
     settings = root.settings
     upgrade(settings.resolved_database_url(), connect_timeout_s=settings.connect_timeout_s)
     privacy = PrivacyService.from_container(root, load_privacy_config(root), actor="privacy-app")
+    thread = LedgerThread(stale_after_s=settings.ledger_call_stale_s)
     app = create_control_app(
         root, service, utc_now, sweep_interval_s=root.settings.retention_sweep_interval_s,
         privacy=privacy, deadline_interval_s=root.settings.privacy_deadline_interval_s,
+        thread=thread,
     )  # fmt: skip
+    endpoints.live("ledger", thread.check)  # a call that never returns; the loop still turns
     try:
         _serve_faust(app, root, heartbeat, endpoints, "privacy app")
     finally:

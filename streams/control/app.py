@@ -62,7 +62,10 @@ def create_control_app(
     privacy: PrivacyService | None = None,
     deadline_interval_s: float = 60.0,
     request_cut_interval_s: float = REQUEST_CUT_INTERVAL_S,
+    thread: LedgerThread | None = None,
 ) -> faust.App:
+    """The control plane's faust app; `thread`: where its ledger work runs (one of its
+    own by default; the worker passes one whose `check` its /healthz reads)."""
     settings = container.settings
     datadir = settings.data_dir / "faust"
     datadir.mkdir(parents=True, exist_ok=True)  # faust makes only the last level itself
@@ -79,7 +82,7 @@ def create_control_app(
     )
     read_committed(app)  # recordings and retention signals come in the router's transactions
     instruments = ControlInstruments(container.telemetry, settings.scoped(APP_ID))
-    thread = LedgerThread()
+    thread = thread or LedgerThread()
     steps = retention_steps(service) | (privacy_steps(privacy) if privacy is not None else {})
     for step in steps.values():
         _input_agent(app, container, step, clock, thread, instruments)

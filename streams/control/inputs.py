@@ -225,14 +225,47 @@ class LedgerThread:
     """The one thread an app's blocking work runs in (ledger transactions, outbox flushes,
     admin calls): the event loop keeps turning (heartbeats, fetches, rebalances) while
     that work stays serial, as it was on the loop. The caller's context (its current span)
-    goes with each call."""
+    goes with each call.
 
-    def __init__(self, name: str = "control-ledger") -> None:
+    The loop's heartbeat cannot see a call that never returns (a database that stopped
+    answering mid-statement: the agents wait, the loop turns), so `check` says when the
+    running call is older than `stale_after_s`, for /healthz."""
+
+    def __init__(
+        self, name: str = "control-ledger", *, stale_after_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._stale_after_s = stale_after_s
+        self._clock = clock
+        self._running: tuple[str, float] | None = None  # the call's name, when it began
 
     async def run(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        name = getattr(fn, "__name__", "call")
+        if args and isinstance(args[0], InputStep):  # `attempt` or `park` of a record
+            name = f"{name} ({args[0].logical})"
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._timed, name, call
+        )
+
+    def _timed(self, name: str, call: Callable[[], _T]) -> _T:
+        self._running = (name, self._clock())
+        try:
+            return call()
+        finally:
+            self._running = None
+
+    def check(self) -> str | None:
+        """None, or why the thread looks hung: its call has run past `stale_after_s`."""
+        running = self._running
+        if running is None:
+            return None
+        name, began = running
+        elapsed = self._clock() - began
+        if elapsed <= self._stale_after_s:
+            return None
+        return f"ledger call {name} running for {elapsed:.0f} s (limit {self._stale_after_s:.0f} s)"
 
     def close(self) -> None:
         """Wait for the work in hand, then stop the thread."""

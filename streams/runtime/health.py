@@ -283,6 +283,11 @@ class WorkerEndpoints:
     def address(self) -> str | None:
         return None if self._server is None else self._server.address
 
+    def live(self, name: str, check: Check) -> None:
+        """Another liveness check (beside the loop's heartbeat), from now on."""
+        if self._server is not None:
+            self.health.live(name, check)
+
     def started(self, partitions: Check, live: Check | None = None) -> None:
         """The worker runs: ready once `partitions` passes; `live` replaces the start-up
         heartbeat (a worker with several loops checks them all)."""

@@ -295,3 +295,38 @@ def test_an_agent_dead_letters_a_bad_record_counts_it_and_goes_on() -> None:
     assert letters == [(0, "MalformedPayload")]
     text = telemetry.exported_text()
     assert "reason=MalformedPayload" in text
+
+
+def test_the_ledger_thread_says_when_its_call_has_run_too_long() -> None:
+    """What /healthz of the privacy app reads: a call that never returns (the loop, in
+    which the heartbeat beats, keeps turning meanwhile)."""
+    now = [100.0]
+    release = threading.Event()
+    thread = LedgerThread(stale_after_s=300.0, clock=lambda: now[0])
+
+    def hangs() -> str:
+        release.wait(10)
+        return "done"
+
+    async def main() -> list[str | None]:
+        said = [thread.check()]
+        call = asyncio.ensure_future(thread.run(hangs))
+        while thread.check() is None and now[0] < 1000:
+            await asyncio.sleep(0.01)
+            said.append(thread.check())  # running, not for long: healthy
+            now[0] += 301.0
+        said.append(thread.check())
+        release.set()
+        assert await call == "done"
+        said.append(thread.check())
+        return said
+
+    try:
+        said = asyncio.run(main())
+    finally:
+        thread.close()
+    assert said[0] is None
+    assert said[-1] is None, "healthy again once the call returned"
+    assert said[-2] is not None
+    assert said[-2].startswith("ledger call hangs running for ")
+    assert said[-2].endswith("s (limit 300 s)")
