@@ -4,18 +4,23 @@ A group's lag on a partition is how far its committed offset trails the partitio
 (the last stable offset: what a `read_committed` consumer can read). A partition the group
 never committed on counts from its first offset still on the log, as every contactflow
 consumer starts there (`auto.offset.reset=earliest`), so a router that never ran shows
-the whole raw backlog. Only this deployment's topics count (its `CONTACTFLOW_TOPIC_PREFIX`):
-another deployment sharing the broker and the group ids is not mixed in.
+the whole raw backlog. On topics written in transactions each commit marker takes an
+offset, and a faust app commits the offset after its last record, which is the marker's:
+a small difference (up to `MARKER_CHECK_MAX`) is therefore read, `read_committed`, and
+only the records found count (they are counted, never looked at). Only this deployment's
+topics count (its `CONTACTFLOW_TOPIC_PREFIX`): another deployment sharing the broker and
+the group ids is not mixed in.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from confluent_kafka import (
+    Consumer,
     ConsumerGroupTopicPartitions,
     IsolationLevel,
     KafkaError,
@@ -37,6 +42,8 @@ from schemas.topic_names import (
 from streams.bootstrap import Container
 
 ADMIN_TIMEOUT_S = 30.0
+MARKER_CHECK_MAX = 100  # a partition this few offsets behind is read to tell records from markers
+MARKER_CHECK_S = 5.0  # at most this long for all of them; one not read in time keeps its figure
 DSR_PROCESS_GROUP = "contactflow-privacy-catchup"
 _NO_OFFSET = 0  # librdkafka's "no committed offset" is negative (-1001)
 _RETRIED = {  # the group coordinator is still loading or just moved: ask again shortly
@@ -184,6 +191,7 @@ def consumer_lag(
     starts = _offsets(admin, every, OffsetSpec.earliest(), timeout_s)  # type: ignore[no-untyped-call]
     described = _describe(admin, list(wanted), timeout_s)
     result = []
+    rows_of: dict[str, list[PartitionLag]] = {}
     for ref in refs:
         if ref.group_id not in wanted:
             continue
@@ -192,10 +200,25 @@ def consumer_lag(
             for tp in committed[ref.group_id]
             if tp.offset >= _NO_OFFSET
         }
-        state, members = described[ref.group_id]
         rows = [
             _partition_lag(t, p, offsets.get((t, p)), starts[t, p], ends[t, p])
             for t, p in sorted((tp.topic, tp.partition) for tp in wanted[ref.group_id])
+        ]
+        rows_of[ref.group_id] = rows
+    small = {
+        (row.topic, row.partition, row.end - row.lag): row.end
+        for rows in rows_of.values()
+        for row in rows
+        if 0 < row.lag <= MARKER_CHECK_MAX
+    }
+    waiting = _records_waiting(container.settings.kafka_client_config(), small)
+    for ref in refs:
+        if ref.group_id not in wanted:
+            continue
+        state, members = described[ref.group_id]
+        rows = [
+            replace(row, lag=waiting.get((row.topic, row.partition, row.end - row.lag), row.lag))
+            for row in rows_of[ref.group_id]
         ]
         by_topic: dict[str, list[PartitionLag]] = {}
         for row in rows:
@@ -212,6 +235,57 @@ def _partition_lag(
     deleted by retention or a cut are not waiting for anyone)."""
     position = start if committed is None else max(committed, start)
     return PartitionLag(topic, partition, committed, end, max(0, end - position))
+
+
+def _records_waiting(
+    config: dict[str, Any], small: dict[tuple[str, int, int], int]
+) -> dict[tuple[str, int, int], int]:
+    """(topic, partition, position) -> records a `read_committed` consumer finds from the
+    position to the end offset given: transaction markers and aborted records take offsets
+    but are not records. Only partitions read to their end within `MARKER_CHECK_S` are
+    answered (one the caller may not read, or a slow broker, keeps its offset difference).
+    Records are counted by offset; nothing of them is kept or shown."""
+    if not small:
+        return {}
+    ranges: dict[tuple[str, int], tuple[int, int]] = {}  # from the lowest position asked
+    for (topic, partition, position), end in small.items():
+        low, _ = ranges.get((topic, partition), (position, end))
+        ranges[topic, partition] = (min(low, position), end)
+    found: dict[tuple[str, int], list[int]] = {where: [] for where in ranges}
+    unread = dict(ranges)
+    consumer = Consumer(
+        {
+            **config,
+            "group.id": "contactflow-lag-check",  # assigned, never joined, never committed
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    try:
+        consumer.assign([TopicPartition(t, p, low) for (t, p), (low, _) in ranges.items()])
+        deadline = time.monotonic() + MARKER_CHECK_S
+        while unread and time.monotonic() < deadline:
+            for message in consumer.consume(500, timeout=0.2):
+                where = (message.topic() or "", message.partition() or 0)
+                if where not in unread:
+                    continue
+                if message.error() is not None:
+                    del unread[where]  # not readable here: the offset difference stands
+                    found.pop(where, None)
+                elif (message.offset() or 0) < unread[where][1]:
+                    found[where].append(message.offset() or 0)
+            for tp in consumer.position([TopicPartition(t, p) for t, p in unread]):
+                if tp.offset >= unread[tp.topic, tp.partition][1]:  # past the markers too
+                    del unread[tp.topic, tp.partition]
+    except KafkaException:
+        return {}
+    finally:
+        consumer.close()
+    return {
+        (t, p, position): sum(1 for offset in found[t, p] if position <= offset < end)
+        for (t, p, position), end in small.items()
+        if (t, p) in found and (t, p) not in unread
+    }
 
 
 def _committed(admin: AdminClient, group_id: str, timeout_s: float) -> list[TopicPartition]:

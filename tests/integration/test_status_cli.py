@@ -227,6 +227,42 @@ def test_lag_of_a_registered_consumer_that_committed_behind(deployment: Containe
     assert topic in table.stdout
 
 
+def test_lag_counts_records_not_the_transaction_markers_after_them(
+    deployment: Container,
+) -> None:
+    """A faust app commits the offset after its last record; on a topic written in
+    transactions that offset is the commit marker's, so the offset difference said 1 when
+    the app had read everything. Three records in three transactions take offsets 0, 2
+    and 4 (markers at 1, 3 and 5; the end is 6)."""
+    env = app_env(deployment)
+    topic = deployment.topics.name("privacy.erasure.v1")
+    producer = Producer({**deployment.settings.kafka_client_config(),
+                         "transactional.id": f"{topic}-test"})  # fmt: skip
+    producer.init_transactions(30)
+    for index in range(3):
+        producer.begin_transaction()
+        producer.produce(topic, f"command-{index}".encode(), b"k", partition=0)
+        producer.commit_transaction(30)
+    group = deployment.settings.scoped("contactflow-downstream-crm")
+
+    def lag_when_committed_at(offset: int) -> dict[str, Any]:
+        consumer = Consumer({**deployment.settings.kafka_client_config(), "group.id": group,
+                             "enable.auto.commit": False})  # fmt: skip
+        try:
+            consumer.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)
+        finally:
+            consumer.close()
+        result = _run(env, "lag", "--group", "downstream:crm", "--format", "json")
+        assert result.returncode == 0, result.stderr
+        (crm,) = json.loads(result.stdout)["groups"]
+        erasure = next(t for t in crm["topics"] if t["topic"] == topic)
+        return next(p for p in erasure["partitions"] if p["partition"] == 0)  # type: ignore[no-any-return]
+
+    assert lag_when_committed_at(5) == {"partition": 0, "committed": 5, "end": 6, "lag": 0}
+    assert lag_when_committed_at(3) == {"partition": 0, "committed": 3, "end": 6, "lag": 1}
+    assert lag_when_committed_at(1) == {"partition": 0, "committed": 1, "end": 6, "lag": 2}
+
+
 def _dead_address() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
