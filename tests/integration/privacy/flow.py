@@ -15,6 +15,7 @@ from streams.control.privacy.service import PrivacyService
 from streams.control.retention.catchup import apply_retention_topics
 from streams.control.retention.service import RetentionService
 from streams.kafka.readback import read_all
+from streams.ledger import UnknownRequestError
 from streams.router.worker import RouterWorker
 
 
@@ -73,3 +74,12 @@ def publish(
 
 def drain(container: Container, privacy: PrivacyService, now: datetime) -> None:
     apply_privacy_topics(container, privacy, now)
+
+
+def taken_in(privacy: PrivacyService, request_id: str) -> bool:
+    """Whether the ledger holds the request (the privacy app took it in)."""
+    try:
+        privacy.get(request_id)
+    except UnknownRequestError:
+        return False
+    return True

@@ -15,25 +15,16 @@ from pathlib import Path
 import pytest
 from appproc import app_env, running_privacy_app
 from endpoints import free_port, get, wait_for_status
-from flow import publish, restriction_request, route_person
+from flow import publish, restriction_request, route_person, taken_in
 
 from streams.bootstrap import Container
 from streams.control.privacy.config import load_privacy_config
 from streams.control.privacy.service import PrivacyService
-from streams.ledger import UnknownRequestError
 from streams.ops.broker import Broker
 
 pytestmark = pytest.mark.integration
 OUTAGE_S = 20.0
 RESUME_WITHIN_S = 60.0
-
-
-def _taken_in(privacy: PrivacyService, request_id: str) -> bool:
-    try:
-        privacy.get(request_id)
-        return True
-    except UnknownRequestError:
-        return False
 
 
 def _wait(condition, timeout: float, what: str, log: Path) -> None:  # type: ignore[no-untyped-def]
@@ -57,7 +48,7 @@ def test_privacy_app_rides_out_a_broker_outage(
         with running_privacy_app(app_env(container, CONTACTFLOW_LOG_LEVEL="INFO"), log) as app:
             publish(container, "privacy.requests.v1", "PrivacyRequest", "dsr-before",
                     restriction_request("dsr-before"))  # fmt: skip
-            _wait(lambda: _taken_in(privacy, "dsr-before"), 90, "the first request", log)
+            _wait(lambda: taken_in(privacy, "dsr-before"), 90, "the first request", log)
             if fault == "stop":
                 own_broker.down()
             else:
@@ -68,7 +59,7 @@ def test_privacy_app_rides_out_a_broker_outage(
             back = time.monotonic()
             publish(container, "privacy.requests.v1", "PrivacyRequest", "dsr-after",
                     restriction_request("dsr-after"))  # fmt: skip
-            _wait(lambda: _taken_in(privacy, "dsr-after"), RESUME_WITHIN_S - 2,
+            _wait(lambda: taken_in(privacy, "dsr-after"), RESUME_WITHIN_S - 2,
                   "the request sent after the broker's return", log)  # fmt: skip
             print(f"taken in {time.monotonic() - back:.1f}s after the broker's return")
             assert app.poll() is None, log.read_text()
@@ -104,7 +95,7 @@ def test_privacy_app_started_before_the_broker_waits_for_it(
             own_broker.up()
             publish(container, "privacy.requests.v1", "PrivacyRequest", "dsr-early",
                     restriction_request("dsr-early"))  # fmt: skip
-            _wait(lambda: _taken_in(privacy, "dsr-early"), RESUME_WITHIN_S,
+            _wait(lambda: taken_in(privacy, "dsr-early"), RESUME_WITHIN_S,
                   "the request sent once the broker is up", log)  # fmt: skip
             wait_for_status(port, "/readyz", 200, 60, log.read_text)
     finally:

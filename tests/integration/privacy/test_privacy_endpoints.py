@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 from appproc import app_env, running_privacy_app, wait_for
 from endpoints import free_port, get, personal_data_in, wait_for_metrics, wait_for_status
-from flow import publish, restriction_request, route_person
+from flow import publish, restriction_request, route_person, taken_in
 from people import PHONE
 
 from streams.bootstrap import Container
 from streams.control.privacy.service import PrivacyService
-from streams.ledger import UnknownRequestError
 from streams.ops.broker import Broker
 
 pytestmark = pytest.mark.integration
@@ -97,15 +96,7 @@ def test_healthz_fails_while_a_ledger_call_hangs_and_recovers_when_it_returns(
             assert "ledger call attempt (privacy.requests.v1) running for" in hung, hung
             lock.execute("ROLLBACK")
             wait_for_status(port, "/healthz", 200, 30, report)
-            wait_for(lambda: _taken_in(privacy, "dsr-locked"), "the request", log)
+            wait_for(lambda: taken_in(privacy, "dsr-locked"), "the request", log)
     finally:
         lock.close()
     assert not personal_data_in(hung)
-
-
-def _taken_in(privacy: PrivacyService, request_id: str) -> bool:
-    try:
-        privacy.get(request_id)
-    except UnknownRequestError:
-        return False
-    return True

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from appproc import app_env, privacy_app, running_privacy_app, wait_for
-from flow import decoded, publish, restriction_request, route_person
+from flow import decoded, publish, restriction_request, route_person, taken_in
 from people import PHONE
 from topicconfig import set_max_message_bytes
 
@@ -37,14 +37,6 @@ def _letter_from(container: Container, logical: str) -> dict[str, Any] | None:
         if record["source_topic"] == source:
             return record
     return None
-
-
-def _taken_in(privacy: PrivacyService, request_id: str) -> bool:
-    try:
-        privacy.get(request_id)
-    except UnknownRequestError:
-        return False
-    return True
 
 
 def test_a_request_whose_outputs_the_broker_refuses_is_dead_lettered_and_the_app_goes_on(
@@ -105,17 +97,17 @@ def test_a_request_that_meets_a_bug_is_parked_not_skipped_and_a_replay_takes_it_
         assert "TypeError at " in dead["reason"]
         assert "buggy_privacy_app.py" in dead["reason"], "where the bug was raised"
         assert dead["original_value"], "the record's bytes are kept for the replay"
-        assert not _taken_in(privacy, "dsr-bug")
+        assert not taken_in(privacy, "dsr-bug")
 
         publish(container, "privacy.requests.v1", "PrivacyRequest", "dsr-next",
                 restriction_request("dsr-next"))  # fmt: skip
-        wait_for(lambda: _taken_in(privacy, "dsr-next"), "the next request to be taken in", log)
+        wait_for(lambda: taken_in(privacy, "dsr-next"), "the next request to be taken in", log)
         assert app.poll() is None, f"the app stopped on one request\n{log.read_text()}"
 
         # The bug is gone (it struck once): the replay sends the parked request back.
         report = DeadLetters(container, actor="test").replay("internal_error", datetime.now(UTC))
         assert (report.matched, report.sent) == (1, 1)
-        wait_for(lambda: _taken_in(privacy, "dsr-bug"), "the replayed request", log)
+        wait_for(lambda: taken_in(privacy, "dsr-bug"), "the replayed request", log)
         assert app.poll() is None
     said = log.read_text()
     errors = [line for line in said.splitlines() if "[ERROR]" in line]
