@@ -107,7 +107,10 @@ _SOURCE_ROOT: Final = str(Path(__file__).resolve().parents[2]) + os.sep
 def _raised_at(error: BaseException) -> str:
     """The innermost frame of contactflow's own code that `error` went through."""
     frames = traceback.extract_tb(error.__traceback__)
-    ours = [frame for frame in frames if frame.filename.startswith(_SOURCE_ROOT)] or frames
+    ours = [
+        frame for frame in frames
+        if frame.filename.startswith(_SOURCE_ROOT) and "site-packages" not in frame.filename
+    ] or frames  # fmt: skip
     if not ours:
         return "an unknown place"
     last = ours[-1]

@@ -25,6 +25,7 @@ from schemas.topic_names import (
 from streams.control.inputs import (
     INPUT_ERRORS,
     InputStep,
+    InternalError,
     Outcome,
     apply_now,
     attempt,
@@ -260,3 +261,23 @@ def test_retention_input_topics_dead_letter_a_bad_record_instead_of_skipping_it(
                                                       b"not avro")  # fmt: skip
     assert (stage, code, now) == ("hold", "MalformedPayload", NOW)
     assert "single-object marker" in reason
+
+
+def _raises_in_a_library() -> None:
+    from sqlalchemy import make_url
+
+    make_url(42)  # type: ignore[arg-type]  # SQLAlchemy refuses it, deep in its own code
+
+
+def test_an_internal_error_names_our_innermost_frame_and_never_the_message() -> None:
+    try:
+        _raises_in_a_library()
+    except Exception as exc:  # noqa: BLE001 - the error under test
+        error = exc
+    failure = InternalError(KeyError("+32 471 55 66 77"))  # no traceback: unknown place
+    assert str(failure).startswith("KeyError at an unknown place: a contactflow error")
+    assert "+32" not in str(failure)
+    failure = InternalError(error)
+    assert str(failure).startswith("ArgumentError at tests/unit/control/test_control_inputs.py:")
+    assert "in _raises_in_a_library" in str(failure)
+    assert "site-packages" in failure.stack  # the whole traceback is kept for the log
