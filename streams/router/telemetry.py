@@ -104,7 +104,7 @@ class RouterMetrics:
             "minus the consumer's position)",
         )  # fmt: skip
         meter.create_observable_gauge(
-            "contactflow.router.peak_rss", callbacks=[_observe_rss], unit="By",
+            "contactflow.router.peak_rss", callbacks=[_observing(_peak_rss_bytes)], unit="By",
             description="peak resident memory of the router process",
         )  # fmt: skip
         self._directory = directory
@@ -195,7 +195,8 @@ class RouterMetrics:
 
 
 def _observing(read: Callable[[], int]) -> Callable[[Any], list[Any]]:
-    """A callback observing `read()` (a len() or an int: safe from the scrape's thread)."""
+    """A callback observing `read()` (a len(), an int, getrusage: safe from the scrape's
+    thread)."""
 
     def observe(_options: Any) -> list[Any]:
         from opentelemetry.metrics import Observation
@@ -233,7 +234,5 @@ def _lag(consumer: Consumer, committed: dict[tuple[str, int], int]) -> dict[tupl
     return lag
 
 
-def _observe_rss(_options: Any) -> list[Any]:
-    from opentelemetry.metrics import Observation
-
-    return [Observation(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)]
+def _peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
