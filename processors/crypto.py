@@ -85,13 +85,12 @@ def unwrap_key(master_key: bytes, key_id: str, wrapped: bytes) -> bytes:
 class FieldCipher:
     """Encrypts and decrypts the personal-data fields of one subject under one key."""
 
-    __slots__ = ("_aads", "_aead", "_data_key", "key_id")
+    __slots__ = ("_aads", "_aead", "key_id")
 
     def __init__(self, key_id: str, data_key: bytes) -> None:
         _check_key(data_key, "data key")
         self.key_id = key_id
         self._aead = AESGCM(data_key)
-        self._data_key = data_key
         self._aads: dict[str, bytes] = {}
 
     def __repr__(self) -> str:
@@ -116,11 +115,6 @@ class FieldCipher:
             sealed = binascii.b2a_base64(nonce + encrypt(nonce, text.encode(), aad), newline=False)
             tokens.append(_PREFIX_BYTES + sealed.translate(_URLSAFE))
         return tokens
-
-    def data_key(self) -> bytes:
-        """The key itself, for the router to hand to its own helper process (memory and
-        a pipe between the two, never written anywhere)."""
-        return self._data_key
 
     def decrypt(self, token: str, field_path: str) -> str:
         if not is_token(token):

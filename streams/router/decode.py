@@ -9,12 +9,10 @@ subject's identifiers, and prepares what the main process will write:
   are found in the bytes as received (`streams.router.spans`), or, for bytes not in
   canonical form, in the event encoded again;
 - its retention input and hold signal (`streams.router.templates`), which only lack the
-  subject's pseudonym;
-- in the helper, the sealed event itself when its digests lead to a key the router told
-  the helper about (`streams.router.sealing`): `Decoded.sealed`, under `Decoded.key_id`.
+  subject's pseudonym.
 
-Everything here but that sealing ahead is a function of the record's topic and bytes (and
-the clock and the policy), with no key but the pseudonym key: it runs in the router's helper process
+Everything here is a function of the record's topic and bytes (and the clock and the
+policy), with no key but the pseudonym key: it runs in the router's helper process
 (`streams.router.helper`) while the main process keeps to Kafka, the ledger and the data
 keys. A rejection names the stage and problem, never a value.
 """
@@ -37,7 +35,6 @@ from schemas.catalog import Contract, SchemaCatalog
 from schemas.errors import MalformedPayload, SchemaMismatch, UnknownFingerprint
 from schemas.serde import AvroSerde
 from streams.router.dedup import content_digest
-from streams.router.sealing import Digests, HeldKeys
 from streams.router.spans import SpanFinder
 from streams.router.templates import (
     TemplateEncoder,
@@ -47,6 +44,7 @@ from streams.router.templates import (
     fill,
 )
 
+Digests = tuple[tuple[str, str], ...]  # ((kind, digest), ...) of one event, in order
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _MAX_CACHED_SUBJECTS: Final = 100_000
 
@@ -72,10 +70,8 @@ class Decoded(NamedTuple):
     fingerprint_hex: str
     digests: Digests
     content: bytes  # dedup digest of the raw bytes
-    chunks: tuple[bytes, ...]  # the sealed event around its PII values; () if sealed
+    chunks: tuple[bytes, ...]  # the sealed event around its PII values
     pii: tuple[tuple[str, str], ...]  # (path, plaintext), in the order of the chunks
-    sealed: bytes | None  # sealed ahead (`streams.router.sealing`) under `key_id`, or None
-    key_id: str | None
     templates: Templates | None  # retention input and hold signal; None: no policy rule
 
 
@@ -98,8 +94,7 @@ class _Rules(NamedTuple):
 
 def seal(decoded: Decoded, encrypt: Callable[[Sequence[tuple[str, str]]], list[bytes]]) -> bytes:
     """The event's bytes with its PII values replaced by `encrypt(pii)`: one token (bytes)
-    per (path, value), in order (`FieldCipher.encrypt_fields`). Not for an event sealed
-    ahead (no chunks left): `EventDecoder.seal_plan` gives them back."""
+    per (path, value), in order (`FieldCipher.encrypt_fields`)."""
     if not decoded.pii:
         return decoded.chunks[0]
     return fill(decoded.chunks, encrypt(decoded.pii))
@@ -116,11 +111,8 @@ class EventDecoder:
         channel_of: Mapping[str, str],
         expected: Mapping[str, str],
         max_event_bytes: int,
-        keys: HeldKeys | None = None,
     ) -> None:
-        """`keys`: seal ahead with the keys the router told about (in its helper)."""
         self._serde = AvroSerde(schemas)
-        self._keys = keys
         self._templates = TemplateEncoder(schemas, self._serde, Decisions(policy))
         self._pseudonymiser = pseudonymiser
         self._channel_of = dict(channel_of)
@@ -140,8 +132,6 @@ class EventDecoder:
 
     def decode_batch(self, records: Sequence[Request], now: datetime) -> list[Outcome]:
         """One outcome per (topic, value), in order."""
-        if self._keys is not None:
-            self._keys.expire(now)
         outcomes: list[Outcome] = []
         for topic, value in records:
             try:
@@ -186,23 +176,11 @@ class EventDecoder:
         facts = facts_of(record, self._channel_of.get(topic, "unknown"))
         templates = self._templates.templates(facts, recording)
         chunks, pii = self._seal_plan(value, record, contract, rules)
-        sealed = key_id = None
-        if pii and self._keys is not None:
-            cipher = self._keys.cipher_for(digests)
-            if cipher is not None:
-                sealed, key_id = fill(chunks, cipher.encrypt_fields(pii)), cipher.key_id
-                chunks, pii = (), ()  # the reply carries no plaintext it does not need
         return Decoded(
             event_id, contact_id, envelope["occurred_at"], envelope["client"],
             envelope["service"], envelope["purpose"], kind, contract.fingerprint_hex, digests,
-            content_digest(value), chunks, pii, sealed, key_id, templates,
+            content_digest(value), chunks, pii, templates,
         )  # fmt: skip
-
-    def seal_plan(self, value: bytes) -> tuple[tuple[bytes, ...], tuple[tuple[str, str], ...]]:
-        """The chunks and PII of an event decoded earlier (`Decoded.chunks`, `Decoded.pii`),
-        for one sealed ahead under a key the router did not use after all."""
-        contract, record = self._serde.deserialize(value)
-        return self._seal_plan(value, record, contract, self._rules_of(contract))
 
     def _subject_digests(self, subject: dict[str, Any], contact_id: str) -> Digests:
         """Digests of the subject's normalised identifiers (the contact's if it names none).

@@ -22,7 +22,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Hashable, Iterator, Sequence
+from collections.abc import Collection, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -106,8 +106,6 @@ class SubjectDirectory:
         self._open: Session | None = None  # the batch's transaction, once something needs it
         self._journal: _Journal | None = None  # while a batch, or `resolve`, may roll back
         self.ledger_round_trips = 0
-        # Told the id of each data key leaving the cache (the worker tells its helper).
-        self.on_key_dropped: Callable[[str], None] | None = None
         self.evicted = 0  # entries evicted to hold the budget
         self.compactions = 0  # passes over the cached digests (`COMPACT_AT`)
 
@@ -219,10 +217,6 @@ class SubjectDirectory:
         subject is erased (its key shredded), before the subject-state topic says so."""
         return self._ciphers.get(subject)
 
-    def key_expires_at(self, subject: str) -> datetime | None:
-        """When the subject's cached key leaves the cache at the latest (None: not cached)."""
-        return self._key_expiry.get(subject) if subject in self._ciphers else None
-
     def ensure_ciphers(self, subjects: set[str], now: datetime) -> None:
         """Load or create the data keys of subjects that have no cached cipher (keys older
         than the TTL are dropped first, so they are unwrapped again here)."""
@@ -268,12 +262,8 @@ class SubjectDirectory:
     def forget_key(self, subject: str) -> None:
         """Drop the subject's unwrapped data key now (its erasure was read, or the key
         aged out). Safe at any time: no rollback puts a key back (`_Journal`)."""
-        self._dropped(self._ciphers.pop(subject, None))
+        self._ciphers.pop(subject, None)
         self._key_expiry.pop(subject, None)
-
-    def _dropped(self, cipher: FieldCipher | None) -> None:
-        if cipher is not None and self.on_key_dropped is not None:
-            self.on_key_dropped(cipher.key_id)
 
     def expire_keys(self, now: datetime) -> int:
         """Drop the data keys unwrapped `key_ttl` or longer before `now`; how many."""
@@ -343,10 +333,9 @@ class SubjectDirectory:
             # its share of the budget, in entries: budget * (len * size / used) / size
             keep = self._budget * len(cache) // used
             for _ in range(len(cache) - keep):
-                key, value = cache.popitem(last=False)
+                key, _ = cache.popitem(last=False)
                 if cache is self._ciphers:
                     self._key_expiry.pop(key, None)
-                    self._dropped(value)
                 self.evicted += 1
 
     def _compact(self) -> None:
@@ -509,7 +498,7 @@ class SubjectDirectory:
         it, and never restores an older key. (An undone key's expiry entry stays behind,
         in order: `expire_keys` drops it, harmlessly, when its time comes.)"""
         ciphers, expiry = self._ciphers, self._key_expiry
-        self._dropped(ciphers.pop(subject, None))
+        ciphers.pop(subject, None)
         expiry.pop(subject, None)  # re-added at the end: the entries stay in expiry order
         if self._journal is not None:
             self._journal.before(ciphers, subject)

@@ -3,9 +3,7 @@ interpreter, so one router instance uses two cores.
 
 Requests (a batch's topics and values, and the clock) and replies (one outcome per
 record) are pickles over the helper's stdin and stdout, replies in the order of the
-requests. Between requests, the router may send the keys it sealed with and dropped
-(`streams.router.sealing.KeyNotes`, no reply), so the helper seals ahead. A failure of
-the helper crosses over as an exception type only: no data.
+requests. A failure of the helper crosses over as an exception type only: no data.
 """
 
 from __future__ import annotations
@@ -26,7 +24,6 @@ from processors.policy import Policy
 from processors.pseudonym import Pseudonymiser
 from schemas.catalog import SchemaCatalog
 from streams.router.decode import Decoded, EventDecoder, Outcome, Rejection, Request
-from streams.router.sealing import HeldKeys, KeyNotes
 from streams.router.templates import Templates
 from streams.runtime.heap import freeze_startup_heap
 
@@ -53,9 +50,8 @@ class DecodeHelper:
     outstanding: the helper reads requests and writes replies in threads of its own, so
     the main process never blocks on a full pipe while the helper decodes, and the helper
     goes on to the next batch while the main process has not read a reply yet. The main
-    process keeps the Kafka clients, the ledger and the master key; the helper gets the
-    raw bytes (which the router reads anyway), the pseudonym key, and the data keys the
-    router tells it about (`tell`), held no longer than the router holds them.
+    process keeps the Kafka clients, the ledger and the data keys; the helper gets the raw
+    bytes (which the router reads anyway) and the pseudonym key.
     """
 
     def __init__(self, config: DecoderConfig) -> None:
@@ -83,12 +79,6 @@ class DecodeHelper:
         self._send((records, now))
         self._unread.append(pending)
         return pending
-
-    def tell(self, notes: KeyNotes) -> None:
-        """Keys the router sealed with (and their digests) and keys it dropped; they apply
-        to the batches submitted after this."""
-        if notes:
-            self._send(notes)
 
     def close(self) -> None:
         try:
@@ -164,8 +154,7 @@ _READY: Final = "ready"
 
 
 def serve() -> None:
-    """The helper process: a config, then (records, now) requests and `KeyNotes`, until
-    None or EOF.
+    """The helper process: a config, then (records, now) requests until None or EOF.
 
     A thread reads requests as they come and another writes replies, so the pipes never
     hold either process up; this thread decodes, one request after the other.
@@ -185,7 +174,6 @@ def serve() -> None:
         config.channel_of,
         config.expected,
         config.max_event_bytes,
-        keys := HeldKeys(),
     )
     freeze_startup_heap()
     pickle.dump(_READY, replies)
@@ -197,12 +185,6 @@ def serve() -> None:
     reader.start()
     writer.start()
     while (request := inbox.get()) is not None:
-        if isinstance(request, KeyNotes):
-            try:
-                keys.learn(request)  # in order with the batches: no lock needed
-            except Exception:  # noqa: BLE001 - a bad note: seal nothing ahead until the next
-                keys.clear()
-            continue
         try:
             reply: object = [_to_wire(outcome) for outcome in decoder.decode_batch(*request)]
         except Exception as exc:  # noqa: BLE001 - reported by type only: no data crosses

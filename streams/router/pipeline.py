@@ -11,9 +11,6 @@ transaction.
 A batch goes through two stages: `streams.router.decode` turns each raw record into its
 facts (in the helper process when the worker has one), then `route` de-duplicates,
 resolves subjects in the ledger, attributes, encrypts and encodes, in the main process.
-An event the helper sealed ahead under the subject's key is not encrypted again
-(`streams.router.sealing`); `BatchOutcome.sealed_here` lists the subjects of those the
-router sealed itself, for the worker to tell the helper about.
 """
 
 from __future__ import annotations
@@ -28,7 +25,6 @@ from typing import NamedTuple, Protocol
 from opentelemetry import trace
 from opentelemetry.trace import Tracer
 
-from processors.crypto import FieldCipher
 from processors.policy import Decisions, Policy
 from processors.routing import Route, SubjectStatus, choose_route, excluded_purposes
 from schemas import records
@@ -58,7 +54,6 @@ from streams.router.dedup import DedupWindow, Seen
 from streams.router.directory import SubjectDirectory
 from streams.router.helper import DecoderConfig
 from streams.router.limits import OutputLimits, record_size
-from streams.router.sealing import Digests
 from streams.router.templates import TaggedWriter, fill
 from streams.topics import TopicCatalog
 
@@ -97,7 +92,6 @@ class BatchOutcome:
     counts: Counter[tuple[str, ...]] = field(default_factory=Counter)
     traceparents: list[bytes] = field(default_factory=list)
     footprints: set[tuple[str, str, str]] = field(default_factory=set)
-    sealed_here: dict[Digests, str] = field(default_factory=dict)  # digests -> subject
 
 
 @dataclass(slots=True)
@@ -267,7 +261,7 @@ class RouterPipeline:
             self._directory.forget(subject)
             self._reject(message, _ERASED, now, outcome)
             return
-        sealed = self._seal(event, subject, cipher, outcome)
+        sealed = seal(decoded, cipher.encrypt_fields)
         headers = [h for h in message.headers() or () if h[0] == TRACE_HEADER]
         if headers:
             outcome.traceparents.extend(v for _, v in headers)
@@ -322,23 +316,6 @@ class RouterPipeline:
                 Output(self.topic[RETENTION_SIGNALS], subject_key, signal, headers)
             )
             outcome.counts["hold_signal", hold_reason] += 1
-
-    def _seal(
-        self, event: _Event, subject: str, cipher: FieldCipher, outcome: BatchOutcome
-    ) -> bytes:
-        """The event sealed under `cipher`: as the helper sealed it ahead if it used that
-        key, else here (and noted, so the helper can seal the subject's next events)."""
-        decoded = event.decoded
-        if decoded.key_id is not None:
-            if decoded.key_id == cipher.key_id and decoded.sealed is not None:
-                outcome.counts["sealed", "ahead"] += 1
-                return decoded.sealed
-            chunks, pii = self._decoder.seal_plan(event.message.value() or b"")
-            decoded = decoded._replace(chunks=chunks, pii=pii)
-        if decoded.pii:
-            outcome.counts["sealed", "router"] += 1
-            outcome.sealed_here[decoded.digests] = subject
-        return seal(decoded, cipher.encrypt_fields)
 
     def _quarantine_record(self, event: _Event, sealed: bytes, key_id: str, now: datetime) -> bytes:
         decoded = event.decoded

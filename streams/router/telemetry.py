@@ -77,11 +77,6 @@ class RouterMetrics:
             "contactflow.router.hold_signals", unit="{event}",
             description="hold signals sent to retention, by reason",
         )  # fmt: skip
-        self._sealed = meter.create_counter(
-            "contactflow.router.sealed", unit="{event}",
-            description="events whose personal fields were encrypted, by where: ahead (by "
-            "the helper, under the key the router chose) or router",
-        )  # fmt: skip
         self._aborts = meter.create_counter(
             "contactflow.router.aborts", unit="{transaction}",
             description="transactions aborted (the batch is read again), by error code",
@@ -152,8 +147,6 @@ class RouterMetrics:
                 self._quarantined.add(count, {"channel": labels[0]})
             elif kind == "hold_signal":
                 self._signals.add(count, {"reason": labels[0]})
-            elif kind == "sealed":
-                self._sealed.add(count, {"where": labels[0]})
             else:
                 self._dropped.add(count, {"reason": kind})
             if kind in _OUT_TOPIC_OF:

@@ -8,12 +8,10 @@ instances in the `contactflow-router` consumer group, each with its own instance
 
 On a machine with two cores or more, a helper process decodes the next batches
 (`streams.router.helper`, up to `_DECODE_AHEAD` of them) while this process routes and
-commits batch N, so one router instance uses two cores; the helper also seals ahead the
-events of people whose keys the router tells it about (`streams.router.sealing`). And
-while batch N's transaction commits (its input offsets added, then the commit: broker
-round trips), a commit thread waits for it and this thread routes batch N+1, its ledger
-transaction included; N+1's Kafka transaction begins once N's has ended
-(`router_overlap_commits`, on by default).
+commits batch N, so one router instance uses two cores. And while batch N's transaction
+commits (its input offsets added, then the commit: broker round trips), a commit thread
+waits for it and this thread routes batch N+1, its ledger transaction included; N+1's
+Kafka transaction begins once N's has ended (`router_overlap_commits`, on by default).
 So each batch's ledger commit still comes before its Kafka commit, and Kafka's commits
 come one at a time, in order. When batch N aborts, the batches routed or decoded after it
 are dropped and read again from the committed offsets (their ledger writes stand: routing
@@ -55,7 +53,6 @@ from streams.router.directory import MIB, SubjectDirectory
 from streams.router.helper import DecodeHelper, HelperFailed, Pending
 from streams.router.limits import OutputLimits, read_output_limits
 from streams.router.pipeline import OUTPUT_TOPICS, BatchOutcome, RouterPipeline, decode_request
-from streams.router.sealing import KeyNote, KeyNotes
 from streams.router.state import SubjectStateTable
 from streams.router.telemetry import RouterMetrics, batch_links
 from streams.runtime.health import Heartbeat
@@ -101,8 +98,6 @@ class RouterStats:
     events_in: int = 0
     outputs: int = 0
     aborted: int = 0
-    sealed_ahead: int = 0  # events whose fields the helper sealed, kept by the router
-    helper_sealed: int = 0  # events the helper sealed ahead, kept or not
 
 
 @dataclass(frozen=True)
@@ -236,7 +231,6 @@ class RouterWorker:
         self._use_helper = (os.cpu_count() or 1) >= 2 if helper is None else helper
         self._pseudonym_key = keys.pseudonym_key
         self._helper: DecodeHelper | None = None
-        self._keys_dropped: list[str] = []  # key ids, for the helper's next notes
         self._in_flight: deque[_Batch] = deque()  # consumed, not committed yet, in order
         # Batch N's transaction commits in this thread while batch N+1 is routed (its
         # ledger transaction included); N+1's own transaction begins once N's has ended.
@@ -263,7 +257,6 @@ class RouterWorker:
         self._until_done("init_transactions", 60, lambda: self._producer.init_transactions(60))
         if self._use_helper and self._helper is None:
             self._helper = DecodeHelper(self.pipeline.decoder_config(self._pseudonym_key))
-            self.directory.on_key_dropped = self._keys_dropped.append
         self._state.catch_up()
         self._consumer.subscribe(
             self.pipeline.input_topics, on_assign=self._on_assign, on_revoke=self._on_revoke
@@ -281,7 +274,6 @@ class RouterWorker:
                     lag_due = time.monotonic() + _LAG_SAMPLE_S
                 self._state.poll(0)
                 self.directory.expire_keys(self._clock())  # also when no batch comes
-                self._tell_helper()  # keys erased or aged out leave the helper too
                 messages = self._consume()
                 if self._rewind_needed:  # partitions were revoked while a batch was in flight
                     self._rewind_needed = False
@@ -353,8 +345,6 @@ class RouterWorker:
             except KafkaException as exc:
                 log.warning("router closing: could not %s (%s)", step, exc.args[0].name())
         if self._helper is not None:
-            self.directory.on_key_dropped = None
-            self._keys_dropped.clear()
             self._helper.close()
             self._helper = None
 
@@ -377,25 +367,6 @@ class RouterWorker:
         ahead = _DECODE_AHEAD if busy else 0
         while len(self._in_flight) > ahead:
             self._complete(self._in_flight.popleft())
-
-    def _tell_helper(self, outcome: BatchOutcome | None = None) -> None:
-        """The keys `outcome`'s batch was sealed with here, and the keys dropped since the
-        last call (erased, aged, evicted), so the helper seals the next events of these
-        people ahead and holds no key the router no longer holds."""
-        if self._helper is None or (outcome is None and not self._keys_dropped):
-            return
-        directory, learned = self.directory, []
-        for digests, subject in outcome.sealed_here.items() if outcome else ():
-            cipher = directory.cached_cipher(subject)
-            expires_at = directory.key_expires_at(subject)
-            if cipher is not None and expires_at is not None:
-                learned.append(KeyNote(digests, cipher.key_id, cipher.data_key(), expires_at))
-        dropped = tuple(self._keys_dropped)
-        self._keys_dropped.clear()
-        try:
-            self._helper.tell(KeyNotes(tuple(learned), dropped))
-        except HelperFailed as exc:
-            raise ContactflowError(f"the router's decode helper failed: {exc}") from None
 
     def _finish_in_flight(self) -> None:
         while self._in_flight:
@@ -428,10 +399,6 @@ class RouterWorker:
                     batch.now,
                 )
             span.set_attribute("contactflow.batch.outputs", len(outcome.outputs))
-            self._tell_helper(outcome)
-            self.stats.helper_sealed += sum(
-                1 for item in batch.outcomes() if isinstance(item, Decoded) and item.key_id
-            )
             # The ledger holds this batch now; Kafka's transactions go one at a time, in order.
             if not self._settle():
                 return  # the previous batch aborted: this one is read again after it
@@ -494,7 +461,6 @@ class RouterWorker:
         self.stats.batches += 1
         self.stats.events_in += len(messages)
         self.stats.outputs += len(outcome.outputs)
-        self.stats.sealed_ahead += outcome.counts["sealed", "ahead"]
         self._metrics.record(outcome, time.perf_counter() - started)
 
     def _isolate(self, batch: _Batch, first: _Refused) -> bool:

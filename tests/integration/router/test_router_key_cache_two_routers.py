@@ -28,7 +28,6 @@ from streams.dev.bench.verdict import GroupProbe
 from streams.kafka.readback import read_all
 from streams.keys import load_keys
 from streams.ledger import KeyVault, SubjectIndex, create_ledger_engine, session_factory
-from streams.plaintext import open_event, vault_lookup
 from streams.router.worker import RouterWorker
 from streams.sdk.producer import raw_topic
 from streams.telemetry import Telemetry
@@ -172,69 +171,3 @@ def test_an_erasure_drops_the_key_in_both_routers_within_seconds(
     assert [(k.key_id, k.shredded) for k in _keys_of(container, subject)] == [
         (keys[0].key_id, True)  # shredded, and no new key made
     ]
-
-
-def _calls(container: Container, count: int) -> None:
-    """`count` calls of the person, all on partition 0 of the phone topic (in order)."""
-    sdk = container.producer()
-    producer = Producer(container.settings.kafka_client_config())
-    for _ in range(count):
-        key, value = sdk.encode("phone", fresh(example("phone", "inbound_call"), phone=PHONE))
-        producer.produce(container.topics.name(raw_topic("phone")), value, key=key.encode(),
-                         partition=0)  # fmt: skip
-    producer.flush()
-
-
-def test_the_helper_seals_ahead_with_the_routers_key_and_drops_it_at_erasure(
-    router_ready_container: Container,
-) -> None:
-    """The router's helper process (`streams.router.sealing`) seals a known person's events
-    ahead under the key the router uses; at the person's erasure it is told to drop the
-    key, and seals none of the person's later events."""
-    settings = router_ready_container.settings.model_copy(update={"router_batch_size": 5})
-    container = bootstrap(settings, telemetry=Telemetry.in_memory())
-    _calls(container, 25)  # five full batches: the helper knows the key from the fourth
-    router = _Running(RouterWorker(container, helper=True))
-    worker = router.worker
-    subject = _subject_of_phone(container)
-
-    def report() -> str:
-        stats = worker.stats
-        return (f"error: {router.error!r}; events {stats.events_in}, sealed ahead "
-                f"{stats.sealed_ahead} (by the helper {stats.helper_sealed}); key held: "
-                f"{worker.directory.holds_key(subject)}")  # fmt: skip
-
-    try:
-        wait_for(lambda: worker.stats.events_in == 25, 90, "the calls to be routed", report)
-        assert 0 < worker.stats.sealed_ahead == worker.stats.helper_sealed, report()
-        keys, serde = load_keys(container.settings), AvroSerde(container.schemas)
-        engine = create_ledger_engine(container.settings.resolved_database_url())
-        try:
-            with session_factory(engine)() as session:
-                tagged = [serde.deserialize(m.value())[1] for m in read_all(
-                    container.settings.kafka_client_config(),
-                    container.topics.name("contact.ores.v1"))]  # fmt: skip
-                opened = [open_event(serde, t, keys.master_key, vault_lookup(session))
-                          for t in tagged]  # fmt: skip
-        finally:
-            engine.dispose()
-        assert len(opened) == 25
-        assert {o["envelope"]["subject"]["phone"] for o in opened} == {PHONE}
-
-        sealed_before = worker.stats.helper_sealed
-        _erase_in_ledger(container, subject)
-        _publish_erased(container, subject)
-        wait_for(lambda: not worker.directory.holds_key(subject), DROP_TIMEOUT_S,
-                 "the router to drop the key", report, interval=0.05)  # fmt: skip
-        _calls(container, 10)
-        wait_for(lambda: worker.stats.events_in == 35, 60, "the later calls", report)
-        assert worker.stats.helper_sealed == sealed_before, report()
-        assert _erased_letters(container) == 10, report()
-    finally:
-        router.stop()
-    assert router.error is None
-
-
-def _subject_of_phone(container: Container) -> str:
-    pseudonymiser = Pseudonymiser(load_keys(container.settings).pseudonym_key)
-    return pseudonymiser.subject_pseudonym(pseudonymiser.identifier_digest(normalise_phone(PHONE)))
