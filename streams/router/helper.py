@@ -1,10 +1,8 @@
 """The router's helper process: the decode stage (`streams.router.decode`) in a second
 interpreter, so one router instance uses two cores.
 
-Two kinds of request, each with one reply naming it, pickled over the helper's stdin and
-stdout; the helper takes a waiting seal request before a waiting decode request (the
-router needs a batch's sealed events one batch after its decoding, and a decode ahead
-must not hold them up):
+Two kinds of request, each with one reply, in the order of the requests, pickled over the
+helper's stdin and stdout:
 - decode a batch (its topics and values, and the clock): one outcome per record. The
   cuts and personal values of each event to seal stay here, under the batch's number;
   the outcome says how long the sealed event will be (`Decoded.sealed_size`);
@@ -23,10 +21,11 @@ import signal
 import subprocess
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Final, Generic, NamedTuple, TypeVar, cast
+from typing import IO, Any, Final, Generic, NamedTuple, TypeVar
 
 from processors.crypto import FieldCipher
 from processors.policy import Policy
@@ -103,8 +102,7 @@ class DecodeHelper:
         assert self._process.stdout is not None
         self._requests: IO[bytes] = self._process.stdin
         self._replies: IO[bytes] = self._process.stdout
-        self._unread: dict[int, Pending[Any]] = {}  # by request number
-        self._sent = 0
+        self._unread: deque[Pending[Any]] = deque()
         self._batches = 0
         self._send(config)
         if self._receive() != _READY:
@@ -113,18 +111,17 @@ class DecodeHelper:
     def submit(self, records: list[Request], now: datetime) -> Pending[list[Outcome]]:
         """Queue a batch for decoding; its outcomes come with `Pending.result`."""
         self._batches += 1
-        return self._request(_Decode(self._batches, records, now), _outcomes, self._batches)
+        pending = Pending(self, _outcomes, self._batches)
+        self._send(_Decode(self._batches, records, now))
+        self._unread.append(pending)
+        return pending
 
     def seal(self, request: SealRequest) -> Pending[list[bytes]]:
         """Queue the sealing of a decoded batch's events; the sealed events (in the order of
         `request.events`) come with `Pending.result`."""
-        return self._request(request, _sealed, request.batch)
-
-    def _request(self, message: object, convert: Callable[[Any], T], batch: int) -> Pending[T]:
-        self._sent += 1
-        pending = Pending(self, convert, batch)
-        self._send((self._sent, message))
-        self._unread[self._sent] = pending
+        pending = Pending(self, _sealed, request.batch)
+        self._send(request)
+        self._unread.append(pending)
         return pending
 
     def close(self) -> None:
@@ -144,9 +141,9 @@ class DecodeHelper:
             self._replies.close()
 
     def _read_reply(self) -> None:
-        """Read the next reply, and settle the request it answers."""
-        number, reply = cast(tuple[int, object], self._receive())
-        self._unread.pop(number).settle(reply)
+        """Read the next reply, for the oldest unread request."""
+        reply = self._receive()
+        self._unread.popleft().settle(reply)
 
     def _send(self, message: object) -> None:
         try:
@@ -219,7 +216,6 @@ def _from_wire(item: tuple[Any, ...]) -> Outcome:
 
 
 _READY: Final = "ready"
-_SEAL_FIRST: Final = 0  # a seal request's priority in the helper's inbox (decode: 1)
 # batch number -> {index in the batch: (chunks, PII)} of the events the helper will seal
 _Held = dict[int, dict[int, tuple[tuple[bytes, ...], tuple[tuple[str, str], ...]]]]
 
@@ -249,23 +245,22 @@ def serve() -> None:
     freeze_startup_heap()
     pickle.dump(_READY, replies)
     replies.flush()
-    inbox: queue.PriorityQueue[tuple[int, int, Any]] = queue.PriorityQueue()
+    inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
     outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
     reader = threading.Thread(target=_read_requests, args=(requests, inbox), daemon=True)
     writer = threading.Thread(target=_write_replies, args=(replies, outbox))
     reader.start()
     writer.start()
     held: _Held = {}
-    while (request := inbox.get()[2]) is not None:
-        number, message = request
+    while (request := inbox.get()) is not None:
         try:
-            if isinstance(message, SealRequest):
-                reply: object = _seal(held, message)
+            if isinstance(request, SealRequest):
+                reply: object = _seal(held, request)
             else:
-                reply = _decode(decoder, held, message)
+                reply = _decode(decoder, held, request)
         except Exception as exc:  # noqa: BLE001 - reported by type only: no data crosses
             reply = type(exc).__name__
-        outbox.put((number, reply))
+        outbox.put(reply)
     outbox.put(None)
     writer.join()
 
@@ -299,16 +294,14 @@ def _seal(held: _Held, request: SealRequest) -> list[bytes]:
     return sealed
 
 
-def _read_requests(requests: IO[bytes], inbox: queue.PriorityQueue[tuple[int, int, Any]]) -> None:
-    """Move requests from the pipe to `inbox`, seal requests first, then the arrival
-    order; None there, after them all, when the router is done."""
+def _read_requests(requests: IO[bytes], inbox: queue.SimpleQueue[Any]) -> None:
+    """Move requests from the pipe to `inbox`; None there when the router is done."""
     try:
         while (request := pickle.load(requests)) is not None:  # noqa: S301 - from our parent
-            number, message = request
-            inbox.put((_SEAL_FIRST if isinstance(message, SealRequest) else 1, number, request))
+            inbox.put(request)
     except (EOFError, OSError, pickle.UnpicklingError):
         pass  # the router closed the pipe or died: stop, as after its None
-    inbox.put((2, 0, None))
+    inbox.put(None)
 
 
 def _write_replies(replies: IO[bytes], outbox: queue.SimpleQueue[Any]) -> None:
