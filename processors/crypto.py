@@ -23,7 +23,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 TOKEN_PREFIX = "cf1."  # noqa: S105 - a format marker, not a secret
 KEY_BYTES = 32
 _NONCE_BYTES = 12
-_TAG_BYTES = 16
 _PREFIX_BYTES = TOKEN_PREFIX.encode()
 _URLSAFE = bytes.maketrans(b"+/", b"-_")  # base64.urlsafe_b64encode's alphabet
 
@@ -86,13 +85,12 @@ def unwrap_key(master_key: bytes, key_id: str, wrapped: bytes) -> bytes:
 class FieldCipher:
     """Encrypts and decrypts the personal-data fields of one subject under one key."""
 
-    __slots__ = ("_aads", "_aead", "_data_key", "key_id")
+    __slots__ = ("_aads", "_aead", "key_id")
 
     def __init__(self, key_id: str, data_key: bytes) -> None:
         _check_key(data_key, "data key")
         self.key_id = key_id
         self._aead = AESGCM(data_key)
-        self._data_key = data_key
         self._aads: dict[str, bytes] = {}
 
     def __repr__(self) -> str:
@@ -118,11 +116,6 @@ class FieldCipher:
             tokens.append(_PREFIX_BYTES + sealed.translate(_URLSAFE))
         return tokens
 
-    def data_key(self) -> bytes:
-        """The key itself, for the router to hand to its own helper process for one batch
-        (over the pipe between the two; never written anywhere)."""
-        return self._data_key
-
     def decrypt(self, token: str, field_path: str) -> str:
         if not is_token(token):
             raise DecryptionFailed(f"{field_path}: not an encrypted field")
@@ -137,12 +130,6 @@ class FieldCipher:
 
     def _aad(self, field_path: str) -> bytes:
         return f"{self.key_id}\x1f{field_path}".encode()
-
-
-def token_length(plain_bytes: int) -> int:
-    """The length of the token `encrypt` makes of a text of `plain_bytes` UTF-8 bytes (the
-    same for every key and nonce)."""
-    return len(TOKEN_PREFIX) + 4 * -(-(_NONCE_BYTES + plain_bytes + _TAG_BYTES) // 3)
 
 
 def is_token(value: object) -> bool:

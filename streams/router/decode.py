@@ -11,10 +11,6 @@ subject's identifiers, and prepares what the main process will write:
 - its retention input and hold signal (`streams.router.templates`), which only lack the
   subject's pseudonym.
 
-In the router's helper, the cuts and the values stay in the helper (`Decoded.sealed_size`
-says how long the sealed event will be), which seals them once the router has chosen the
-key (`streams.router.helper`): the router never encrypts, and no plaintext crosses back.
-
 Everything here is a function of the record's topic and bytes (and the clock and the
 policy), with no key but the pseudonym key: it runs in the router's helper process
 (`streams.router.helper`) while the main process keeps to Kafka, the ledger and the data
@@ -30,7 +26,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
-from processors.crypto import token_length
 from processors.identity import Identifier, IdentifierKind, InvalidIdentifier
 from processors.pii import PiiPath, compile_paths, rewrite_pii
 from processors.policy import Decisions, Policy
@@ -75,10 +70,8 @@ class Decoded(NamedTuple):
     fingerprint_hex: str
     digests: Digests
     content: bytes  # dedup digest of the raw bytes
-    chunks: tuple[bytes, ...]  # the sealed event around its PII values; () if held
+    chunks: tuple[bytes, ...]  # the sealed event around its PII values
     pii: tuple[tuple[str, str], ...]  # (path, plaintext), in the order of the chunks
-    # 0, or the sealed event's length when the helper holds its chunks and PII to seal it
-    sealed_size: int
     templates: Templates | None  # retention input and hold signal; None: no policy rule
 
 
@@ -101,20 +94,10 @@ class _Rules(NamedTuple):
 
 def seal(decoded: Decoded, encrypt: Callable[[Sequence[tuple[str, str]]], list[bytes]]) -> bytes:
     """The event's bytes with its PII values replaced by `encrypt(pii)`: one token (bytes)
-    per (path, value), in order (`FieldCipher.encrypt_fields`). Not for an event whose
-    chunks the helper holds: `EventDecoder.seal_plan` gives them again."""
+    per (path, value), in order (`FieldCipher.encrypt_fields`)."""
     if not decoded.pii:
         return decoded.chunks[0]
     return fill(decoded.chunks, encrypt(decoded.pii))
-
-
-def sealed_length(chunks: Sequence[bytes], pii: Sequence[tuple[str, str]]) -> int:
-    """The length of `seal`'s result for these chunks and values, under any key."""
-    size = sum(len(chunk) for chunk in chunks)
-    for _, text in pii:
-        token = token_length(len(text.encode()))
-        size += len(avro_varint(token)) + token
-    return size
 
 
 class EventDecoder:
@@ -196,14 +179,8 @@ class EventDecoder:
         return Decoded(
             event_id, contact_id, envelope["occurred_at"], envelope["client"],
             envelope["service"], envelope["purpose"], kind, contract.fingerprint_hex, digests,
-            content_digest(value), chunks, pii, 0, templates,
+            content_digest(value), chunks, pii, templates,
         )  # fmt: skip
-
-    def seal_plan(self, value: bytes) -> tuple[tuple[bytes, ...], tuple[tuple[str, str], ...]]:
-        """`Decoded.chunks` and `Decoded.pii` of an event decoded earlier, for one whose
-        chunks the helper holds but that the router seals itself after all."""
-        contract, record = self._serde.deserialize(value)
-        return self._seal_plan(value, record, contract, self._rules_of(contract))
 
     def _subject_digests(self, subject: dict[str, Any], contact_id: str) -> Digests:
         """Digests of the subject's normalised identifiers (the contact's if it names none).

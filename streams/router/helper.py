@@ -1,15 +1,9 @@
 """The router's helper process: the decode stage (`streams.router.decode`) in a second
 interpreter, so one router instance uses two cores.
 
-Two kinds of request, each with one reply, in the order of the requests, pickled over the
-helper's stdin and stdout:
-- decode a batch (its topics and values, and the clock): one outcome per record. The
-  cuts and personal values of each event to seal stay here, under the batch's number;
-  the outcome says how long the sealed event will be (`Decoded.sealed_size`);
-- seal a batch's events (`SealRequest`), once the router has resolved their subjects:
-  the data key of each, for this request only, and the sealed events back, in order.
-So the router never encrypts, and the helper holds a data key only while it seals. A
-failure of the helper crosses over as an exception type only: no data.
+Requests (a batch's topics and values, and the clock) and replies (one outcome per
+record) are pickles over the helper's stdin and stdout, replies in the order of the
+requests. A failure of the helper crosses over as an exception type only: no data.
 """
 
 from __future__ import annotations
@@ -22,30 +16,16 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Final, Generic, NamedTuple, TypeVar
+from typing import IO, Any, Final, NamedTuple, cast
 
-from processors.crypto import FieldCipher
 from processors.policy import Policy
 from processors.pseudonym import Pseudonymiser
 from schemas.catalog import SchemaCatalog
-from streams.router.decode import (
-    Decoded,
-    EventDecoder,
-    Outcome,
-    Rejection,
-    Request,
-    sealed_length,
-)
-from streams.router.templates import Templates, fill
+from streams.router.decode import Decoded, EventDecoder, Outcome, Rejection, Request
+from streams.router.templates import Templates
 from streams.runtime.heap import freeze_startup_heap
-
-T = TypeVar("T")
-# Batches whose events the helper holds for sealing: the router has at most four in flight
-# (decoded ahead, routed); those it dropped (an abort) go when a later batch is sealed.
-_MAX_HELD_BATCHES: Final = 16
 
 
 class DecoderConfig(NamedTuple):
@@ -60,20 +40,6 @@ class DecoderConfig(NamedTuple):
 
 class HelperFailed(RuntimeError):
     """The helper process failed; only the exception's type crosses over (no data)."""
-
-
-class _Decode(NamedTuple):
-    batch: int  # numbered by the router, in order
-    records: list[Request]
-    now: datetime
-
-
-class SealRequest(NamedTuple):
-    """Seal events of a decoded batch: each under its subject's key, for this request only."""
-
-    batch: int  # `Pending.batch` of its decoding
-    keys: dict[str, bytes]  # key id -> data key
-    events: list[tuple[int, str]]  # (index in the batch, key id): the reply's order
 
 
 class DecodeHelper:
@@ -102,25 +68,15 @@ class DecodeHelper:
         assert self._process.stdout is not None
         self._requests: IO[bytes] = self._process.stdin
         self._replies: IO[bytes] = self._process.stdout
-        self._unread: deque[Pending[Any]] = deque()
-        self._batches = 0
+        self._unread: deque[Pending] = deque()
         self._send(config)
         if self._receive() != _READY:
             raise HelperFailed("unexpected greeting")
 
-    def submit(self, records: list[Request], now: datetime) -> Pending[list[Outcome]]:
+    def submit(self, records: list[Request], now: datetime) -> Pending:
         """Queue a batch for decoding; its outcomes come with `Pending.result`."""
-        self._batches += 1
-        pending = Pending(self, _outcomes, self._batches)
-        self._send(_Decode(self._batches, records, now))
-        self._unread.append(pending)
-        return pending
-
-    def seal(self, request: SealRequest) -> Pending[list[bytes]]:
-        """Queue the sealing of a decoded batch's events; the sealed events (in the order of
-        `request.events`) come with `Pending.result`."""
-        pending = Pending(self, _sealed, request.batch)
-        self._send(request)
+        pending = Pending(self)
+        self._send((records, now))
         self._unread.append(pending)
         return pending
 
@@ -159,33 +115,23 @@ class DecodeHelper:
             raise HelperFailed("the helper process is gone") from None
 
 
-class Pending(Generic[T]):
-    """A request to the helper; `result()` waits for its reply. `batch`: the batch's number."""
+class Pending:
+    """A batch submitted to the helper; `result()` waits for its outcomes."""
 
-    def __init__(self, helper: DecodeHelper, convert: Callable[[Any], T], batch: int) -> None:
+    def __init__(self, helper: DecodeHelper) -> None:
         self._helper = helper
-        self._convert = convert
-        self.batch = batch
         self._reply: object = None
         self._settled = False
 
     def settle(self, reply: object) -> None:
         self._reply, self._settled = reply, True
 
-    def result(self) -> T:
+    def result(self) -> list[Outcome]:
         while not self._settled:
             self._helper._read_reply()
         if isinstance(self._reply, str):  # the helper failed: the exception's type
             raise HelperFailed(self._reply)
-        return self._convert(self._reply)
-
-
-def _outcomes(reply: list[tuple[Any, ...]]) -> list[Outcome]:
-    return [_from_wire(item) for item in reply]
-
-
-def _sealed(reply: list[bytes]) -> list[bytes]:
-    return reply
+        return [_from_wire(item) for item in cast(list[tuple[Any, ...]], self._reply)]
 
 
 # On the pipe, outcomes are plain tuples: unpickling named tuples costs three times more.
@@ -193,17 +139,6 @@ def _to_wire(outcome: Outcome) -> tuple[Any, ...]:
     if isinstance(outcome, Decoded) and outcome.templates is not None:
         return (*outcome[:-1], tuple(outcome.templates))
     return tuple(outcome)
-
-
-_CHUNKS: Final = Decoded._fields.index("chunks")
-
-
-def _held_to_wire(decoded: Decoded) -> tuple[Any, ...]:
-    """A decoded event whose chunks and values stay in the helper: without them, with the
-    length of the sealed event instead."""
-    size = sealed_length(decoded.chunks, decoded.pii)
-    templates = decoded.templates
-    return (*decoded[:_CHUNKS], (), (), size, None if templates is None else tuple(templates))
 
 
 def _from_wire(item: tuple[Any, ...]) -> Outcome:
@@ -216,15 +151,13 @@ def _from_wire(item: tuple[Any, ...]) -> Outcome:
 
 
 _READY: Final = "ready"
-# batch number -> {index in the batch: (chunks, PII)} of the events the helper will seal
-_Held = dict[int, dict[int, tuple[tuple[bytes, ...], tuple[tuple[str, str], ...]]]]
 
 
 def serve() -> None:
-    """The helper process: a config, then decode and seal requests until None or EOF.
+    """The helper process: a config, then (records, now) requests until None or EOF.
 
     A thread reads requests as they come and another writes replies, so the pipes never
-    hold either process up; this thread decodes and seals, one request after the other.
+    hold either process up; this thread decodes, one request after the other.
     """
     # Its life is the router's: it ends when the router closes the pipe (or dies), not on
     # the Ctrl-C or SIGTERM sent to the whole process group, which the router handles.
@@ -251,47 +184,14 @@ def serve() -> None:
     writer = threading.Thread(target=_write_replies, args=(replies, outbox))
     reader.start()
     writer.start()
-    held: _Held = {}
     while (request := inbox.get()) is not None:
         try:
-            if isinstance(request, SealRequest):
-                reply: object = _seal(held, request)
-            else:
-                reply = _decode(decoder, held, request)
+            reply: object = [_to_wire(outcome) for outcome in decoder.decode_batch(*request)]
         except Exception as exc:  # noqa: BLE001 - reported by type only: no data crosses
             reply = type(exc).__name__
         outbox.put(reply)
     outbox.put(None)
     writer.join()
-
-
-def _decode(decoder: EventDecoder, held: _Held, request: _Decode) -> list[tuple[Any, ...]]:
-    """The batch's outcomes; the cuts and values of its events to seal are kept in `held`."""
-    kept = {}
-    reply = []
-    for index, outcome in enumerate(decoder.decode_batch(request.records, request.now)):
-        if isinstance(outcome, Decoded) and outcome.pii:
-            kept[index] = (outcome.chunks, outcome.pii)
-            reply.append(_held_to_wire(outcome))
-        else:
-            reply.append(_to_wire(outcome))
-    held[request.batch] = kept
-    while len(held) > _MAX_HELD_BATCHES:
-        del held[next(iter(held))]
-    return reply
-
-
-def _seal(held: _Held, request: SealRequest) -> list[bytes]:
-    """The requested events sealed, in order; the batch (and any dropped before it) let go."""
-    events = held.pop(request.batch)
-    for older in [batch for batch in held if batch < request.batch]:
-        del held[older]  # batches the router dropped (an abort): never to be sealed
-    ciphers = {key_id: FieldCipher(key_id, key) for key_id, key in request.keys.items()}
-    sealed = []
-    for index, key_id in request.events:
-        chunks, pii = events[index]
-        sealed.append(fill(chunks, ciphers[key_id].encrypt_fields(pii)))
-    return sealed
 
 
 def _read_requests(requests: IO[bytes], inbox: queue.SimpleQueue[Any]) -> None:

@@ -11,9 +11,6 @@ transaction.
 A batch goes through two stages: `streams.router.decode` turns each raw record into its
 facts (in the helper process when the worker has one), then `route` de-duplicates,
 resolves subjects in the ledger, attributes, encrypts and encodes, in the main process.
-With `defer_sealing` (the worker has a helper), `route` leaves a hole in each tagged event
-where its sealed source event goes (`BatchOutcome.holes`): the helper seals the events
-under the keys `BatchOutcome.seal_request` names, and `BatchOutcome.fill` puts them in.
 """
 
 from __future__ import annotations
@@ -23,12 +20,11 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 from opentelemetry import trace
 from opentelemetry.trace import Tracer
 
-from processors.crypto import FieldCipher
 from processors.policy import Decisions, Policy
 from processors.routing import Route, SubjectStatus, choose_route, excluded_purposes
 from schemas import records
@@ -56,7 +52,7 @@ from streams.router.decode import (
 )
 from streams.router.dedup import DedupWindow, Seen
 from streams.router.directory import SubjectDirectory
-from streams.router.helper import DecoderConfig, SealRequest
+from streams.router.helper import DecoderConfig
 from streams.router.limits import OutputLimits, record_size
 from streams.router.templates import TaggedWriter, fill
 from streams.topics import TopicCatalog
@@ -90,39 +86,12 @@ class Output(NamedTuple):
     headers: list[tuple[str, bytes]]
 
 
-class Hole(NamedTuple):
-    """Where a tagged event's sealed source event goes, once the helper has sealed it."""
-
-    output: int  # index in `BatchOutcome.outputs`
-    event: int  # index of the event in the batch
-    cipher: FieldCipher  # the subject's key
-    before: bytes  # the tagged event up to the sealed event (its length included)
-    after: bytes
-    size: int  # the sealed event's length (`Decoded.sealed_size`)
-
-
 @dataclass
 class BatchOutcome:
     outputs: list[Output] = field(default_factory=list)
     counts: Counter[tuple[str, ...]] = field(default_factory=Counter)
     traceparents: list[bytes] = field(default_factory=list)
     footprints: set[tuple[str, str, str]] = field(default_factory=set)
-    holes: list[Hole] = field(default_factory=list)  # outputs waiting for a sealed event
-
-    def seal_request(self, batch: int) -> SealRequest:
-        """What the helper needs to seal the events of `holes` (`batch`: its number)."""
-        keys = {hole.cipher.key_id: hole.cipher.data_key() for hole in self.holes}
-        return SealRequest(batch, keys, [(hole.event, hole.cipher.key_id) for hole in self.holes])
-
-    def fill(self, sealed: Sequence[bytes]) -> None:
-        """Put the sealed events (in the order of `holes`) in their tagged events."""
-        outputs = self.outputs
-        for hole, value in zip(self.holes, sealed, strict=True):
-            if len(value) != hole.size:  # the size was checked against the topic's limit
-                raise RuntimeError("a sealed event is not the length its decoding announced")
-            topic, key, _, headers = outputs[hole.output]
-            outputs[hole.output] = Output(topic, key, hole.before + value + hole.after, headers)
-        self.holes = []
 
 
 @dataclass(slots=True)
@@ -130,7 +99,6 @@ class _Event:
     message: InputRecord
     channel: str
     decoded: Decoded
-    index: int  # in the batch
     subject: str | None = None
 
 
@@ -204,15 +172,9 @@ class RouterPipeline:
         return self.route(messages, decoded, now)
 
     def route(
-        self,
-        messages: Sequence[InputRecord],
-        decoded: Sequence[Outcome],
-        now: datetime,
-        *,
-        defer_sealing: bool = False,
+        self, messages: Sequence[InputRecord], decoded: Sequence[Outcome], now: datetime
     ) -> BatchOutcome:
-        """The second stage, given the first stage's outcome for each message.
-        `defer_sealing`: leave the events the helper holds to it (`BatchOutcome.holes`)."""
+        """The second stage, given the first stage's outcome for each message."""
         outcome = BatchOutcome()
         with self._tracer.start_as_current_span("de-duplicate"):
             events = self._admit(messages, decoded, now, outcome)
@@ -223,7 +185,7 @@ class RouterPipeline:
                 self._resolve_subjects(events, now)
             with self._tracer.start_as_current_span("tag, encrypt and route"):
                 for event in events:
-                    self._route(event, now, outcome, defer_sealing)
+                    self._route(event, now, outcome)
             with self._tracer.start_as_current_span("record footprints"):
                 self._directory.record_footprints(outcome.footprints, now)
         trace.get_current_span().set_attribute(
@@ -242,7 +204,7 @@ class RouterPipeline:
         events: list[_Event] = []
         counts = outcome.counts
         check = self._dedup.check_digest
-        for index, (message, item) in enumerate(zip(messages, decoded, strict=True)):
+        for message, item in zip(messages, decoded, strict=True):
             topic = message.topic() or ""
             channel = self._channel_of.get(topic, "unknown")
             counts["in", channel] += 1
@@ -251,7 +213,7 @@ class RouterPipeline:
                 continue
             seen = check((topic, message.partition() or 0), item.event_id, item.content)
             if seen is Seen.NEW:
-                events.append(_Event(message, channel, item, index))
+                events.append(_Event(message, channel, item))
             elif seen is Seen.RETRY:
                 counts["duplicate", channel] += 1
             else:
@@ -277,7 +239,7 @@ class RouterPipeline:
                     event.subject = current(event.subject)
         self._directory.ensure_ciphers({e.subject for e in events if e.subject}, now)
 
-    def _route(self, event: _Event, now: datetime, outcome: BatchOutcome, defer: bool) -> None:
+    def _route(self, event: _Event, now: datetime, outcome: BatchOutcome) -> None:
         message, decoded, subject = event.message, event.decoded, event.subject
         if subject is None:
             self._reject(message, _ERASED, now, outcome)
@@ -299,11 +261,12 @@ class RouterPipeline:
             self._directory.forget(subject)
             self._reject(message, _ERASED, now, outcome)
             return
+        sealed = seal(decoded, cipher.encrypt_fields)
         headers = [h for h in message.headers() or () if h[0] == TRACE_HEADER]
         if headers:
             outcome.traceparents.extend(v for _, v in headers)
         if route is Route.QUARANTINE or attribution is None:
-            value = self._quarantine_record(event, self._seal(event, cipher), cipher.key_id, now)
+            value = self._quarantine_record(event, sealed, cipher.key_id, now)
             quarantined = Output(
                 self.topic[CONTACT_QUARANTINE], decoded.contact_id.encode(), value, headers
             )
@@ -318,30 +281,25 @@ class RouterPipeline:
         subject_key = subject.encode()
         restricted = route is Route.RESTRICTED
         topic = CONTACT_RESTRICTED if restricted else CONTROLLER_TOPICS[attribution.controller]
-        fields: dict[str, Any] = dict(
-            head=templates.tagged_head, event_id=decoded.event_id,
-            contact_id=decoded.contact_id, channel=event.channel, kind=decoded.kind,
-            occurred_at=decoded.occurred_at, attribution=attribution, restricted=restricted,
-            subject=subject, key_id=cipher.key_id, source_fingerprint=decoded.fingerprint_hex,
+        tagged = self._tagged_writer.write(
+            head=templates.tagged_head,
+            event_id=decoded.event_id,
+            contact_id=decoded.contact_id,
+            channel=event.channel,
+            kind=decoded.kind,
+            occurred_at=decoded.occurred_at,
+            attribution=attribution,
+            restricted=restricted,
+            subject=subject,
+            key_id=cipher.key_id,
+            source_fingerprint=decoded.fingerprint_hex,
+            sealed=sealed,
             traceparent=_traceparent(headers),
             excluded_purposes=excluded_purposes(status, self._derived),
-        )  # fmt: skip
-        around = None
-        if defer and decoded.sealed_size:
-            around = self._tagged_writer.write_around(**fields, sealed_size=decoded.sealed_size)
-        if around is not None:
-            before, after = around
-            output = Output(self.topic[topic], subject_key, b"", headers)
-            size = len(before) + decoded.sealed_size + len(after)
-            if self._outgrown(message, output, now, outcome, value_size=size):
-                return
-            outcome.holes.append(Hole(len(outcome.outputs), event.index, cipher, before, after,
-                                      decoded.sealed_size))  # fmt: skip
-        else:
-            tagged = self._tagged_writer.write(**fields, sealed=self._seal(event, cipher))
-            output = Output(self.topic[topic], subject_key, tagged, headers)
-            if self._outgrown(message, output, now, outcome):
-                return
+        )
+        output = Output(self.topic[topic], subject_key, tagged, headers)
+        if self._outgrown(message, output, now, outcome):
+            return
         outcome.outputs.append(output)
         outcome.footprints.add((subject, attribution.controller, event.channel))
         outcome.counts["out", topic, attribution.controller] += 1
@@ -358,14 +316,6 @@ class RouterPipeline:
                 Output(self.topic[RETENTION_SIGNALS], subject_key, signal, headers)
             )
             outcome.counts["hold_signal", hold_reason] += 1
-
-    def _seal(self, event: _Event, cipher: FieldCipher) -> bytes:
-        """The event sealed here (its cuts made again if the helper holds them)."""
-        decoded = event.decoded
-        if decoded.sealed_size:
-            chunks, pii = self._decoder.seal_plan(event.message.value() or b"")
-            decoded = decoded._replace(chunks=chunks, pii=pii)
-        return seal(decoded, cipher.encrypt_fields)
 
     def _quarantine_record(self, event: _Event, sealed: bytes, key_id: str, now: datetime) -> bytes:
         decoded = event.decoded
@@ -400,20 +350,11 @@ class RouterPipeline:
         return outcome
 
     def _outgrown(
-        self,
-        message: InputRecord,
-        output: Output,
-        now: datetime,
-        outcome: BatchOutcome,
-        *,
-        value_size: int | None = None,
+        self, message: InputRecord, output: Output, now: datetime, outcome: BatchOutcome
     ) -> bool:
         """Dead-letter an event whose output its topic would refuse (a reference: the event
-        itself is larger than the dead-letter topic would take, or close to it).
-        `value_size`: the value's size, for an output whose value is not written yet."""
+        itself is larger than the dead-letter topic would take, or close to it)."""
         size = record_size(output.key, output.value, output.headers)
-        if value_size is not None:
-            size += value_size - len(output.value)
         limit = self._limits[output.topic]
         if size <= limit:
             return False

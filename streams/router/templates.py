@@ -184,9 +184,6 @@ class TemplateEncoder:
         self._mark = length_prefixed(self._subject.encode())
 
 
-_SEALED_PIECE: Final = 7  # where `TaggedWriter._pieces` puts the sealed event
-
-
 class TaggedWriter:
     """Writes tagged events from skeletons, one per attribution, channel, route and
     excluded purposes (`governance.excluded_purposes`, after the subject in the record).
@@ -243,82 +240,24 @@ class TaggedWriter:
     ) -> bytes:
         """The tagged event; from `head` (this event's `head`) when there is one.
         `excluded_purposes`: the derived purposes the subject objected to, sorted."""
-        pieces = self._pieces(
-            head, event_id, contact_id, channel, kind, occurred_at, attribution, restricted,
-            subject, key_id, source_fingerprint, length_prefixed(sealed), traceparent,
-            excluded_purposes,
-        )  # fmt: skip
-        if pieces is not None:
+        parts = self._parts(
+            attribution, channel, restricted, traceparent is not None, excluded_purposes
+        )
+        if head is None and parts is not None:
+            head = self.head(event_id, contact_id, channel, kind, occurred_at, attribution)
+        if parts is not None and head is not None:
+            pieces = [head, length_prefixed(subject.encode()), parts[4],
+                      length_prefixed(key_id.encode()), parts[5],
+                      length_prefixed(source_fingerprint.encode()), parts[6],
+                      length_prefixed(sealed), parts[7]]  # fmt: skip
+            if traceparent is not None:
+                pieces += (length_prefixed(traceparent.encode()), parts[8])
             return b"".join(pieces)
         record = tagged_record(
             event_id, contact_id, channel, kind, occurred_at, attribution, restricted, subject,
             key_id, source_fingerprint, sealed, traceparent, excluded_purposes,
         )  # fmt: skip
         return self._serde.serialize(record, self._tagged)
-
-    def write_around(
-        self,
-        *,
-        head: bytes | None,
-        event_id: str,
-        contact_id: str,
-        channel: str,
-        kind: str,
-        occurred_at: datetime,
-        attribution: Attribution,
-        restricted: bool,
-        subject: str,
-        key_id: str,
-        source_fingerprint: str,
-        sealed_size: int,
-        traceparent: str | None,
-        excluded_purposes: tuple[str, ...] = (),
-    ) -> tuple[bytes, bytes] | None:
-        """`write`'s bytes before and after a sealed event of `sealed_size` bytes, for one
-        sealed later; None where there is no skeleton (then `write` it once sealed)."""
-        pieces = self._pieces(
-            head, event_id, contact_id, channel, kind, occurred_at, attribution, restricted,
-            subject, key_id, source_fingerprint, b"", traceparent, excluded_purposes,
-        )  # fmt: skip
-        if pieces is None:
-            return None
-        hole = _SEALED_PIECE
-        pieces[hole] = avro_varint(sealed_size)
-        return b"".join(pieces[: hole + 1]), b"".join(pieces[hole + 1 :])
-
-    def _pieces(
-        self,
-        head: bytes | None,
-        event_id: str,
-        contact_id: str,
-        channel: str,
-        kind: str,
-        occurred_at: datetime,
-        attribution: Attribution,
-        restricted: bool,
-        subject: str,
-        key_id: str,
-        source_fingerprint: str,
-        sealed: bytes,
-        traceparent: str | None,
-        excluded_purposes: tuple[str, ...],
-    ) -> list[bytes] | None:
-        """The tagged event in pieces, `sealed` (length-prefixed) at `_SEALED_PIECE`; None
-        when there is no skeleton for it."""
-        parts = self._parts(
-            attribution, channel, restricted, traceparent is not None, excluded_purposes
-        )
-        if head is None and parts is not None:
-            head = self.head(event_id, contact_id, channel, kind, occurred_at, attribution)
-        if parts is None or head is None:
-            return None
-        pieces = [head, length_prefixed(subject.encode()), parts[4],
-                  length_prefixed(key_id.encode()), parts[5],
-                  length_prefixed(source_fingerprint.encode()), parts[6],
-                  sealed, parts[7]]  # fmt: skip
-        if traceparent is not None:
-            pieces += (length_prefixed(traceparent.encode()), parts[8])
-        return pieces
 
     def _parts(
         self,

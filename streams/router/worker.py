@@ -114,7 +114,7 @@ class _Batch:
 
     messages: list[Message]
     now: datetime
-    pending: Pending[list[Outcome]] | None = None
+    pending: Pending | None = None
     decoded: list[Outcome] | None = None
 
     def outcomes(self) -> list[Outcome]:
@@ -125,18 +125,6 @@ class _Batch:
             except HelperFailed as exc:
                 raise ContactflowError(f"the router's decode helper failed: {exc}") from None
         return self.decoded
-
-
-@dataclass(frozen=True)
-class _Routed:
-    """A routed batch (its ledger transaction committed), its outputs not sent yet:
-    `sealing`, the helper's sealing of its events, when they go in its tagged events."""
-
-    batch: _Batch
-    outcome: BatchOutcome
-    started: float
-    offsets: list[TopicPartition]
-    sealing: Pending[list[bytes]] | None
 
 
 @dataclass(frozen=True)
@@ -249,7 +237,6 @@ class RouterWorker:
         self._overlap = settings.router_overlap_commits
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="router-commit")
         self._committing: _Committing | None = None
-        self._waiting: _Routed | None = None  # routed, its sealed events not in yet
         self._rewind_needed = False
         self._tracer = container.telemetry.tracer("contactflow.router")
         self._metrics = RouterMetrics(container, self._consumer, self.directory)
@@ -379,35 +366,19 @@ class RouterWorker:
         busy = self._helper is not None and len(messages) >= self._batch_size
         ahead = _DECODE_AHEAD if busy else 0
         while len(self._in_flight) > ahead:
-            self._complete(self._in_flight.popleft(), hold=busy)
+            self._complete(self._in_flight.popleft())
 
     def _finish_in_flight(self) -> None:
         while self._in_flight:
             self._complete(self._in_flight.popleft())
-        waiting, self._waiting = self._waiting, None
-        if waiting is not None:
-            self._send_routed(waiting, later_routed=False)
         self._settle()
 
-    def _complete(self, batch: _Batch, *, hold: bool = False) -> None:
-        """Route one batch, then send the batch routed before it, if one waits for its
-        sealed events; with `hold`, this one waits in turn (the helper seals it while the
-        next batch is routed), else it is sent now. An abort drops the batches routed or
-        in flight after it, and they are read again."""
-        routed = self._route(batch)
-        waiting, self._waiting = self._waiting, None
-        if waiting is not None and not self._send_routed(waiting, later_routed=True):
-            return  # it, or the batch before it, aborted: this one is read again after it
-        if hold and routed.sealing is not None:
-            self._waiting = routed
-        else:
-            self._send_routed(routed, later_routed=False)
-
-    def _route(self, batch: _Batch) -> _Routed:
-        """Route a batch (its ledger transaction commits); with a helper, ask it to seal the
-        batch's events under the keys chosen."""
+    def _complete(self, batch: _Batch) -> None:
+        """Route one batch and send its transaction; with `overlap_commits`, the commit
+        ends in the background while the next batch is routed. An abort drops the batches
+        in flight after it too, and they are read again."""
         started = time.perf_counter()
-        messages, helper, decoding = batch.messages, self._helper, batch.pending
+        messages = batch.messages
         offsets = _next_offsets(messages)
         single = offsets[0] if len(offsets) == 1 else None
         attributes = kafka_span_attributes(
@@ -426,50 +397,30 @@ class RouterWorker:
                     messages,  # type: ignore[arg-type]
                     batch.outcomes(),
                     batch.now,
-                    defer_sealing=helper is not None and decoding is not None,
                 )
             span.set_attribute("contactflow.batch.outputs", len(outcome.outputs))
-            sealing = None
-            if outcome.holes and helper is not None and decoding is not None:
-                try:
-                    sealing = helper.seal(outcome.seal_request(decoding.batch))
-                except HelperFailed as exc:
-                    raise ContactflowError(f"the router's decode helper failed: {exc}") from None
-        return _Routed(batch, outcome, started, offsets, sealing)
-
-    def _send_routed(self, routed: _Routed, *, later_routed: bool) -> bool:
-        """Fill in the sealed events, then send the batch's transaction; with
-        `overlap_commits`, the commit ends in the background. False when this batch or the
-        one committing before it aborted (`later_routed`: a batch was routed after this
-        one, and is read again with it)."""
-        batch, outcome, offsets = routed.batch, routed.outcome, routed.offsets
-        if routed.sealing is not None:
-            try:
-                outcome.fill(routed.sealing.result())
-            except HelperFailed as exc:
-                raise ContactflowError(f"the router's decode helper failed: {exc}") from None
-        # The ledger holds this batch now; Kafka's transactions go one at a time, in order.
-        if not self._settle():
-            return False  # the previous batch aborted: this one is read again after it
-        with self._tracer.start_as_current_span(
-            "commit transaction", kind=SpanKind.PRODUCER,
-            attributes=kafka_span_attributes("send", batch=len(outcome.outputs)),
-        ):  # fmt: skip
-            if self._overlap:
-                began = time.perf_counter()
-                refused = self._send(outcome, began)
-                if refused is None:
-                    group = self._consumer.consumer_group_metadata()
-                    ending = self._committer.submit(self._end, offsets, group)
-                    self._committing = _Committing(batch, outcome, routed.started, began, ending)
-                    return True
-            else:
-                refused = self._commit(batch.messages, outcome, offsets)
+            # The ledger holds this batch now; Kafka's transactions go one at a time, in order.
+            if not self._settle():
+                return  # the previous batch aborted: this one is read again after it
+            with self._tracer.start_as_current_span(
+                "commit transaction", kind=SpanKind.PRODUCER,
+                attributes=kafka_span_attributes("send", batch=len(outcome.outputs)),
+            ):  # fmt: skip
+                if self._overlap:
+                    began = time.perf_counter()
+                    refused = self._send(outcome, began)
+                    if refused is None:
+                        group = self._consumer.consumer_group_metadata()
+                        ending = self._committer.submit(self._end, offsets, group)
+                        self._committing = _Committing(batch, outcome, started, began, ending)
+                        return
+                else:
+                    refused = self._commit(messages, outcome, offsets)
+            span.set_attribute("contactflow.batch.committed", refused is None)
         if refused is None:
-            self._committed(batch.messages, outcome, routed.started)
-            return True
-        self._failed(batch, refused, later_routed=later_routed)
-        return False
+            self._committed(messages, outcome, started)
+            return
+        self._failed(batch, refused)
 
     def _settle(self, *, isolate: bool = True) -> bool:
         """Wait for the transaction committing in the background, if any: True when it
@@ -498,7 +449,6 @@ class RouterWorker:
             return
         self._rewind()
         self._in_flight.clear()  # read again from the committed offsets, after this one
-        self._waiting = None
 
     def _aborted(self, refused: _Refused) -> None:
         """A transaction aborted: what it staged is forgotten, and the abort counted."""
@@ -746,10 +696,6 @@ class RouterWorker:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._settle(isolate=False)  # its offsets commit while the partitions are ours
-        if self._waiting is not None:  # routed, not sent: read again, as those in flight
-            self._waiting = None
-            self._dedup.discard()  # its ids: what the committed batches staged is remembered
-            self._rewind_needed = True
         if self._in_flight:  # not committed: their partitions' next owner reads them
             self._in_flight.clear()
             self._rewind_needed = True
