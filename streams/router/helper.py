@@ -157,7 +157,7 @@ def serve() -> None:
     """The helper process: a config, then (records, now) requests until None or EOF.
 
     A thread reads requests as they come and another writes replies, so the pipes never
-    hold either process up; this thread decodes, one request after the other.
+    hold either process up; this thread decodes and pickles, one request after the other.
     """
     # Its life is the router's: it ends when the router closes the pipe (or dies), not on
     # the Ctrl-C or SIGTERM sent to the whole process group, which the router handles.
@@ -179,7 +179,7 @@ def serve() -> None:
     pickle.dump(_READY, replies)
     replies.flush()
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
     reader = threading.Thread(target=_read_requests, args=(requests, inbox), daemon=True)
     writer = threading.Thread(target=_write_replies, args=(replies, outbox))
     reader.start()
@@ -189,7 +189,9 @@ def serve() -> None:
             reply: object = [_to_wire(outcome) for outcome in decoder.decode_batch(*request)]
         except Exception as exc:  # noqa: BLE001 - reported by type only: no data crosses
             reply = type(exc).__name__
-        outbox.put(reply)
+        # Pickled here, not in the writer: two threads pickling and decoding at once share
+        # the GIL in 5 ms slices, and the reply the router waits for came out later.
+        outbox.put(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
     outbox.put(None)
     writer.join()
 
@@ -204,16 +206,16 @@ def _read_requests(requests: IO[bytes], inbox: queue.SimpleQueue[Any]) -> None:
     inbox.put(None)
 
 
-def _write_replies(replies: IO[bytes], outbox: queue.SimpleQueue[Any]) -> None:
-    """Write `outbox`'s replies to the pipe, in order, until None.
+def _write_replies(replies: IO[bytes], outbox: queue.SimpleQueue[bytes | None]) -> None:
+    """Write `outbox`'s pickled replies to the pipe, in order, until None.
 
-    A reply (about 1.7 MB for 2,000 events) is pickled whole, then written, so it is
-    pickled while the router is still routing an earlier batch. Pickled straight into the
-    64 KB pipe, it went only as fast as the router read it, and the router waited for the
-    pickling too (its wait for replies halved when this changed)."""
+    A reply (about 1.7 MB for 2,000 events) is pickled whole, then written: pickled
+    straight into the 64 KB pipe, it went only as fast as the router read it, and the
+    router waited for the pickling too (its wait for replies halved when this changed).
+    The write releases the GIL, so the decoding thread goes on meanwhile."""
     try:
         while (reply := outbox.get()) is not None:
-            replies.write(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+            replies.write(reply)
             replies.flush()
     except OSError:
         pass  # the router is gone; nobody reads the replies any more
