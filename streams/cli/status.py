@@ -3,8 +3,10 @@ person or a cron/CI check (exit 1 when something needs a person)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import time
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated
@@ -108,25 +110,41 @@ def _show(
 ) -> None:
     """Show once and exit with the snapshot's code; with `watch`, again every `watch`
     seconds until Ctrl-C, then exit with the last snapshot's code. `redraw` draws each
-    snapshot over the last (a terminal); else they follow one another (a pipe, JSON)."""
+    snapshot over the last (a terminal); else they follow one another (a pipe, JSON).
+
+    Ctrl-C while watching ends the watch after the snapshot being taken: interrupted in
+    the middle of a Kafka client call, the client could hang the process at exit. A
+    second Ctrl-C stops at once."""
     if watch is None:
         shown, code = take()
         _print(shown)
         raise typer.Exit(code)
     code = 0
+    stop = threading.Event()
+
+    def interrupted(_signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, interrupted)
     try:
-        if not redraw:
-            while True:
+        with contextlib.ExitStack() as stack:
+            live = None if not redraw else stack.enter_context(
+                Live(console=console, auto_refresh=False)
+            )  # fmt: skip
+            while not stop.is_set():
                 shown, code = take()
-                _print(shown)
-                time.sleep(watch)
-        with Live(console=console, auto_refresh=False) as live:
-            while True:
-                shown, code = take()
-                live.update(shown, refresh=True)
-                time.sleep(watch)
+                if live is None:
+                    _print(shown)
+                else:
+                    live.update(shown, refresh=True)
+                stop.wait(watch)
     except KeyboardInterrupt:
-        raise typer.Exit(code) from None
+        pass
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    raise typer.Exit(code)
 
 
 def _print(shown: RenderableType | str) -> None:
