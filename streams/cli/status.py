@@ -129,10 +129,8 @@ def _show(
 
     previous = signal.signal(signal.SIGINT, interrupted)
     try:
-        with contextlib.ExitStack() as stack:
-            live = None if not redraw else stack.enter_context(
-                Live(console=console, auto_refresh=False)
-            )  # fmt: skip
+        drawing = Live(console=console, auto_refresh=False) if redraw else None
+        with drawing or contextlib.nullcontext() as live:
             while not stop.is_set():
                 shown, code = take()
                 if live is None:
