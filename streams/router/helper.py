@@ -3,15 +3,19 @@ interpreter, so one router instance uses two cores.
 
 Requests (a batch's topics and values, and the clock) and replies (one outcome per
 record) are pickles over the helper's stdin and stdout, replies in the order of the
-requests. A failure of the helper crosses over as an exception type only: no data.
+requests, each reply behind its length. A failure of the helper crosses over as an
+exception type only: no data.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import pickle
 import queue
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -47,9 +51,9 @@ class DecodeHelper:
 
     Runs `serve()` in a new interpreter; requests and replies are pickles over its stdin
     and stdout, replies in the order of the requests. Several requests may be
-    outstanding: the helper reads requests and writes replies in threads of its own, so
-    the main process never blocks on a full pipe while the helper decodes, and the helper
-    goes on to the next batch while the main process has not read a reply yet. The main
+    outstanding: the helper reads requests and writes replies in threads of its own, and
+    a thread here reads the replies as they come, so neither process blocks on a full
+    pipe, and the helper goes on to the next batch while the main process routes. The main
     process keeps the Kafka clients, the ledger and the data keys; the helper gets the raw
     bytes (which the router reads anyway) and the pseudonym key.
     """
@@ -67,11 +71,28 @@ class DecodeHelper:
         assert self._process.stdin is not None
         assert self._process.stdout is not None
         self._requests: IO[bytes] = self._process.stdin
-        self._replies: IO[bytes] = self._process.stdout
+        for pipe in (self._process.stdin, self._process.stdout):
+            _widen(pipe)
         self._unread: deque[Pending] = deque()
+        # Replies are taken off the pipe as the helper writes them, by a thread of this
+        # process: the helper never waits for the router to ask for a reply, and asking
+        # for one that has come costs only its unpickling.
+        self._arrived: queue.SimpleQueue[bytearray | None] = queue.SimpleQueue()
+        self._reader = threading.Thread(
+            target=_read_replies,
+            args=(self._process.stdout, self._arrived),
+            name="router-helper-replies",
+            daemon=True,
+        )
+        self._reader.start()
         self._send(config)
         if self._receive() != _READY:
             raise HelperFailed("unexpected greeting")
+
+    @property
+    def replies_waiting(self) -> int:
+        """Replies read off the pipe that no `Pending.result` has taken yet."""
+        return self._arrived.qsize()
 
     def submit(self, records: list[Request], now: datetime) -> Pending:
         """Queue a batch for decoding; its outcomes come with `Pending.result`."""
@@ -88,13 +109,15 @@ class DecodeHelper:
         except HelperFailed:
             pass  # it is gone already; wait() below reaps it
         finally:
-            self._requests.close()
+            # What a dead helper did not read stays unsent: nobody needs it.
+            with contextlib.suppress(OSError):
+                self._requests.close()
             try:
                 self._process.wait(10)
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
-            self._replies.close()
+            self._reader.join()  # the helper is gone: its stdout is at its end
 
     def _read_reply(self) -> None:
         """Read the next reply, for the oldest unread request."""
@@ -109,10 +132,55 @@ class DecodeHelper:
             raise HelperFailed("the helper process is gone") from None
 
     def _receive(self) -> object:
+        reply = self._arrived.get()
+        if reply is None:
+            self._arrived.put(None)  # every later wait learns it too
+            raise HelperFailed("the helper process is gone")
         try:
-            return pickle.load(self._replies)  # noqa: S301 - our own child, over its pipe
-        except (EOFError, OSError, pickle.UnpicklingError):
-            raise HelperFailed("the helper process is gone") from None
+            return pickle.loads(reply)  # noqa: S301 - our own child, over its pipe
+        except pickle.UnpicklingError:
+            raise HelperFailed("the helper process sent a broken reply") from None
+
+
+def _widen(pipe: IO[bytes]) -> None:
+    """Let the pipe hold 1 MiB (Linux), not 64 KiB: a batch's request then goes in a write
+    or two while the helper is busy. Where it cannot, the default size serves."""
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or over the user's limit
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+
+
+def _read_replies(replies: IO[bytes], arrived: queue.SimpleQueue[bytearray | None]) -> None:
+    """Move each reply (its length, then its bytes) from the pipe to `arrived`; None
+    there once the pipe ends or breaks. The reads release the GIL while they wait."""
+    raw = cast(Any, replies).raw
+    try:
+        while True:
+            header = _read_exactly(raw, _LENGTH.size)
+            if header is None:
+                break
+            (length,) = _LENGTH.unpack(header)
+            reply = _read_exactly(raw, length)
+            if reply is None:
+                break
+            arrived.put(reply)
+    except OSError:
+        pass  # the helper died: the waits below learn it from None
+    finally:
+        replies.close()
+        arrived.put(None)
+
+
+def _read_exactly(raw: Any, length: int) -> bytearray | None:
+    """`length` bytes from `raw`, or None if it ends first."""
+    buffer = bytearray(length)
+    view = memoryview(buffer)
+    filled = 0
+    while filled < length:
+        count = raw.readinto(view[filled:])
+        if not count:
+            return None
+        filled += count
+    return buffer
 
 
 class Pending:
@@ -151,6 +219,8 @@ def _from_wire(item: tuple[Any, ...]) -> Outcome:
 
 
 _READY: Final = "ready"
+_LENGTH: Final = struct.Struct("<Q")  # a reply's length, before its bytes
+_PIPE_BYTES: Final = 1 << 20
 
 
 def serve() -> None:
@@ -176,14 +246,13 @@ def serve() -> None:
         config.max_event_bytes,
     )
     freeze_startup_heap()
-    pickle.dump(_READY, replies)
-    replies.flush()
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
     outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
     reader = threading.Thread(target=_read_requests, args=(requests, inbox), daemon=True)
     writer = threading.Thread(target=_write_replies, args=(replies, outbox))
     reader.start()
     writer.start()
+    outbox.put(pickle.dumps(_READY))
     while (request := inbox.get()) is not None:
         try:
             reply: object = [_to_wire(outcome) for outcome in decoder.decode_batch(*request)]
@@ -207,14 +276,16 @@ def _read_requests(requests: IO[bytes], inbox: queue.SimpleQueue[Any]) -> None:
 
 
 def _write_replies(replies: IO[bytes], outbox: queue.SimpleQueue[bytes | None]) -> None:
-    """Write `outbox`'s pickled replies to the pipe, in order, until None.
+    """Write `outbox`'s pickled replies to the pipe, each behind its length, in order,
+    until None.
 
-    A reply (about 1.7 MB for 2,000 events) is pickled whole, then written: pickled
-    straight into the 64 KB pipe, it went only as fast as the router read it, and the
-    router waited for the pickling too (its wait for replies halved when this changed).
-    The write releases the GIL, so the decoding thread goes on meanwhile."""
+    A reply (about 1.8 MB for 2,000 events) is pickled whole, then written: pickled
+    straight into the pipe, it went only as fast as the router read it, and the router
+    waited for the pickling too. The router's reader thread takes it off the pipe as it
+    comes, and the write releases the GIL, so the decoding thread goes on meanwhile."""
     try:
         while (reply := outbox.get()) is not None:
+            replies.write(_LENGTH.pack(len(reply)))
             replies.write(reply)
             replies.flush()
     except OSError:

@@ -4,6 +4,7 @@ helper process, and the phone-number fast path, each against the straightforward
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +25,7 @@ from schemas.serde import AvroSerde
 from schemas.validation import from_json
 from streams.dev.bench.workload import encode_workload, generate_workload
 from streams.router.decode import Decoded, EventDecoder, Rejection, seal
-from streams.router.helper import DecodeHelper, DecoderConfig, HelperFailed
+from streams.router.helper import DecodeHelper, DecoderConfig, HelperFailed, Pending
 from streams.router.templates import TaggedWriter, fill
 from streams.settings import PROJECT_ROOT
 
@@ -328,3 +329,39 @@ def _by_phonenumbers(raw: str) -> str:
     if not phonenumbers.is_valid_number(number):
         return "refused: invalid phone: not a number that can exist"
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def test_the_helpers_replies_are_read_as_they_come_not_when_asked_for(
+    policy: Policy, raw_events: list[tuple[str, bytes]]
+) -> None:
+    """A reply larger than the pipe is read off it while the router does other work: the
+    helper is not held up until the router asks for it, and asking costs no waiting."""
+    helper = DecodeHelper(DecoderConfig(b"p" * 32, policy, TOPICS, EXPECTED, 512 * 1024))
+    try:
+        big: list[tuple[str, bytes | None]] = list(raw_events) * 8  # a reply of MBs
+        batches = [helper.submit(big, NOW) for _ in range(2)]
+        deadline = time.monotonic() + 60
+        while helper.replies_waiting < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)  # waits for the helper's work, not for a time to pass
+        assert helper.replies_waiting == 2
+        assert [len(b.result()) for b in batches] == [len(big), len(big)]
+        assert helper.replies_waiting == 0
+    finally:
+        helper.close()
+
+
+def test_a_helper_that_dies_fails_every_wait_for_its_replies(
+    policy: Policy, raw_events: list[tuple[str, bytes]]
+) -> None:
+    helper = DecodeHelper(DecoderConfig(b"p" * 32, policy, TOPICS, EXPECTED, 512 * 1024))
+    try:
+        helper._process.kill()
+        helper._process.wait()
+        for _ in range(2):  # a request sent after its death fails to send
+            with pytest.raises(HelperFailed):
+                helper.submit(list(raw_events[:10]), NOW).result()
+        for waiting in (Pending(helper), Pending(helper)):  # and each wait for a reply
+            with pytest.raises(HelperFailed, match="gone"):
+                waiting.result()
+    finally:
+        helper.close()
