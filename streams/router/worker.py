@@ -714,6 +714,7 @@ class RouterWorker:
         window = self._dedup.capacity
         if window == 0 or not partitions:
             return
+        started = time.monotonic()
         # A short try: right after a broker's return the first request can stall on a
         # stale connection for its whole timeout (30 s seen); `_until_done` tries again.
         ends = {
@@ -767,6 +768,12 @@ class RouterWorker:
             reader.close()
         for key, events in first.items():
             self._dedup.remember(key, events.items())
+        log.info(
+            "dedup window seeded: %d event id(s) of %d partition(s) in %.1f s",
+            sum(len(events) for events in first.values()),
+            len(first),
+            time.monotonic() - started,
+        )
 
 
 def router_pipeline(
