@@ -91,7 +91,8 @@ class DecodeHelper:
 
     @property
     def replies_waiting(self) -> int:
-        """Replies read off the pipe that no `Pending.result` has taken yet."""
+        """Replies read off the pipe that no `Pending.result` has taken yet (plus one, the
+        end mark, once the helper is gone)."""
         return self._arrived.qsize()
 
     def submit(self, records: list[Request], now: datetime) -> Pending:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -78,6 +78,14 @@ def _reencoded(serde: AvroSerde, value: bytes) -> bytes:
     rewrite_pii(record, compile_paths(contract.pii_fields),
                 lambda path, text: _fake_encrypt(text, path))  # fmt: skip
     return serde.serialize(record, contract)
+
+
+@pytest.fixture
+def helper(policy: Policy) -> Iterator[DecodeHelper]:
+    """A helper process of the tests' topics, closed after the test."""
+    started = DecodeHelper(DecoderConfig(b"p" * 32, policy, TOPICS, EXPECTED, 512 * 1024))
+    yield started
+    started.close()
 
 
 def test_sealing_by_cutting_equals_re_encoding(
@@ -271,30 +279,26 @@ def test_rejections_name_the_problem_never_the_value(decoder: EventDecoder) -> N
 
 
 def test_the_helper_process_decodes_like_this_process(
-    decoder: EventDecoder, policy: Policy, raw_events: list[tuple[str, bytes]]
+    decoder: EventDecoder, helper: DecodeHelper, raw_events: list[tuple[str, bytes]]
 ) -> None:
     request: list[tuple[str, bytes | None]] = list(raw_events[:400])
     request.append(("raw.phone", b"\xc3\x01 broken"))
-    helper = DecodeHelper(DecoderConfig(b"p" * 32, policy, TOPICS, EXPECTED, 512 * 1024))
-    try:
-        first = helper.submit(request[:200], NOW)
-        second = helper.submit(request[200:], NOW)
-        assert first.result() + second.result() == decoder.decode_batch(request, NOW)
-        # Several batches outstanding, each more than a pipe holds, read newest first:
-        # neither process waits for the other to read (the helper's I/O has threads).
-        big: list[tuple[str, bytes | None]] = list(raw_events) * 3
-        batches = [helper.submit(big, NOW) for _ in range(3)]
-        expected = decoder.decode_batch(big, NOW)
-        assert [b.result() == expected for b in reversed(batches)] == [True] * 3
-        helper.submit(request, NOW)  # left unread: close() still ends the helper
-        failing = helper.submit([("raw.phone", 123)], NOW)  # type: ignore[list-item]
-        with pytest.raises(HelperFailed) as failure:
-            failing.result()
-        assert str(failure.value) == "TypeError"  # the type only: no data crosses
-        again = helper.submit(request[:5], NOW)
-        assert again.result() == decoder.decode_batch(request[:5], NOW)
-    finally:
-        helper.close()
+    first = helper.submit(request[:200], NOW)
+    second = helper.submit(request[200:], NOW)
+    assert first.result() + second.result() == decoder.decode_batch(request, NOW)
+    # Several batches outstanding, each more than a pipe holds, read newest first:
+    # neither process waits for the other to read (the helper's I/O has threads).
+    big: list[tuple[str, bytes | None]] = list(raw_events) * 3
+    batches = [helper.submit(big, NOW) for _ in range(3)]
+    expected = decoder.decode_batch(big, NOW)
+    assert [b.result() == expected for b in reversed(batches)] == [True] * 3
+    helper.submit(request, NOW)  # left unread: close() still ends the helper
+    failing = helper.submit([("raw.phone", 123)], NOW)  # type: ignore[list-item]
+    with pytest.raises(HelperFailed) as failure:
+        failing.result()
+    assert str(failure.value) == "TypeError"  # the type only: no data crosses
+    again = helper.submit(request[:5], NOW)
+    assert again.result() == decoder.decode_batch(request[:5], NOW)
 
 
 def test_belgian_mobile_numbers_skip_phonenumbers_with_the_same_result() -> None:
@@ -332,36 +336,28 @@ def _by_phonenumbers(raw: str) -> str:
 
 
 def test_the_helpers_replies_are_read_as_they_come_not_when_asked_for(
-    policy: Policy, raw_events: list[tuple[str, bytes]]
+    helper: DecodeHelper, raw_events: list[tuple[str, bytes]]
 ) -> None:
     """A reply larger than the pipe is read off it while the router does other work: the
     helper is not held up until the router asks for it, and asking costs no waiting."""
-    helper = DecodeHelper(DecoderConfig(b"p" * 32, policy, TOPICS, EXPECTED, 512 * 1024))
-    try:
-        big: list[tuple[str, bytes | None]] = list(raw_events) * 8  # a reply of MBs
-        batches = [helper.submit(big, NOW) for _ in range(2)]
-        deadline = time.monotonic() + 60
-        while helper.replies_waiting < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)  # waits for the helper's work, not for a time to pass
-        assert helper.replies_waiting == 2
-        assert [len(b.result()) for b in batches] == [len(big), len(big)]
-        assert helper.replies_waiting == 0
-    finally:
-        helper.close()
+    big: list[tuple[str, bytes | None]] = list(raw_events) * 8  # a reply of MBs
+    batches = [helper.submit(big, NOW) for _ in range(2)]
+    deadline = time.monotonic() + 60
+    while helper.replies_waiting < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)  # waits for the helper's work, not for a time to pass
+    assert helper.replies_waiting == 2
+    assert [len(b.result()) for b in batches] == [len(big), len(big)]
+    assert helper.replies_waiting == 0
 
 
 def test_a_helper_that_dies_fails_every_wait_for_its_replies(
-    policy: Policy, raw_events: list[tuple[str, bytes]]
+    helper: DecodeHelper, raw_events: list[tuple[str, bytes]]
 ) -> None:
-    helper = DecodeHelper(DecoderConfig(b"p" * 32, policy, TOPICS, EXPECTED, 512 * 1024))
-    try:
-        helper._process.kill()
-        helper._process.wait()
-        for _ in range(2):  # a request sent after its death fails to send
-            with pytest.raises(HelperFailed):
-                helper.submit(list(raw_events[:10]), NOW).result()
-        for waiting in (Pending(helper), Pending(helper)):  # and each wait for a reply
-            with pytest.raises(HelperFailed, match="gone"):
-                waiting.result()
-    finally:
-        helper.close()
+    helper._process.kill()
+    helper._process.wait()
+    for _ in range(2):  # a request sent after its death fails to send
+        with pytest.raises(HelperFailed):
+            helper.submit(list(raw_events[:10]), NOW).result()
+    for waiting in (Pending(helper), Pending(helper)):  # and each wait for a reply
+        with pytest.raises(HelperFailed, match="gone"):
+            waiting.result()
