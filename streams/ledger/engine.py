@@ -77,6 +77,11 @@ def _refuse_unreachable_server(engine: Engine, url: URL, timeout_s: float | None
 _DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
 
 
+# Execution option of a session's connection whose transaction will only read (SQLite
+# then begins it deferred, not IMMEDIATE): `session.connection(execution_options=...)`.
+READS_ONLY = "contactflow_reads_only"
+
+
 def _configure_sqlite(engine: Engine) -> None:
     # pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINT; we take it
     # over (SQLAlchemy's documented recipe) so reads and writes share one transaction.
@@ -95,10 +100,14 @@ def _configure_sqlite(engine: Engine) -> None:
     # timeout. A deferred one that read first and writes later fails at once (SQLITE_BUSY,
     # no waiting) when another process wrote meanwhile: the privacy app applying acks
     # while `dsr submit` runs did exactly that. SQLite has one writer at a time anyway.
+    # A transaction that will only read (`READS_ONLY`) begins deferred instead: in WAL
+    # mode it reads a snapshot and never holds up a writer (the router's batch, while its
+    # commit thread writes the batch before it).
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        options = connection.get_execution_options()
+        if options.get("isolation_level") != "AUTOCOMMIT":
+            connection.exec_driver_sql("BEGIN" if options.get(READS_ONLY) else "BEGIN IMMEDIATE")
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -7,11 +7,15 @@ inserts new subjects, identifiers and keys in one statement each. Merges of exis
 subjects are stored set-at-a-time too (`link_groups`): `processors.subjects.plan_merges`
 decides them, as it does for `SubjectIndex.resolve_or_create`. Inputs are validated like
 the repositories validate them.
+
+The router may also hold a batch's inserts back (`DeferredInserts`) and write them later,
+in one transaction of their own, in another thread: while it routes the next batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
@@ -117,7 +121,7 @@ def _select_in(
 
 
 def add_subjects(
-    session: Session,
+    session: Session | DeferredInserts,
     subjects: Collection[str],
     identifiers: Sequence[tuple[str, str, str]],
     now: datetime,
@@ -134,7 +138,7 @@ def add_subjects(
 
 
 def add_footprints(
-    session: Session, footprints: Collection[tuple[str, str, str]], now: datetime
+    session: Session | DeferredInserts, footprints: Collection[tuple[str, str, str]], now: datetime
 ) -> None:
     """Record (subject, controller, channel) rows not recorded yet; existing ones stay."""
     now = require_aware(now)
@@ -167,7 +171,10 @@ def live_keys(session: Session, subjects: Collection[str]) -> dict[str, tuple[st
 
 
 def add_keys(
-    session: Session, keys: Sequence[tuple[str, str, bytes]], algorithm: str, now: datetime
+    session: Session | DeferredInserts,
+    keys: Sequence[tuple[str, str, bytes]],
+    algorithm: str,
+    now: datetime,
 ) -> None:
     """Insert (key id, subject, wrapped key) rows."""
     now = require_aware(now)
@@ -181,8 +188,45 @@ def _kind(kind: str) -> str:
     return IdentifierKind(kind).value  # refuses an unknown kind as the repositories do
 
 
+@dataclass(frozen=True)
+class _Insert:
+    table: Table
+    columns: tuple[str, ...]
+    rows: Sequence[tuple[object, ...]]
+    constants: dict[str, object]
+    keep_existing: bool
+
+
+@dataclass
+class DeferredInserts:
+    """A batch's inserts, validated when added and written later by `write` (in one
+    transaction, in any thread). Until then other transactions cannot see them: the
+    router looks its own up here (`owner`, `keys`)."""
+
+    inserts: list[_Insert] = field(default_factory=list)
+    owner: dict[str, str] = field(default_factory=dict)  # identifier digest -> subject
+    keys: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # subject -> key
+
+    def __bool__(self) -> bool:
+        return bool(self.inserts)
+
+    def add(self, kept: _Insert) -> None:
+        self.inserts.append(kept)
+        rows = cast(Sequence[tuple[str, str, Any]], kept.rows)
+        if kept.table is _IDENTIFIERS:  # (digest, kind, subject)
+            self.owner.update({digest: subject for digest, _, subject in rows})
+        elif kept.table is _KEYS:  # (key id, subject, wrapped key)
+            self.keys.update({subject: (key_id, wrapped) for key_id, subject, wrapped in rows})
+
+    def write(self, session: Session) -> None:
+        """Run every insert in `session`'s transaction (the caller commits), in order."""
+        for kept in self.inserts:
+            _insert(session, kept.table, kept.columns, kept.rows, kept.constants,
+                    keep_existing=kept.keep_existing)  # fmt: skip
+
+
 def _insert(
-    session: Session,
+    session: Session | DeferredInserts,
     table: Table,
     columns: tuple[str, ...],
     rows: Sequence[tuple[object, ...]],
@@ -191,13 +235,19 @@ def _insert(
     keep_existing: bool = False,
 ) -> None:
     """INSERT `rows` (values of `columns`), every row with the same `constants`;
-    `keep_existing`: a row whose key exists already is skipped, not an error.
+    `keep_existing`: a row whose key exists already is skipped, not an error. Given
+    `DeferredInserts`, the insert is kept there, to be written by its `write`.
 
-    On SQLite the constants are converted by their column types once and the rows go to
-    the driver's executemany as they are: most of a batch's ledger time was SQLAlchemy
-    converting the same timestamp for every row. Other databases use a Core insert.
+    On SQLite the constants are converted by their column types once, and the rows go
+    as multi-row statements (`_CHUNK` rows each): most of a batch's ledger time was
+    SQLAlchemy converting the same timestamp for every row, and the driver gives up the
+    GIL once per statement, not once per row as executemany does, so a write in another
+    thread runs beside the router's Python work. Other databases use a Core insert.
     """
     if not rows:
+        return
+    if isinstance(session, DeferredInserts):
+        session.add(_Insert(table, columns, list(rows), constants, keep_existing))
         return
     connection = session.connection()
     dialect = connection.dialect
@@ -219,11 +269,13 @@ def _insert(
     # ON CONFLICT DO NOTHING skips a row whose key exists; INSERT OR IGNORE would also
     # skip, silently, a row that breaks a CHECK or NOT NULL constraint.
     on_conflict = " ON CONFLICT DO NOTHING" if keep_existing else ""
-    statement_text = "INSERT INTO {} ({}) VALUES ({}){}".format(  # noqa: S608 - names from the model
-        table.name, ", ".join(names), ", ".join("?" * len(names)), on_conflict
-    )
+    head = "INSERT INTO {} ({}) VALUES ".format(table.name, ", ".join(names))  # noqa: S608 - names from the model
+    one_row = "({})".format(", ".join("?" * len(names)))
     tail = tuple(bound)
-    connection.exec_driver_sql(statement_text, [(*row, *tail) for row in rows])
+    for chunk in chunks(rows):
+        values = [value for row in chunk for value in (*row, *tail)]
+        statement = head + ", ".join([one_row] * len(chunk)) + on_conflict
+        connection.exec_driver_sql(statement, tuple(values))
 
 
 def link_groups(

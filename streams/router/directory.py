@@ -14,28 +14,41 @@ Merges and erasures are noted, not applied to every cached digest at once: one p
 the digests applies the notes when they reach `COMPACT_AT`.
 Cache changes a rolled-back batch made are undone (`_Journal`); an undo only ever removes
 a key, never puts one back, so a key dropped for erasure or age stays dropped.
+
+With `defer_writes` (the worker's choice), a batch's transaction only reads: its inserts
+are kept (`LedgerWrite`) and written by `write`, in the worker's commit thread, before
+its Kafka commit, while the next batch is routed. Until written, a batch's subjects and
+keys are looked up in its `LedgerWrite` as well as in the ledger (the caches may have
+evicted them). A batch that merges subjects waits for every unwritten batch first and
+writes its own rows in its transaction, as without `defer_writes`. A write that fails
+means the batches routed since are read again: `drop_caches` forgets what they cached.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Collection, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from processors.crypto import FieldCipher, KeyWrapper, new_data_key
 from processors.identity import Identifier
 from processors.pseudonym import Pseudonymiser
 from processors.subjects import Placement, place_events
+from streams.errors import ContactflowError
 from streams.ledger import SubjectErasedError, SubjectIndex
+from streams.ledger.engine import READS_ONLY
 from streams.ledger.hotpath import (
+    DeferredInserts,
     add_footprints,
     add_keys,
     add_subjects,
@@ -74,6 +87,41 @@ FOOTPRINT_ENTRY_BYTES: Final = 300
 Digests = tuple[tuple[str, str], ...]  # ((kind, digest), ...) of one event, in order
 
 
+class LedgerWriteFailed(ContactflowError):
+    """A batch's deferred ledger rows could not be written (a concurrent router inserted
+    the same rows, or the database refused): that batch and those after it are re-read."""
+
+
+class LedgerWrite:
+    """A routed batch's ledger rows, kept until `SubjectDirectory.write` commits them."""
+
+    def __init__(self, inserts: DeferredInserts) -> None:
+        self.inserts = inserts
+        self.error: str | None = None  # why the write failed (an exception's type name)
+        self._done = threading.Event()
+
+    def finished(self, error: str | None) -> None:
+        self.error = error
+        self._done.set()
+
+    def wait(self) -> None:
+        """Until written (or failed); raises `LedgerWriteFailed` if it failed."""
+        self._done.wait()
+        if self.error is not None:
+            raise LedgerWriteFailed(f"an earlier batch's ledger write failed ({self.error})")
+
+
+class BatchLedger:
+    """What `SubjectDirectory.batch` leaves to write: `write` is None when the batch wrote
+    nothing, or wrote it in its own transaction."""
+
+    write: LedgerWrite | None = None
+
+
+class _WriteFirst(Exception):
+    """A merge needs the ledger to hold every row routed so far (`resolve` catches it)."""
+
+
 class SubjectDirectory:
     """Maps an event's identifiers to its subject pseudonym and the subject's cipher."""
 
@@ -85,9 +133,11 @@ class SubjectDirectory:
         *,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         key_ttl: timedelta = DEFAULT_KEY_TTL,
+        defer_writes: bool = False,
     ) -> None:
         """`cache_bytes`: the budget of the three caches together (digests, keys,
-        footprints), as estimated per entry; `key_ttl`: how long an unwrapped key stays."""
+        footprints), as estimated per entry; `key_ttl`: how long an unwrapped key stays;
+        `defer_writes`: a batch's inserts are left to `write` (see the module's doc)."""
         if cache_bytes <= 0 or key_ttl <= timedelta(0):
             raise ValueError("the cache budget and the key TTL must be positive")
         self._sessions = sessions
@@ -105,6 +155,10 @@ class SubjectDirectory:
         self._in_batch = False
         self._open: Session | None = None  # the batch's transaction, once something needs it
         self._journal: _Journal | None = None  # while a batch, or `resolve`, may roll back
+        self._defer_writes = defer_writes
+        self._deferred: DeferredInserts | None = None  # the open batch's inserts, if deferred
+        self._unwritten: deque[LedgerWrite] = deque()  # routed batches' rows, oldest first
+        self._overlay: tuple[DeferredInserts, ...] = ()  # unwritten when the session began
         self.ledger_round_trips = 0
         self.evicted = 0  # entries evicted to hold the budget
         self.compactions = 0  # passes over the cached digests (`COMPACT_AT`)
@@ -117,27 +171,73 @@ class SubjectDirectory:
         return tuple((i.kind.value, self._pseudonymiser.identifier_digest(i)) for i in identifiers)
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self) -> Iterator[BatchLedger]:
         """Run a batch's ledger work in one transaction, committed when the block ends
-        (before the worker's Kafka commit); opened only if the caches miss something."""
+        (before the worker's Kafka commit); opened only if the caches miss something.
+        With `defer_writes`, the transaction only reads, and the batch's rows are left in
+        the `BatchLedger`'s `write`, for `write` to commit before the Kafka commit."""
         if self._in_batch:
             raise RuntimeError("a batch's ledger transaction is already open")
         self._in_batch = True
+        ledger = BatchLedger()
+        self._deferred = DeferredInserts() if self._defer_writes else None
         try:
             with self._journaled():  # a batch that rolls back leaves the caches as they were
                 try:
-                    yield
+                    yield ledger
                     if self._open is not None:
-                        self._open.commit()
+                        if self._deferred is None:
+                            self._open.commit()
+                        else:
+                            self._open.rollback()  # it only read
                 except BaseException:
                     if self._open is not None:
                         self._open.rollback()
                     raise
+            if self._deferred:
+                ledger.write = LedgerWrite(self._deferred)
+                self._unwritten.append(ledger.write)
         finally:
             if self._open is not None:
                 self._open.close()
             self._open, self._in_batch = None, False
+            self._deferred, self._overlay = None, ()
         self._hold_budget()
+
+    def write(self, write: LedgerWrite) -> None:
+        """Commit a batch's deferred rows in a transaction of their own (any thread; the
+        worker's commit thread, before the batch's Kafka commit). Raises
+        `LedgerWriteFailed` (with the error's type only) when they could not be."""
+        try:
+            with self._sessions.begin() as session:
+                write.inserts.write(session)
+        except BaseException as exc:
+            write.finished(type(exc).__name__)  # a batch waiting for it must not wait on
+            if isinstance(exc, SQLAlchemyError):
+                raise LedgerWriteFailed(
+                    f"the batch's ledger rows could not be written ({type(exc).__name__})"
+                ) from None
+            raise
+        # no longer looked up once in the ledger: out of the overlay before `wait` returns
+        with contextlib.suppress(ValueError):  # dropped meanwhile (`drop_caches`)
+            self._unwritten.remove(write)
+        write.finished(None)
+
+    @property
+    def unwritten(self) -> int:
+        """Routed batches whose deferred rows are not committed yet."""
+        return len(self._unwritten)
+
+    def drop_caches(self) -> None:
+        """Forget every cached digest, key and footprint, and every unwritten batch's rows:
+        a batch whose rows were not written aborted, and the batches routed after it may
+        have cached what only it held. They are read again from the ledger. Between
+        batches only, with no write running."""
+        for cache in (self._subject_of, self._ciphers, self._key_expiry, self._footprints,
+                      self._survivor):  # fmt: skip
+            cache.clear()
+        self._gone.clear()
+        self._unwritten.clear()
 
     @contextmanager
     def _journaled(self) -> Iterator[None]:
@@ -157,18 +257,47 @@ class SubjectDirectory:
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
-        """A transaction of its own, or a savepoint in the batch's (undone on error)."""
+        """A transaction of its own, or a savepoint in the batch's (undone on error).
+        The unwritten batches are noted before it begins (`_overlay`): whatever it cannot
+        see yet, it finds there; whatever was written before, it sees."""
         if not self._in_batch:
+            overlay = tuple(w.inserts for w in self._unwritten)
             with self._journaled(), self._sessions.begin() as session:
+                self._overlay = overlay
                 self.ledger_round_trips += 1
-                yield session
+                try:
+                    yield session
+                finally:
+                    self._overlay = ()
             return
         if self._open is None:
+            self._overlay = tuple(w.inserts for w in self._unwritten)
             self._open = self._sessions()
             self._open.begin()
+            if self._deferred is not None:  # it only reads: no write lock held meanwhile
+                self._open.connection(execution_options={READS_ONLY: True})
             self.ledger_round_trips += 1
         with self._open.begin_nested():
             yield self._open
+
+    def _sink(self, session: Session) -> Session | DeferredInserts:
+        """Where the batch's inserts go: kept for `write`, or into the transaction."""
+        return session if self._deferred is None else self._deferred
+
+    def _write_first(self) -> None:
+        """Before a merge: wait for every unwritten batch, then begin the batch's
+        transaction again (it only read) with the batch's rows so far in it: the merge
+        sees everything routed, and the batch writes in its own transaction from here."""
+        for write in tuple(self._unwritten):
+            write.wait()
+        deferred, self._deferred = self._deferred, None
+        if self._open is not None:
+            self._open.rollback()
+            self._open.close()
+            self._open = None
+        if deferred:
+            with self._transaction() as session:
+                deferred.write(session)
 
     def cached_subject(self, digests: Digests) -> str | None:
         """The subject if every digest is cached and they agree; None means ask the ledger."""
@@ -194,10 +323,16 @@ class SubjectDirectory:
         One ledger transaction for the whole list, retried when a concurrent worker won a
         race on the same new identifiers. None marks an event of an erased subject.
         """
-        for attempt in range(1, _RETRIES + 1):
+        attempt = 0
+        while attempt < _RETRIES:
+            attempt += 1
             try:
                 with self._journaled():  # the caches follow the attempt's fate
                     results = self._resolve_once(pending, now)
+            except _WriteFirst:
+                self._write_first()
+                attempt -= 1  # not a conflict: the attempt is made again, once
+                continue
             except (IntegrityError, OperationalError) as exc:
                 if attempt == _RETRIES:
                     raise
@@ -206,7 +341,7 @@ class SubjectDirectory:
                 continue
             self._settle()
             return results
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable")  # the last failed attempt raised
 
     def cipher(self, subject: str) -> FieldCipher:
         """The cipher of a subject resolved earlier in this process."""
@@ -245,7 +380,7 @@ class SubjectDirectory:
         if not new:
             return
         with self._transaction() as session:
-            add_footprints(session, new, now)
+            add_footprints(self._sink(session), new, now)
             if self._journal is not None:
                 self._journal.added(cached, new)
             cached.update(dict.fromkeys(new))
@@ -364,12 +499,17 @@ class SubjectDirectory:
         with self._transaction() as session:
             every = {digest for digests in pending for _, digest in digests}
             owner = owners_of(session, every)
+            for unwritten in self._overlay:  # rows of batches routed but not written yet
+                held = unwritten.owner
+                owner.update({d: held[d] for d in every if d in held and d not in owner})
             placement, taken = self._place(session, pending, owner)
             erased = {s for s, gone in subjects_state(session, set(owner.values())).items() if gone}
             # nothing joins an erased subject; no pseudonym twice
             placement = placement.without(erased | set(taken))
-            add_subjects(session, placement.created, placement.attached, now)
             merges = [pending[index] for index in placement.deferred]
+            if merges and (self._deferred is not None or self._overlay):
+                raise _WriteFirst
+            add_subjects(self._sink(session), placement.created, placement.attached, now)
             if merges:  # events linking subjects that already exist
                 owner = self._link_deferred(session, merges, placement, owner, erased, every, now)
             else:
@@ -478,7 +618,11 @@ class SubjectDirectory:
         if not missing:
             return
         expires_at = now + self._key_ttl
-        for subject, (key_id, wrapped) in live_keys(session, missing - set(created)).items():
+        stored = live_keys(session, missing - set(created))
+        for unwritten in self._overlay:  # keys of batches routed but not written yet
+            held = unwritten.keys
+            stored.update({s: held[s] for s in missing if s in held and s not in stored})
+        for subject, (key_id, wrapped) in stored.items():
             data_key = self._wrapper.unwrap(key_id, wrapped)
             self._cache_cipher(subject, FieldCipher(key_id, data_key), expires_at)
         keyless = {subject for subject in missing if subject not in ciphers}
@@ -491,7 +635,7 @@ class SubjectDirectory:
             data_key = new_data_key()
             made.append((key_id, subject, self._wrapper.wrap(key_id, data_key)))
             self._cache_cipher(subject, FieldCipher(key_id, data_key), expires_at)
-        add_keys(session, made, KEY_ALGORITHM, now)
+        add_keys(self._sink(session), made, KEY_ALGORITHM, now)
 
     def _cache_cipher(self, subject: str, cipher: FieldCipher, expires_at: datetime) -> None:
         """Cache a key until `expires_at`. Only the addition is journaled: an undo removes

@@ -51,7 +51,7 @@ from streams.router.decode import (
     seal,
 )
 from streams.router.dedup import DedupWindow, Seen
-from streams.router.directory import SubjectDirectory
+from streams.router.directory import LedgerWrite, SubjectDirectory
 from streams.router.helper import DecoderConfig
 from streams.router.limits import OutputLimits, record_size
 from streams.router.templates import TaggedWriter, fill
@@ -92,6 +92,8 @@ class BatchOutcome:
     counts: Counter[tuple[str, ...]] = field(default_factory=Counter)
     traceparents: list[bytes] = field(default_factory=list)
     footprints: set[tuple[str, str, str]] = field(default_factory=set)
+    # the batch's ledger rows, when the directory defers them: written before Kafka commits
+    ledger_write: LedgerWrite | None = None
 
 
 @dataclass(slots=True)
@@ -180,7 +182,7 @@ class RouterPipeline:
             events = self._admit(messages, decoded, now, outcome)
         self._dedup.seal()  # this batch's ids: checked against by the next while it commits
         round_trips = self._directory.ledger_round_trips
-        with self._directory.batch():  # one ledger transaction, committed before Kafka's
+        with self._directory.batch() as ledger:  # one ledger transaction, before Kafka's
             with self._tracer.start_as_current_span("resolve subjects"):
                 self._resolve_subjects(events, now)
             with self._tracer.start_as_current_span("tag, encrypt and route"):
@@ -188,6 +190,7 @@ class RouterPipeline:
                     self._route(event, now, outcome)
             with self._tracer.start_as_current_span("record footprints"):
                 self._directory.record_footprints(outcome.footprints, now)
+        outcome.ledger_write = ledger.write
         trace.get_current_span().set_attribute(
             "contactflow.ledger.round_trips", self._directory.ledger_round_trips - round_trips
         )

@@ -9,13 +9,15 @@ instances in the `contactflow-router` consumer group, each with its own instance
 On a machine with two cores or more, a helper process decodes the next batches
 (`streams.router.helper`, up to `_DECODE_AHEAD` of them) while this process routes and
 commits batch N, so one router instance uses two cores. And while batch N's transaction
-commits (its input offsets added, then the commit: broker round trips), a commit thread
-waits for it and this thread routes batch N+1, its ledger transaction included; N+1's
-Kafka transaction begins once N's has ended (`router_overlap_commits`, on by default).
-So each batch's ledger commit still comes before its Kafka commit, and Kafka's commits
-come one at a time, in order. When batch N aborts, the batches routed or decoded after it
-are dropped and read again from the committed offsets (their ledger writes stand: routing
-an event again resolves it to the same subject).
+commits, a commit thread writes its ledger rows (new subjects, identifiers, keys and
+footprints, in a ledger transaction of their own), then adds its input offsets and
+commits it (broker round trips), while this thread routes batch N+1, reading the ledger
+and keeping N+1's rows for its own turn; N+1's Kafka transaction begins once N's has
+ended (`router_overlap_commits`, on by default). So each batch's ledger commit still comes
+before its Kafka commit, and both kinds of commit come one at a time, in order. When
+batch N aborts, the batches routed or decoded after it are dropped and read again from the
+committed offsets (ledger rows written stand: routing an event again resolves it to the
+same subject; rows not written are forgotten, with every cache, and made again).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from streams.keys import load_keys
 from streams.ledger import current_revision, head_revision, session_factory
 from streams.router.decode import Decoded, Outcome
 from streams.router.dedup import DedupWindow
-from streams.router.directory import MIB, SubjectDirectory
+from streams.router.directory import MIB, LedgerWrite, LedgerWriteFailed, SubjectDirectory
 from streams.router.helper import DecodeHelper, HelperFailed, Pending
 from streams.router.limits import OutputLimits, read_output_limits
 from streams.router.pipeline import OUTPUT_TOPICS, BatchOutcome, RouterPipeline, decode_request
@@ -75,6 +77,7 @@ _OUTAGE_ERRORS = frozenset(
      KafkaError.COORDINATOR_LOAD_IN_PROGRESS}
 )  # fmt: skip
 _ISOLATION_RETRIES = 3  # errors not about a record while isolating one, before re-reading
+_LEDGER_WRITE_TRIES = 5  # batches in a row whose ledger rows fail to write, before stopping
 Clock = Callable[[], datetime]
 # /healthz fails when the loop has not turned for this long: twice the longest guarded
 # call (seeding the dedup window, 120 s) plus the watchdog's grace, which restarts a
@@ -135,7 +138,7 @@ class _Committing:
     outcome: BatchOutcome
     started: float
     began: float
-    future: Future[KafkaException | None]
+    future: Future[KafkaException | LedgerWriteFailed | None]
 
 
 class RouterWorker:
@@ -179,7 +182,9 @@ class RouterWorker:
             keys.master_key,
             cache_bytes=settings.router_cache_mb * MIB,
             key_ttl=timedelta(seconds=settings.router_key_ttl_s),
+            defer_writes=True,  # written by `_end`, before the Kafka commit
         )
+        self._ledger_failures = 0  # batches in a row whose ledger rows failed to write
         self._state = SubjectStateTable(  # an erasure drops the key in every router at once
             settings.kafka_client_config(),
             container.topics.name(PRIVACY_SUBJECT_STATE),
@@ -392,12 +397,17 @@ class RouterWorker:
             links=batch_links(messages),
             attributes={**attributes, "contactflow.batch.size": len(messages)},
         ) as span:
-            with self._tracer.start_as_current_span("route events"):
-                outcome = self.pipeline.route(
-                    messages,  # type: ignore[arg-type]
-                    batch.outcomes(),
-                    batch.now,
-                )
+            try:
+                with self._tracer.start_as_current_span("route events"):
+                    outcome = self.pipeline.route(
+                        messages,  # type: ignore[arg-type]
+                        batch.outcomes(),
+                        batch.now,
+                    )
+            except LedgerWriteFailed:  # the batch before it, committing: it aborts
+                if self._settle():  # cannot be: it failed. Never drop a batch unread
+                    raise
+                return  # this one is read again after it
             span.set_attribute("contactflow.batch.outputs", len(outcome.outputs))
             # The ledger holds this batch now; Kafka's transactions go one at a time, in order.
             if not self._settle():
@@ -411,7 +421,9 @@ class RouterWorker:
                     refused = self._send(outcome, began)
                     if refused is None:
                         group = self._consumer.consumer_group_metadata()
-                        ending = self._committer.submit(self._end, offsets, group)
+                        ending = self._committer.submit(
+                            self._end, offsets, group, outcome.ledger_write
+                        )
                         self._committing = _Committing(batch, outcome, started, began, ending)
                         return
                 else:
@@ -451,13 +463,18 @@ class RouterWorker:
         self._in_flight.clear()  # read again from the committed offsets, after this one
 
     def _aborted(self, refused: _Refused) -> None:
-        """A transaction aborted: what it staged is forgotten, and the abort counted."""
+        """A transaction aborted: what it staged is forgotten, and the abort counted. So
+        are the caches when ledger rows went unwritten (its own or a later batch's): they
+        named subjects and keys the ledger does not hold."""
         self._dedup.discard()
+        if self.directory.unwritten:
+            self.directory.drop_caches()
         self.stats.aborted += 1
         self._metrics.aborted(refused.error)
 
     def _committed(self, messages: list[Message], outcome: BatchOutcome, started: float) -> None:
         self._dedup.commit()
+        self._ledger_failures = 0
         self.stats.batches += 1
         self.stats.events_in += len(messages)
         self.stats.outputs += len(outcome.outputs)
@@ -539,7 +556,8 @@ class RouterWorker:
         if refused is not None:
             return refused
         offsets = offsets if offsets is not None else _next_offsets(messages)
-        return self._ended(self._end(offsets, self._consumer.consumer_group_metadata()), began)
+        group = self._consumer.consumer_group_metadata()
+        return self._ended(self._end(offsets, group, outcome.ledger_write), began)
 
     def _send(self, outcome: BatchOutcome, began: float) -> _Refused | None:
         """Begin a transaction and produce the outputs: None when `_end` may add the input
@@ -569,11 +587,19 @@ class RouterWorker:
         except KafkaException as exc:
             return self._ended(exc, began)
 
-    def _end(self, offsets: list[TopicPartition], group: Any) -> KafkaException | None:
-        """Add the input offsets to the open transaction and commit it (in the commit
-        thread with `overlap_commits`): the error that stopped it, if any, for `_ended`
-        in the routing thread. `group`: the consumer's group metadata, read there."""
+    def _end(
+        self, offsets: list[TopicPartition], group: Any, ledger_write: LedgerWrite | None
+    ) -> KafkaException | LedgerWriteFailed | None:
+        """Write the batch's ledger rows, then add the input offsets to the open
+        transaction and commit it (in the commit thread with `overlap_commits`): the error
+        that stopped it, if any, for `_ended` in the routing thread. `group`: the
+        consumer's group metadata, read there."""
         producer = self._producer
+        if ledger_write is not None:
+            try:
+                self.directory.write(ledger_write)
+            except LedgerWriteFailed as exc:
+                return exc
         try:
             self._until_done(
                 "send_offsets_to_transaction",
@@ -585,11 +611,15 @@ class RouterWorker:
         except KafkaException as exc:
             return exc
 
-    def _ended(self, failure: KafkaException | None, began: float) -> _Refused | None:
+    def _ended(
+        self, failure: KafkaException | LedgerWriteFailed | None, began: float
+    ) -> _Refused | None:
         """A transaction's end: None when it committed; else it is aborted, and why."""
         if failure is None:
             self._metrics.transaction(time.perf_counter() - began, committed=True)
             return None
+        if isinstance(failure, LedgerWriteFailed):
+            return self._ledger_write_failed(failure, began)
         error: KafkaError = failure.args[0]
         self._producer.poll(0)  # serve the delivery reports of the refused records
         cause = next(
@@ -606,11 +636,25 @@ class RouterWorker:
         self._metrics.transaction(time.perf_counter() - began, committed=False)
         return _Refused((cause or error).name(), cause is not None)
 
-    def _abort(self, error: KafkaError) -> None:
+    def _ledger_write_failed(self, failure: LedgerWriteFailed, began: float) -> _Refused:
+        """The batch's ledger rows were not written (another router wrote the same ones
+        first, most likely): its transaction aborts and it is read again, resolved
+        against what the ledger holds now. Stops after `_LEDGER_WRITE_TRIES` in a row."""
+        self._ledger_failures += 1
+        if self._ledger_failures >= _LEDGER_WRITE_TRIES:
+            raise ContactflowError(
+                f"{failure}; {self._ledger_failures} batches in a row: the router stops"
+            ) from None
+        log.warning("batch aborted: %s; re-reading it", failure)
+        self._abort(None)
+        self._metrics.transaction(time.perf_counter() - began, committed=False)
+        return _Refused("ledger_write_failed", record_error=False)
+
+    def _abort(self, error: KafkaError | None) -> None:
         """Abort the open transaction; a producer that cannot (a fatal error, or a broker
         that forgot the transaction) is replaced by a new one with the same id, whose
         start aborts whatever the broker still holds open."""
-        if not error.fatal():
+        if error is None or not error.fatal():
             try:
                 self._until_done(
                     "abort_transaction", 30, lambda: self._producer.abort_transaction(30)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ import streams.router.directory as directory_module
 from processors.crypto import unwrap_key
 from processors.pseudonym import Pseudonymiser
 from streams.ledger.models import SubjectAlias, SubjectFootprint, SubjectKey
-from streams.router.directory import SubjectDirectory
+from streams.router.directory import LedgerWriteFailed, SubjectDirectory
 
 pytestmark = pytest.mark.integration
 
@@ -114,3 +115,38 @@ def test_an_error_in_the_batch_leaves_nothing_in_the_ledger(
         failing_batch()
     with sessions() as session:
         assert session.scalars(select(SubjectKey)).all() == []
+
+
+def test_deferred_rows_are_written_from_another_thread_and_a_lost_race_fails_the_write(
+    sessions: sessionmaker[Session], digest: Digest
+) -> None:
+    """The worker's mode: a batch only reads, a thread writes its rows while the next
+    batch is routed (here a merge, which waits for them), and a write that meets rows
+    another writer made first fails with the error's type only."""
+    deferred = SubjectDirectory(sessions, Pseudonymiser(b"p" * 32), MASTER_KEY, defer_writes=True)
+    with deferred.batch() as first:
+        a, b = deferred.resolve([(("phone", digest("a")),), (("email", digest("b")),)], T0)
+    assert first.write is not None
+    assert _live_keys(sessions, a or "") == []
+    later = T0 + timedelta(minutes=5)
+    with ThreadPoolExecutor(1) as writer:
+        written = writer.submit(deferred.write, first.write)
+        with deferred.batch() as second:
+            (linked,) = deferred.resolve([(("phone", digest("a")), ("email", digest("b")))], later)
+        written.result()
+    assert second.write is None, "a merge writes in its own transaction"
+    assert linked in {a, b}
+    with sessions() as session:
+        assert list(session.scalars(select(SubjectAlias.alias_pseudonym))) == [
+            ({a, b} - {linked}).pop()
+        ]
+    assert len(_live_keys(sessions, linked or "")) == 2, "both keys follow the survivor"
+
+    with deferred.batch() as third:
+        (c,) = deferred.resolve([(("phone", digest("c")),)], later)
+    rival = SubjectDirectory(sessions, Pseudonymiser(b"p" * 32), MASTER_KEY)
+    assert rival.resolve([(("phone", digest("c")),)], later) == [c]
+    assert third.write is not None
+    with pytest.raises(LedgerWriteFailed, match=r"\(IntegrityError\)$"):
+        deferred.write(third.write)
+    assert [k.key_id for k in _live_keys(sessions, c or "")] == [rival.cipher(c or "").key_id]
