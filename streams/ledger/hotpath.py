@@ -188,6 +188,10 @@ def _kind(kind: str) -> str:
     return IdentifierKind(kind).value  # refuses an unknown kind as the repositories do
 
 
+class SubjectErasedMeanwhile(Exception):
+    """A batch's deferred rows name a subject erased after the batch read it."""
+
+
 @dataclass(frozen=True)
 class _Insert:
     table: Table
@@ -219,7 +223,30 @@ class DeferredInserts:
             self.keys.update({subject: (key_id, wrapped) for key_id, subject, wrapped in rows})
 
     def write(self, session: Session) -> None:
-        """Run every insert in `session`'s transaction (the caller commits), in order."""
+        """Run every insert in `session`'s transaction (the caller commits), in order.
+
+        The batch read the subjects it extends earlier, in another transaction: one
+        erased since then must not gain an identifier, a key or a footprint. So they are
+        read again here, locked against a concurrent erasure (FOR SHARE; SQLite's write
+        transaction excludes it already), and `SubjectErasedMeanwhile` is raised, having
+        written nothing, if one was erased."""
+        named: set[str] = set()
+        created: set[str] = set()
+        for kept in self.inserts:
+            if kept.table is _SUBJECTS:
+                created.update(str(row[0]) for row in kept.rows)
+            else:
+                position = kept.columns.index("subject_pseudonym")
+                named.update(str(row[position]) for row in kept.rows)
+        extended = sorted(named - created)
+        for chunk in chunks(extended):
+            erased = session.scalars(
+                select(Subject.subject_pseudonym)
+                .where(Subject.subject_pseudonym.in_(chunk), Subject.erased_at.is_not(None))
+                .with_for_update(read=True)
+            ).first()
+            if erased is not None:
+                raise SubjectErasedMeanwhile("a subject the batch extends was erased meanwhile")
         for kept in self.inserts:
             _insert(session, kept.table, kept.columns, kept.rows, kept.constants,
                     keep_existing=kept.keep_existing)  # fmt: skip

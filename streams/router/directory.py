@@ -49,6 +49,7 @@ from streams.ledger import SubjectErasedError, SubjectIndex
 from streams.ledger.engine import READS_ONLY
 from streams.ledger.hotpath import (
     DeferredInserts,
+    SubjectErasedMeanwhile,
     add_footprints,
     add_keys,
     add_subjects,
@@ -213,7 +214,7 @@ class SubjectDirectory:
                 write.inserts.write(session)
         except BaseException as exc:
             write.finished(type(exc).__name__)  # a batch waiting for it must not wait on
-            if isinstance(exc, SQLAlchemyError):
+            if isinstance(exc, SQLAlchemyError | SubjectErasedMeanwhile):
                 raise LedgerWriteFailed(
                     f"the batch's ledger rows could not be written ({type(exc).__name__})"
                 ) from None

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from processors.pseudonym import Pseudonymiser
+from streams.ledger import SubjectIndex
 from streams.ledger.models import (
     Subject,
     SubjectAlias,
@@ -221,3 +222,29 @@ def test_a_rolled_back_batch_leaves_nothing_to_write(
     assert directory.unwritten == 0
     assert directory.cached_subject((("phone", d("a")),)) is None
     assert _rows(sessions)["subjects"] == []
+
+
+def test_a_subject_erased_between_the_read_and_the_write_gains_nothing(
+    sessions: sessionmaker[Session], pseudonymiser: Pseudonymiser
+) -> None:
+    """The batch read the person as live and attached a new e-mail to them; the privacy
+    app erased them before the write. The write fails and adds no identifier: the batch
+    is re-read, and then finds the person erased."""
+    [subject] = SubjectDirectory(sessions, pseudonymiser, MASTER_KEY).resolve(
+        [(("phone", d("a")),)], T0
+    )
+    deferred = SubjectDirectory(sessions, pseudonymiser, MASTER_KEY, defer_writes=True)
+    [same], write = _route(deferred, [(("phone", d("a")), ("email", d("new")))])
+    assert same == subject
+    assert write is not None
+    with sessions.begin() as session:
+        SubjectIndex(session).mark_erased(subject, T0 + timedelta(hours=1))
+
+    with pytest.raises(LedgerWriteFailed, match=r"\(SubjectErasedMeanwhile\)$"):
+        deferred.write(write)
+
+    with sessions() as session:
+        assert session.get(SubjectIdentifier, d("new")) is None
+        assert session.get(SubjectFootprint, (subject, "ORES", "phone")) is None
+    deferred.drop_caches()
+    assert deferred.resolve([(("phone", d("a")), ("email", d("new")))], T0) == [None]
