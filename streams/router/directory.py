@@ -275,7 +275,10 @@ class SubjectDirectory:
             self._overlay = tuple(w.inserts for w in self._unwritten)
             self._open = self._sessions()
             self._open.begin()
-            if self._deferred is not None:  # it only reads: no write lock held meanwhile
+            # While a batch before it is unwritten, it only reads (it takes no write lock
+            # the commit thread would wait for); else it holds the lock, so a merge can
+            # write in it at once.
+            if self._deferred is not None and self._overlay:
                 self._open.connection(execution_options={READS_ONLY: True})
             self.ledger_round_trips += 1
         with self._open.begin_nested():
@@ -508,8 +511,10 @@ class SubjectDirectory:
             # nothing joins an erased subject; no pseudonym twice
             placement = placement.without(erased | set(taken))
             merges = [pending[index] for index in placement.deferred]
-            if merges and (self._deferred is not None or self._overlay):
-                raise _WriteFirst
+            if merges:
+                if self._overlay or self._deferred:  # rows the ledger lacks yet: written first
+                    raise _WriteFirst
+                self._deferred = None  # the transaction holds the write lock: write in it
             add_subjects(self._sink(session), placement.created, placement.attached, now)
             if merges:  # events linking subjects that already exist
                 owner = self._link_deferred(session, merges, placement, owner, erased, every, now)

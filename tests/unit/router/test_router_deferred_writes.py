@@ -248,3 +248,21 @@ def test_a_subject_erased_between_the_read_and_the_write_gains_nothing(
         assert session.get(SubjectFootprint, (subject, "ORES", "phone")) is None
     deferred.drop_caches()
     assert deferred.resolve([(("phone", d("a")), ("email", d("new")))], T0) == [None]
+
+
+def test_a_merge_with_nothing_unwritten_writes_in_the_batchs_first_transaction(
+    sessions: sessionmaker[Session], pseudonymiser: Pseudonymiser
+) -> None:
+    """Every batch before it is written, so the batch's transaction holds the write lock
+    from the start: a merge writes in it, with no second transaction (one round trip)."""
+    directory = SubjectDirectory(sessions, pseudonymiser, MASTER_KEY, defer_writes=True)
+    [a, b], write1 = _route(directory, [(("phone", d("a")),), (("email", d("b")),)])
+    assert write1 is not None
+    directory.write(write1)
+    trips = directory.ledger_round_trips
+
+    [merged], write2 = _route(directory, [(("phone", d("a")), ("email", d("b")))])
+
+    assert directory.ledger_round_trips == trips + 1
+    assert write2 is None, "written in the batch's own transaction"
+    assert _rows(sessions)["aliases"] == [(({a, b} - {merged}).pop(),)]
