@@ -80,14 +80,17 @@ class GroupProbe:
         return sum(max(end - committed[tp], 0) for tp, end in ends.items())
 
     def transaction_open(self) -> bool:
-        """True while a router transaction holds records on contact.ores.v1 uncommitted.
+        """True while a router transaction holds records on contact.ores.v1 uncommitted."""
+        return bool(self.open_transactions())
 
-        The last stable offset (what read_committed readers may see), read after the end
-        offset, still lags it.
-        """
+    def open_transactions(self) -> dict[tuple[str, int], tuple[int, int]]:
+        """(topic, partition) -> (last stable offset, end offset), for the partitions of
+        contact.ores.v1 where a transaction holds records uncommitted: the last stable
+        offset (what read_committed readers may see), read after the end offset, lags it.
+        The records between the two are the open transaction's (and its markers')."""
         ends = self._end_offsets()
         stable = self._end_offsets(IsolationLevel.READ_COMMITTED)
-        return any(end > stable[tp] for tp, end in ends.items())
+        return {tp: (stable[tp], end) for tp, end in ends.items() if end > stable[tp]}
 
     def _end_offsets(
         self, isolation: IsolationLevel = IsolationLevel.READ_UNCOMMITTED

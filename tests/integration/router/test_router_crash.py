@@ -67,7 +67,7 @@ def test_sigkilled_router_neither_loses_nor_duplicates_events(
     router = router_fleet.router("crash-1").start()
     router.wait_ready()
     flow = router_fleet.start_flow(fresh_events(FLOW_MAX_EVENTS), FLOW_PER_SECOND)
-    left_open = 0
+    open_at_kill: list[dict[tuple[str, int], tuple[int, int]]] = []
     for kill in range(KILLS):
         wait_for_commit(router)
         if kill == 0:  # anywhere in the small batches of the live flow
@@ -76,8 +76,9 @@ def test_sigkilled_router_neither_loses_nor_duplicates_events(
             wait_for(group_probe.transaction_open, FAILOVER_TIMEOUT_S,
                      "a router transaction to be open", report, interval=0.002)  # fmt: skip
         router.kill()
-        still_open = group_probe.transaction_open()
-        left_open += still_open
+        still_open = group_probe.open_transactions()
+        if still_open:
+            open_at_kill.append(still_open)
         note(f"SIGKILL #{router.incarnations}: {flow.sent} sent, "
              f"{sum(group_probe.committed().values())} committed, "
              f"transaction {'left open' if still_open else 'not open'}")  # fmt: skip
@@ -99,7 +100,12 @@ def test_sigkilled_router_neither_loses_nor_duplicates_events(
     assert any(topics == [CONTACT_QUARANTINE] for topics in routed.topics_of_event.values())
     aborted = _aborted_outputs(container)
     note(f"{aborted} output record(s) of aborted transactions on the tagged topics")
-    if left_open:  # the fence aborted the zombie's records: there, but never read_committed
+    # A transaction open at a kill ends whole: aborted by the fence (its records there,
+    # never read_committed), or committed when the kill came after the commit was sent.
+    fates = [_fate(container, ranges) for ranges in open_at_kill]
+    note(f"transactions open at a kill: {fates}")
+    assert set(fates) <= {"aborted", "committed"}, report()
+    if "aborted" in fates:
         assert aborted > 0, report()
     print("\n".join(timeline))
 
@@ -181,6 +187,27 @@ def _other_bytes(event: RawEvent) -> RawEvent:
     """The same event id (and contact, hence partition) with different content."""
     body = event.event
     return RawEvent(event.channel, {**body, "payload": {**body["payload"], "duration_s": 132}})
+
+
+def _fate(container: Container, ranges: dict[tuple[str, int], tuple[int, int]]) -> str:
+    """What became of the records a transaction held open at a kill (`ranges`: from the
+    last stable offset to the end offset, per partition): "committed" when every one is
+    read_committed now, "aborted" when none is, else "partly committed" (a defect)."""
+    client = container.settings.kafka_client_config()
+    held: set[tuple[str, int, int]] = set()
+    kept: set[tuple[str, int, int]] = set()
+    for topic in {topic for topic, _ in ranges}:
+        for into, committed_only in ((held, False), (kept, True)):
+            for message in read_all(client, topic, timeout=60, committed_only=committed_only):
+                position = (topic, message.partition() or 0)
+                start, end = ranges.get(position, (0, 0))
+                if start <= (offset := message.offset() or 0) < end:
+                    into.add((*position, offset))
+    if not held:
+        return "no record"  # a defect too: the end offset was ahead of the stable one
+    if kept == held:
+        return "committed"
+    return "aborted" if not kept else "partly committed"
 
 
 def _aborted_outputs(container: Container) -> int:
