@@ -78,6 +78,11 @@ _OUTAGE_ERRORS = frozenset(
 )  # fmt: skip
 _ISOLATION_RETRIES = 3  # errors not about a record while isolating one, before re-reading
 _LEDGER_WRITE_TRIES = 5  # batches in a row whose ledger rows fail to write, before stopping
+# A transaction's end (offsets, commit, abort) retried as retriable for this long is given
+# up: the broker aborts a transaction after `transaction.timeout.ms` (60 s) anyway, and
+# librdkafka can keep answering NOT_COORDINATOR for a coordinator that moved (seen for
+# over 7 minutes after two of three nodes were killed). A new producer finds it afresh.
+_TXN_GIVE_UP_S = 90.0
 Clock = Callable[[], datetime]
 # /healthz fails when the loop has not turned for this long: twice the longest guarded
 # call (seeding the dedup window, 120 s) plus the watchdog's grace, which restarts a
@@ -130,6 +135,14 @@ class _Batch:
         return self.decoded
 
 
+class _GaveUp(Exception):
+    """A Kafka call still failing, as retriable, after its give-up time."""
+
+    def __init__(self, name: str, waited_s: float, error: KafkaError) -> None:
+        super().__init__(f"{name} not done in {waited_s:.0f} s ({error.name()})")
+        self.error = error
+
+
 @dataclass(frozen=True)
 class _Committing:
     """A routed batch whose transaction is committing in the commit thread."""
@@ -138,7 +151,7 @@ class _Committing:
     outcome: BatchOutcome
     started: float
     began: float
-    future: Future[KafkaException | LedgerWriteFailed | None]
+    future: Future[KafkaException | LedgerWriteFailed | _GaveUp | None]
 
 
 class RouterWorker:
@@ -185,6 +198,7 @@ class RouterWorker:
             defer_writes=True,  # written by `_end`, before the Kafka commit
         )
         self._ledger_failures = 0  # batches in a row whose ledger rows failed to write
+        self._monotonic = time.monotonic  # `_until_done`'s clock (tests move it)
         self._state = SubjectStateTable(  # an erasure drops the key in every router at once
             settings.kafka_client_config(),
             container.topics.name(PRIVACY_SUBJECT_STATE),
@@ -589,7 +603,7 @@ class RouterWorker:
 
     def _end(
         self, offsets: list[TopicPartition], group: Any, ledger_write: LedgerWrite | None
-    ) -> KafkaException | LedgerWriteFailed | None:
+    ) -> KafkaException | LedgerWriteFailed | _GaveUp | None:
         """Write the batch's ledger rows, then add the input offsets to the open
         transaction and commit it (in the commit thread with `overlap_commits`): the error
         that stopped it, if any, for `_ended` in the routing thread. `group`: the
@@ -605,14 +619,20 @@ class RouterWorker:
                 "send_offsets_to_transaction",
                 15,
                 lambda: producer.send_offsets_to_transaction(offsets, group, 15),
+                give_up_s=_TXN_GIVE_UP_S,
             )
-            self._until_done("commit_transaction", 60, lambda: producer.commit_transaction(60))
+            self._until_done(
+                "commit_transaction",
+                60,
+                lambda: producer.commit_transaction(60),
+                give_up_s=_TXN_GIVE_UP_S,
+            )
             return None
-        except KafkaException as exc:
+        except (KafkaException, _GaveUp) as exc:
             return exc
 
     def _ended(
-        self, failure: KafkaException | LedgerWriteFailed | None, began: float
+        self, failure: KafkaException | LedgerWriteFailed | _GaveUp | None, began: float
     ) -> _Refused | None:
         """A transaction's end: None when it committed; else it is aborted, and why."""
         if failure is None:
@@ -620,6 +640,11 @@ class RouterWorker:
             return None
         if isinstance(failure, LedgerWriteFailed):
             return self._ledger_write_failed(failure, began)
+        if isinstance(failure, _GaveUp):  # the producer may be stuck: a new one, not an abort
+            log.warning("batch aborted: %s; new transactional producer, re-reading it", failure)
+            self._renew_producer()
+            self._metrics.transaction(time.perf_counter() - began, committed=False)
+            return _Refused("transaction_given_up", record_error=False)
         error: KafkaError = failure.args[0]
         self._producer.poll(0)  # serve the delivery reports of the refused records
         cause = next(
@@ -657,9 +682,14 @@ class RouterWorker:
         if error is None or not error.fatal():
             try:
                 self._until_done(
-                    "abort_transaction", 30, lambda: self._producer.abort_transaction(30)
+                    "abort_transaction",
+                    30,
+                    lambda: self._producer.abort_transaction(30),
+                    give_up_s=_TXN_GIVE_UP_S,
                 )
                 return
+            except _GaveUp as gave_up:
+                error = gave_up.error
             except KafkaException as exc:
                 error = exc.args[0]
                 if error.code() == KafkaError._FENCED:
@@ -675,26 +705,37 @@ class RouterWorker:
             return contextlib.nullcontext()
         return self._watchdog.guard(name, timeout_s)
 
-    def _until_done(self, name: str, timeout_s: float, call: Callable[[], object]) -> None:
+    def _until_done(
+        self,
+        name: str,
+        timeout_s: float,
+        call: Callable[[], object],
+        *,
+        give_up_s: float | None = None,
+    ) -> None:
         """Repeat a Kafka call while librdkafka says it is retriable (a timed-out commit goes
         on in the background and must be called again to finish). While the broker is away
         this waits for it, with one line every `_OUTAGE_REPORT_S`, not one per retry; a stop
-        asked for meanwhile gives up (the open transaction is aborted by the broker)."""
-        started = reported = time.monotonic()
+        asked for meanwhile gives up (the open transaction is aborted by the broker), and so
+        does `give_up_s` of retries (`_GaveUp`)."""
+        monotonic = self._monotonic
+        started = reported = monotonic()
         while True:
             try:
                 with self._guard(name, timeout_s):
                     call()
                 if reported > started:
                     log.warning("broker back: %s done after %.0f s", name,
-                                time.monotonic() - started)  # fmt: skip
+                                monotonic() - started)  # fmt: skip
                 return
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
                 retriable = error.retriable() or error.code() in _OUTAGE_ERRORS
                 if not retriable or self._stop.is_set():
                     raise
-                now = time.monotonic()
+                now = monotonic()
+                if give_up_s is not None and now - started >= give_up_s:
+                    raise _GaveUp(name, now - started, error) from None
                 if now - reported >= _OUTAGE_REPORT_S or reported == started:
                     log.warning("broker unreachable? %s not done for %.0f s (%s); retrying",
                                 name, now - started, error.name())  # fmt: skip
