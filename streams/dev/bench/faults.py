@@ -101,9 +101,14 @@ class FaultBenchResult:
         return max((f.recovery_s or RECOVERY_LIMIT_S for f in self.faults), default=0.0)
 
     @property
+    def unrecovered(self) -> list[str]:
+        """Faults the router did not recover from within `RECOVERY_LIMIT_S`."""
+        return [f.name for f in self.faults if f.recovery_s is None]
+
+    @property
     def ok(self) -> bool:
         clean = self.lost == self.duplicated == self.stalled_partitions == 0
-        return clean and not self.problems
+        return clean and not self.problems and not self.unrecovered
 
     def report_lines(self) -> list[str]:
         lines = [
@@ -115,6 +120,8 @@ class FaultBenchResult:
         if self.detail:
             lines.append(", ".join(f"{what} {n}" for what, n in sorted(self.detail.items())))
         lines.extend(f"problem: {p}" for p in self.problems)
+        lines.extend(f"problem: not recovered within {RECOVERY_LIMIT_S:.0f} s: {name}"
+                     for name in self.unrecovered)  # fmt: skip
         lines.append(
             f"faults={len(self.faults)} lost={self.lost} duplicated={self.duplicated} "
             f"stalled_partitions={self.stalled_partitions} "

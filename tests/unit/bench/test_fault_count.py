@@ -78,3 +78,15 @@ def test_the_last_line_carries_every_figure_and_a_fault_never_recovered_counts_a
     clean = FaultBenchResult([Fault("router SIGKILL", 12.5)], 100, 3, 0, 0, 0)
     assert clean.ok
     assert clean.report_lines()[-1].endswith("max_recovery_s=12.5")
+
+
+def test_a_fault_never_recovered_from_fails_the_bench_even_with_nothing_lost() -> None:
+    """A router stuck for good after a fault loses nothing until it is restarted: the
+    bench must fail on the stall itself (seen: stuck 7 minutes, every figure zero)."""
+    result = FaultBenchResult([Fault("router SIGKILL", 12.5), Fault("two nodes of three", None)],
+                              events=100, requests=3, lost=0, duplicated=0,
+                              stalled_partitions=0)  # fmt: skip
+    assert not result.ok
+    lines = result.report_lines()
+    assert "problem: not recovered within 120 s: two nodes of three" in lines
+    assert lines[-1] == "faults=2 lost=0 duplicated=0 stalled_partitions=0 max_recovery_s=120.0"
