@@ -72,8 +72,11 @@ def owners_of(session: Session, digests: Collection[str]) -> dict[str, str]:
     return owners
 
 
-def subjects_state(session: Session, pseudonyms: Collection[str]) -> dict[str, bool]:
-    """pseudonym -> erased?, for the pseudonyms that exist as subjects."""
+def subjects_state(
+    session: Session, pseudonyms: Collection[str], *, locked: bool = False
+) -> dict[str, bool]:
+    """pseudonym -> erased?, for the pseudonyms that exist as subjects; `locked`: the rows
+    stay as read until the transaction ends (`_select_in`)."""
     state: dict[str, bool] = {}
     for chunk in chunks(pseudonyms):
         rows = _select_in(
@@ -81,6 +84,7 @@ def subjects_state(session: Session, pseudonyms: Collection[str]) -> dict[str, b
             (Subject.subject_pseudonym, Subject.erased_at),
             Subject.subject_pseudonym,
             chunk,
+            locked=locked,
         )
         state.update({pseudonym: erased is not None for pseudonym, erased in rows})
     return state
@@ -101,8 +105,12 @@ def _select_in(
     columns: tuple[InstrumentedAttribute[Any], ...],
     column: InstrumentedAttribute[Any],
     values: list[str],
+    *,
+    locked: bool = False,
 ) -> Sequence[Sequence[Any]]:
-    """SELECT `columns` WHERE `column` IN `values`, as rows.
+    """SELECT `columns` WHERE `column` IN `values`, as rows; `locked`: FOR SHARE, so no
+    other transaction changes them before this one ends (on SQLite a write transaction
+    excludes every other writer already).
 
     On SQLite the statement goes to the driver as text: SQLAlchemy expanding the IN list
     on every call cost more than the lookup itself. Values come back as the driver gives
@@ -111,7 +119,8 @@ def _select_in(
     """
     connection = session.connection()
     if connection.dialect.name != "sqlite":
-        return session.execute(select(*columns).where(column.in_(values))).all()
+        query = select(*columns).where(column.in_(values))
+        return session.execute(query.with_for_update(read=True) if locked else query).all()
     table = column.class_.__table__.name
     names = ", ".join(c.key for c in columns)
     statement = "SELECT {} FROM {} WHERE {} IN ({})".format(  # noqa: S608 - names from the model
@@ -227,9 +236,8 @@ class DeferredInserts:
 
         The batch read the subjects it extends earlier, in another transaction: one
         erased since then must not gain an identifier, a key or a footprint. So they are
-        read again here, locked against a concurrent erasure (FOR SHARE; SQLite's write
-        transaction excludes it already), and `SubjectErasedMeanwhile` is raised, having
-        written nothing, if one was erased."""
+        read again here, locked against a concurrent erasure, and `SubjectErasedMeanwhile`
+        is raised, having written nothing, if one was erased."""
         named: set[str] = set()
         created: set[str] = set()
         for kept in self.inserts:
@@ -238,15 +246,8 @@ class DeferredInserts:
             else:
                 position = kept.columns.index("subject_pseudonym")
                 named.update(str(row[position]) for row in kept.rows)
-        extended = sorted(named - created)
-        for chunk in chunks(extended):
-            erased = session.scalars(
-                select(Subject.subject_pseudonym)
-                .where(Subject.subject_pseudonym.in_(chunk), Subject.erased_at.is_not(None))
-                .with_for_update(read=True)
-            ).first()
-            if erased is not None:
-                raise SubjectErasedMeanwhile("a subject the batch extends was erased meanwhile")
+        if any(subjects_state(session, sorted(named - created), locked=True).values()):
+            raise SubjectErasedMeanwhile("a subject the batch extends was erased meanwhile")
         for kept in self.inserts:
             _insert(session, kept.table, kept.columns, kept.rows, kept.constants,
                     keep_existing=kept.keep_existing)  # fmt: skip
