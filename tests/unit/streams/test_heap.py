@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.runtime.heap import freeze_startup_heap
+from streams.runtime.heap import OLDER_THRESHOLDS, YOUNG_THRESHOLD, freeze_startup_heap
 
 
 class _Node:
@@ -18,8 +18,10 @@ class _Node:
 
 @pytest.fixture
 def unfreeze_after() -> Iterator[None]:
+    thresholds = gc.get_threshold()
     yield
     gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 @pytest.mark.usefixtures("unfreeze_after")
@@ -41,3 +43,30 @@ def test_a_cycle_made_after_the_freeze_is_still_collected() -> None:
     del first, second
     gc.collect()
     assert gone() is None
+
+
+@pytest.mark.usefixtures("unfreeze_after")
+def test_after_the_freeze_young_passes_come_less_often_and_cycles_still_go() -> None:
+    gc.set_threshold(700, 10, 10)
+    freeze_startup_heap()
+    assert gc.get_threshold() == (YOUNG_THRESHOLD, *OLDER_THRESHOLDS)
+    passes = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 0:
+            passes.append(1)
+
+    gc.collect()
+    gc.callbacks.append(count)
+    try:
+        kept = [[] for _ in range(YOUNG_THRESHOLD // 2)]  # fewer new containers than the threshold
+        assert not passes
+        first, second = _Node(), _Node()
+        first.other, second.other = second, first
+        gone = weakref.ref(first)
+        del first, second
+        kept += [[] for _ in range(YOUNG_THRESHOLD)]  # past it: a young pass takes the cycle
+        assert passes
+        assert gone() is None
+    finally:
+        gc.callbacks.remove(count)
