@@ -14,7 +14,7 @@ replayed after a crash is not counted twice; `figure_of` turns a cell into the p
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -38,12 +38,14 @@ COMPLAINT_SERVICE: Final = "complaint"
 
 @dataclass(frozen=True, slots=True)
 class KpiConfig:
-    """The reporting's settings: the service-level threshold, the anonymity threshold k, and
-    how long after its end a window still takes late events (judged by routing time)."""
+    """The reporting's settings: the service-level threshold, the anonymity threshold k,
+    how long after its end a window still takes late events (judged by routing time), and
+    how long after that the app keeps the window's working state (`keep_cells`)."""
 
     service_level_s: int = 20
     min_subjects: int = 5
     grace: timedelta = timedelta(hours=6)
+    keep_cells: timedelta = timedelta(days=14)
 
     def __post_init__(self) -> None:
         if self.service_level_s <= 0:
@@ -52,6 +54,14 @@ class KpiConfig:
             raise ValueError("the anonymity threshold k must be at least 2")
         if self.grace < timedelta(0):
             raise ValueError("the grace period cannot be negative")
+        if self.keep_cells < timedelta(0):
+            raise ValueError("the time cells are kept after their grace period cannot be negative")
+
+    def forgotten(self, window: Window, now: datetime) -> bool:
+        """Whether the app has let go of `window`'s cell by `now`: its figure was final
+        `keep_cells` ago. The cell's subject tags and source offsets go with it (storage
+        limitation), and the table stops growing with the reporting's history."""
+        return now >= window.end + self.grace + self.keep_cells
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +349,20 @@ def parse_cell_key(key: str) -> tuple[Window, Group]:
                                                 queue or None)  # fmt: skip
 
 
+def cells_to_forget(keys: Iterable[str], now: datetime, config: KpiConfig) -> list[str]:
+    """The cell keys among `keys` whose window the app lets go of by `now`
+    (`KpiConfig.forgotten`); a key that names no window is left alone."""
+    gone = []
+    for key in keys:
+        try:
+            window = parse_cell_key(key)[0]
+        except ValueError:
+            continue
+        if config.forgotten(window, now):
+            gone.append(key)
+    return gone
+
+
 def window_of_label(grain: str, label: str) -> Window:
     """The window a label names: '2026-11-30 14:00 +01:00', '2026-11-30' or '2026-W49'."""
     if grain == HOUR:
@@ -480,17 +504,22 @@ def group_of_fact(fact: Mapping[str, Any]) -> Group:
 
 
 def apply_fact(
-    cells: Any, fact: Mapping[str, Any], min_subjects: int, grace: timedelta
-) -> list[tuple[str, Window, Group]]:
+    cells: Any, fact: Mapping[str, Any], min_subjects: int, grace: timedelta,
+    forgotten: Callable[[Window], bool] | None = None,
+) -> list[tuple[str, Window, Group]]:  # fmt: skip
     """Apply a fact's entries to their windows' cells in `cells` (a mapping of cell key to
     `Cell`, e.g. a dict, or a view of the app's table that loads and stores), each cell
     loaded and stored once; returns the windows touched, replayed or not, so their figures
-    are published again."""
+    are published again. A window `forgotten` says the app let go of is left alone: a cell
+    made afresh there would publish a figure of the few entries that came that late over
+    the final one."""
     group = group_of_fact(fact)
     loaded: dict[str, tuple[Window, Cell | None, Cell]] = {}
     changed: set[str] = set()
     for entry in fact["entries"]:
         for window in windows_of(entry["occurred_at"], fact["grain"]):
+            if forgotten is not None and forgotten(window):
+                continue
             key = cell_key(window, group)
             if key not in loaded:
                 known = cells.get(key)

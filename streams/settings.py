@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     kpi_service_level_s: int = Field(default=20, ge=1, le=3600)
     kpi_min_subjects: int = Field(default=5, ge=2, le=1000)
     kpi_grace_s: float = Field(default=6 * 3600.0, ge=0)
+    kpi_keep_cells_s: float = Field(default=14 * 86400.0, ge=0)
+    kpi_forget_interval_s: float = Field(default=3600.0, gt=0)
     kpi_publish_interval_s: float = Field(default=5.0, gt=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
@@ -138,9 +140,10 @@ class Settings(BaseSettings):
         return layout.bootstrap if layout is not None else f"127.0.0.1:{self.broker_port}"
 
     def kpi_config(self) -> KpiConfig:
-        """The reporting's thresholds and grace period."""
+        """The reporting's thresholds, grace period and how long cells are kept after it."""
         return KpiConfig(self.kpi_service_level_s, self.kpi_min_subjects,
-                         timedelta(seconds=self.kpi_grace_s))  # fmt: skip
+                         timedelta(seconds=self.kpi_grace_s),
+                         timedelta(seconds=self.kpi_keep_cells_s))  # fmt: skip
 
     def scoped(self, name: str) -> str:
         """A consumer group or `transactional.id` in this deployment's namespace: the topic

@@ -162,7 +162,8 @@ def _run_reporting(root: Container, heartbeat: Heartbeat, endpoints: WorkerEndpo
 
     settings = root.settings
     app = create_reporting_app(root, settings.kpi_config(), utc_now,
-                                  publish_interval_s=settings.kpi_publish_interval_s)  # fmt: skip
+                                  publish_interval_s=settings.kpi_publish_interval_s,
+                                  forget_interval_s=settings.kpi_forget_interval_s)  # fmt: skip
     _serve_faust(app, root, heartbeat, endpoints, "reporting app")
 
 

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from processors.kpi import (
     Window,
     apply_fact,
     batch_facts,
+    cells_to_forget,
     entries_of,
     figure_of,
     parse_cell_key,
@@ -83,12 +85,22 @@ def _hold_store(datadir: Path) -> None:
     _held.append(handle)
 
 
+def _span(delta: timedelta) -> str:
+    """`14 d`, `36 h` or `5 s`: a setting's span, as a person would write it."""
+    seconds = delta.total_seconds()
+    if seconds >= 86_400 and seconds % 86_400 == 0:
+        return f"{seconds / 86_400:g} d"
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds:g} s"
+
+
 @dataclass
 class _Windows:
-    """The windows to publish at the next round, and those published but not yet final."""
+    """The windows to publish at the next round, those published but not yet final, and
+    when each partition's cells are next looked over for windows to let go of."""
 
     due: dict[str, tuple[Window, Group]] = field(default_factory=dict)
     open: dict[str, tuple[Window, Group]] = field(default_factory=dict)
+    forget_after: dict[int, datetime] = field(default_factory=dict)
 
 
 class TableCells:
@@ -108,9 +120,23 @@ class TableCells:
         self._table[key.encode()] = self._serde.serialize(cell.to_record(), self._contract)
         self.stored[key] = cell
 
+    def __delitem__(self, key: str) -> None:
+        """Remove a cell: from the store, and from the changelog by a tombstone on the
+        partition of the event being processed (faust's rule), so only inside the agent
+        that owns `key`'s partition (`keys_of_partition`)."""
+        del self._table[key.encode()]
+        self.stored.pop(key, None)
+
     def __iter__(self) -> Iterator[str]:
         for key in list(self._table.keys()):
             yield key.decode() if isinstance(key, bytes) else str(key)
+
+    def keys_of_partition(self, partition: int) -> list[str]:
+        """The cells this worker stores for one partition of the table (faust's RocksDB
+        store keeps one database per partition; its keys are read from that one)."""
+        store = self._table.data
+        keys = store._visible_keys(store._db_for_partition(partition))
+        return [key.decode() if isinstance(key, bytes) else str(key) for key in keys]
 
 
 class FactExtractor:
@@ -134,7 +160,7 @@ class FactExtractor:
 
 def create_reporting_app(
     container: Container, config: KpiConfig, clock: Callable[[], datetime], *,
-    publish_interval_s: float = 1.0,
+    publish_interval_s: float = 1.0, forget_interval_s: float = 3600.0,
 ) -> faust.App:  # fmt: skip
     settings = container.settings
     datadir = settings.data_dir / "faust-reporting"
@@ -204,16 +230,36 @@ def create_reporting_app(
 
     async def apply(stream: Any) -> None:
         async for event in stream.events():
+            now = clock()
+            forget_cells(event.message.partition, now)
             if event.value is None:
                 continue
             try:
                 _, fact = serde.deserialize(event.value)
-                touched = apply_fact(cells, fact, config.min_subjects, config.grace)
+                touched = apply_fact(cells, fact, config.min_subjects, config.grace,
+                                     partial(config.forgotten, now=now))  # fmt: skip
             except (SchemaError, KeyError, TypeError, ValueError) as error:
                 await _dead_letter(event.message, event.value, error, APPLY_STAGE)
                 continue
             for key, window, group in touched:
                 windows.due[key] = (window, group)
+
+    def forget_cells(partition: int, now: datetime) -> None:
+        """Once per `forget_interval_s` and partition, inside the agent that owns the
+        partition (a cell's tombstone must go to its changelog partition): let go of the
+        cells whose figure has been final for `config.keep_cells`, with their subject tags
+        and source offsets. A window still to be published is kept for the next look."""
+        if now < windows.forget_after.get(partition, now):
+            return
+        windows.forget_after[partition] = now + timedelta(seconds=forget_interval_s)
+        pending = windows.due.keys() | windows.open.keys()
+        gone = [key for key in cells_to_forget(cells.keys_of_partition(partition), now, config)
+                if key not in pending]  # fmt: skip
+        for key in gone:
+            del cells[key]
+        if gone:
+            log.info("reporting: let go of %d cell(s) of partition %d, final for over %s",
+                     len(gone), partition, _span(config.keep_cells))  # fmt: skip
 
     app.agent(tagged, name="extract-facts")(extract)
     app.agent(facts_topic, name="apply-facts")(apply)

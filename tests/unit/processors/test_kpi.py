@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 from datetime import UTC, date, datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from processors.kpi import (
     apply_fact,
     batch_facts,
     cell_key,
+    cells_to_forget,
     counts_for_reporting,
     entries_of,
     facts_of,
@@ -276,6 +278,7 @@ def _fact_fields(catalog: SchemaCatalog) -> tuple[set[str], set[str]]:
         ({"service_level_s": 0}, "service-level"),
         ({"min_subjects": 1}, "anonymity threshold"),
         ({"grace": timedelta(seconds=-1)}, "grace"),
+        ({"keep_cells": timedelta(seconds=-1)}, "kept after their grace"),
     ],
 )
 def test_config_refuses_nonsense(fields: dict[str, Any], message: str) -> None:
@@ -285,6 +288,26 @@ def test_config_refuses_nonsense(fields: dict[str, Any], message: str) -> None:
 
 def test_config_defaults_are_those_of_the_issue() -> None:
     assert (CONFIG.service_level_s, CONFIG.min_subjects, CONFIG.grace) == (20, 5, GRACE)
+    assert CONFIG.keep_cells == timedelta(days=14)
+
+
+def test_a_window_is_let_go_of_keep_cells_after_its_grace_period() -> None:
+    let_go = HOUR_T0.end + GRACE + timedelta(days=14)
+    assert not CONFIG.forgotten(HOUR_T0, let_go - timedelta(milliseconds=1))
+    assert CONFIG.forgotten(HOUR_T0, let_go)
+    assert not CONFIG.forgotten(DAY_T0, let_go)  # the day ends later
+
+
+def test_cells_to_forget_names_the_cells_of_windows_let_go_of_only() -> None:
+    config = KpiConfig(keep_cells=timedelta(days=1))
+    now = HOUR_T0.end + GRACE + timedelta(days=1)
+    keys = [OUTAGE_DAY_KEY, OUTAGE_HOUR_KEY]
+    assert cells_to_forget(keys, now, config) == [OUTAGE_HOUR_KEY]
+    assert cells_to_forget(keys, now - timedelta(seconds=1), config) == []
+    # a key that names no window (not the app's) is left alone, not an error
+    assert cells_to_forget(["not a cell", "hour|yesterday|a|b|c|d", *keys], now, config) == [
+        OUTAGE_HOUR_KEY
+    ]
 
 
 # ---------------------------------------------------------------------------- windows
@@ -938,6 +961,22 @@ def test_a_day_fact_updates_its_hour_and_its_day() -> None:
         {"offered": 1, "answered": 1}, [TAGS[0]], False, {"contact.ores.v1/2": 41}, 1, 0
     )
     assert cells == {OUTAGE_HOUR_KEY: expected, OUTAGE_DAY_KEY: expected}
+
+
+def test_an_entry_for_a_window_let_go_of_makes_no_cell_there() -> None:
+    # routed within its hour's grace, but taken in after the app let go of the hour: a
+    # fresh cell would publish a figure of this one entry over the final one
+    config = KpiConfig(keep_cells=timedelta(days=1))
+    now = HOUR_T0.end + GRACE + timedelta(days=1)
+    in_grace = _fact(_entry(routed_at=HOUR_T0.end + timedelta(minutes=5)))
+    cells: dict[str, Cell] = {}
+    touched = apply_fact(cells, in_grace, K, GRACE, partial(config.forgotten, now=now))
+    assert [key for key, _, _ in touched] == [OUTAGE_DAY_KEY]
+    assert list(cells) == [OUTAGE_DAY_KEY]
+    assert cells[OUTAGE_DAY_KEY].measures == {"offered": 1, "answered": 1}
+    kept: dict[str, Cell] = {}
+    apply_fact(kept, in_grace, K, GRACE)  # nothing let go of: the hour takes it
+    assert kept[OUTAGE_HOUR_KEY].measures == {"offered": 1, "answered": 1}
 
 
 def test_a_week_fact_updates_its_week() -> None:
