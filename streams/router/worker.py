@@ -18,11 +18,14 @@ before its Kafka commit, and both kinds of commit come one at a time, in order. 
 batch N aborts, the batches routed or decoded after it are dropped and read again from the
 committed offsets (ledger rows written stand: routing an event again resolves it to the
 same subject; rows not written are forgotten, with every cache, and made again).
+
+This module is the loop; the producer and its transactions are `streams.router.transaction`'s,
+the retried broker calls `streams.router.kafka_calls`', the dedup window's seeding at
+assignment `streams.router.seeding`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -35,7 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from opentelemetry.trace import SpanKind
 
 from processors.policy import Policy, parse_policy
@@ -46,17 +49,19 @@ from schemas.topic_names import PRIVACY_SUBJECT_STATE
 from streams.bootstrap import Container
 from streams.errors import ContactflowError
 from streams.infra_files import load_infra_file
-from streams.kafka.refusals import RECORD_ERRORS
 from streams.keys import load_keys
 from streams.ledger import current_revision, head_revision, session_factory
-from streams.router.decode import Decoded, Outcome
+from streams.router.decode import Outcome
 from streams.router.dedup import DedupWindow
 from streams.router.directory import MIB, LedgerWrite, LedgerWriteFailed, SubjectDirectory
 from streams.router.helper import DecodeHelper, HelperFailed, Pending
+from streams.router.kafka_calls import OUTAGE_ERRORS, OUTAGE_REPORT_S, GaveUp, KafkaCalls
 from streams.router.limits import OutputLimits, read_output_limits
 from streams.router.pipeline import OUTPUT_TOPICS, BatchOutcome, RouterPipeline, decode_request
+from streams.router.seeding import seed_dedup_window
 from streams.router.state import SubjectStateTable
 from streams.router.telemetry import RouterMetrics, batch_links
+from streams.router.transaction import PRODUCER_MAX_BYTES, RouterTransactions
 from streams.runtime.health import Heartbeat
 from streams.runtime.heap import freeze_startup_heap
 from streams.runtime.watchdog import CallWatchdog
@@ -67,22 +72,8 @@ GROUP_ID = "contactflow-router"
 # Batches handed to the decode helper before the oldest is routed: with two, the helper
 # always has the next one queued and never waits for this process between batches.
 _DECODE_AHEAD = 2
-PRODUCER_MAX_BYTES = 4 * 1024 * 1024
-_OUTAGE_REPORT_S = 30.0  # one line per this while the broker is away
-_SEED_TRY_S = 10.0  # one try at the group's committed offsets when seeding the dedup window
-# Errors that mean "the broker is away", not "this call is wrong": wait and call again.
-_OUTAGE_ERRORS = frozenset(
-    {KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
-     KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.NOT_COORDINATOR,
-     KafkaError.COORDINATOR_LOAD_IN_PROGRESS}
-)  # fmt: skip
 _ISOLATION_RETRIES = 3  # errors not about a record while isolating one, before re-reading
 _LEDGER_WRITE_TRIES = 5  # batches in a row whose ledger rows fail to write, before stopping
-# A transaction's end (offsets, commit, abort) retried as retriable for this long is given
-# up: the broker aborts a transaction after `transaction.timeout.ms` (60 s) anyway, and
-# librdkafka can keep answering NOT_COORDINATOR for a coordinator that moved (seen for
-# over 7 minutes after two of three nodes were killed). A new producer finds it afresh.
-_TXN_GIVE_UP_S = 90.0
 Clock = Callable[[], datetime]
 # /healthz fails when the loop has not turned for this long: twice the longest guarded
 # call (seeding the dedup window, 120 s) plus the watchdog's grace, which restarts a
@@ -135,14 +126,6 @@ class _Batch:
         return self.decoded
 
 
-class _GaveUp(Exception):
-    """A Kafka call still failing, as retriable, after its give-up time."""
-
-    def __init__(self, name: str, waited_s: float, error: KafkaError) -> None:
-        super().__init__(f"{name} not done in {waited_s:.0f} s ({error.name()})")
-        self.error = error
-
-
 @dataclass(frozen=True)
 class _Committing:
     """A routed batch whose transaction is committing in the commit thread."""
@@ -151,7 +134,7 @@ class _Committing:
     outcome: BatchOutcome
     started: float
     began: float
-    future: Future[KafkaException | LedgerWriteFailed | _GaveUp | None]
+    future: Future[KafkaException | LedgerWriteFailed | GaveUp | None]
 
 
 class RouterWorker:
@@ -176,8 +159,7 @@ class RouterWorker:
         self._idle_since = time.monotonic()
         self.stats = RouterStats()
         self._watchdog = watchdog
-        self._last_client_error = -_OUTAGE_REPORT_S
-        self._broker_lost = False  # the consumer saw the broker go: renew the producer
+        self._last_client_error = -OUTAGE_REPORT_S
         self.heartbeat = heartbeat or Heartbeat(HEALTH_STALE_S)
         self._partitions: set[tuple[str, int]] = set()  # assigned, for /readyz
         # assigned partitions read to their end since their last record: `run(max_idle_s)`
@@ -198,7 +180,7 @@ class RouterWorker:
             defer_writes=True,  # written by `_end`, before the Kafka commit
         )
         self._ledger_failures = 0  # batches in a row whose ledger rows failed to write
-        self._monotonic = time.monotonic  # `_until_done`'s clock (tests move it)
+        self.calls = KafkaCalls(self._stop, self.heartbeat, watchdog)
         self._state = SubjectStateTable(  # an erasure drops the key in every router at once
             settings.kafka_client_config(),
             container.topics.name(PRIVACY_SUBJECT_STATE),
@@ -231,20 +213,12 @@ class RouterWorker:
                 "enable.partition.eof": True,
             }
         )
-        self._producer_config = {
-            **client,
-            "transactional.id": settings.scoped(f"contactflow-router-{settings.router_instance}"),
-            "transaction.timeout.ms": 60_000,
-            "linger.ms": 5,
-            "compression.type": "lz4",
-            "message.max.bytes": PRODUCER_MAX_BYTES,
-            "queue.buffering.max.messages": 500_000,
-            # Only failures are reported, so a refused record is known by its error.
-            "delivery.report.only.error": True,
-            "on_delivery": self._on_delivery_error,
-        }
-        self._producer = Producer(self._producer_config)
-        self._delivery_errors: list[KafkaError] = []
+        self.transactions = RouterTransactions(
+            client,
+            settings.scoped(f"contactflow-router-{settings.router_instance}"),
+            self.calls,
+            settings.router_instance,
+        )
         self._batch_size = settings.router_batch_size
         self._batch_timeout = settings.router_batch_timeout_s
         self._use_helper = (os.cpu_count() or 1) >= 2 if helper is None else helper
@@ -273,7 +247,7 @@ class RouterWorker:
         self, *, max_idle_s: float | None = None, ready: Callable[[], None] | None = None
     ) -> RouterStats:
         """Route until stopped (or idle for `max_idle_s`); commit the last batch first."""
-        self._until_done("init_transactions", 60, lambda: self._producer.init_transactions(60))
+        self.transactions.init()
         if self._use_helper and self._helper is None:
             self._helper = DecodeHelper(self.pipeline.decoder_config(self._pseudonym_key))
         self._state.catch_up()
@@ -335,10 +309,10 @@ class RouterWorker:
 
     def _client_error(self, error: KafkaError) -> None:
         """A client error (the broker away, mostly): one line per `_OUTAGE_REPORT_S`."""
-        if error.code() in _OUTAGE_ERRORS:
-            self._broker_lost = True
+        if error.code() in OUTAGE_ERRORS:
+            self.transactions.renew_before_next = True
         now = time.monotonic()
-        if now - self._last_client_error >= _OUTAGE_REPORT_S:
+        if now - self._last_client_error >= OUTAGE_REPORT_S:
             self._last_client_error = now
             log.warning("Kafka client: %s; waiting for the broker", error.name())
 
@@ -356,10 +330,10 @@ class RouterWorker:
         for step, call in (
             ("leave the group", self._consumer.close),
             ("close the subject-state reader", self._state.close),
-            ("flush the producer", lambda: self._producer.flush(10)),
+            ("flush the producer", lambda: self.transactions.producer.flush(10)),
         ):
             try:
-                with self._guard(step, 30):
+                with self.calls.guard(step, 30):
                     call()
             except KafkaException as exc:
                 log.warning("router closing: could not %s (%s)", step, exc.args[0].name())
@@ -509,7 +483,7 @@ class RouterWorker:
             len(messages),
             first.error,
         )
-        self._renew_producer()
+        self.transactions.renew()
         start, size, transient = 0, (len(messages) + 1) // 2, 0
         while start < len(messages):
             started = time.perf_counter()
@@ -522,7 +496,7 @@ class RouterWorker:
                 size = len(messages) - start
                 continue
             self._aborted(refused)
-            self._renew_producer()
+            self.transactions.renew()
             if not refused.record_error:
                 transient += 1
                 if transient > _ISOLATION_RETRIES:
@@ -576,63 +550,25 @@ class RouterWorker:
     def _send(self, outcome: BatchOutcome, began: float) -> _Refused | None:
         """Begin a transaction and produce the outputs: None when `_end` may add the input
         offsets and commit, else why not (the transaction is then aborted)."""
-        if self._broker_lost:  # librdkafka's transaction state may not survive an outage
-            self._broker_lost = False
-            log.info("partitions reassigned or broker lost: new transactional producer")
-            self._renew_producer()
-        producer = self._producer
-        self._delivery_errors.clear()
-        try:
-            producer.begin_transaction()
-            for output in outcome.outputs:
-                while True:
-                    try:
-                        producer.produce(
-                            output.topic,
-                            output.value,
-                            output.key,
-                            headers=output.headers,  # type: ignore[arg-type]
-                        )
-                        break
-                    except BufferError:
-                        producer.poll(0.05)
-            producer.poll(0)
-            return None
-        except KafkaException as exc:
-            return self._ended(exc, began)
+        failure = self.transactions.send(outcome.outputs)
+        return None if failure is None else self._ended(failure, began)
 
     def _end(
         self, offsets: list[TopicPartition], group: Any, ledger_write: LedgerWrite | None
-    ) -> KafkaException | LedgerWriteFailed | _GaveUp | None:
+    ) -> KafkaException | LedgerWriteFailed | GaveUp | None:
         """Write the batch's ledger rows, then add the input offsets to the open
         transaction and commit it (in the commit thread with `overlap_commits`): the error
         that stopped it, if any, for `_ended` in the routing thread. `group`: the
         consumer's group metadata, read there."""
-        producer = self._producer
         if ledger_write is not None:
             try:
                 self.directory.write(ledger_write)
             except LedgerWriteFailed as exc:
                 return exc
-        try:
-            self._until_done(
-                "send_offsets_to_transaction",
-                15,
-                lambda: producer.send_offsets_to_transaction(offsets, group, 15),
-                give_up_s=_TXN_GIVE_UP_S,
-            )
-            self._until_done(
-                "commit_transaction",
-                60,
-                lambda: producer.commit_transaction(60),
-                give_up_s=_TXN_GIVE_UP_S,
-            )
-            return None
-        except (KafkaException, _GaveUp) as exc:
-            return exc
+        return self.transactions.commit(offsets, group)
 
     def _ended(
-        self, failure: KafkaException | LedgerWriteFailed | _GaveUp | None, began: float
+        self, failure: KafkaException | LedgerWriteFailed | GaveUp | None, began: float
     ) -> _Refused | None:
         """A transaction's end: None when it committed; else it is aborted, and why."""
         if failure is None:
@@ -640,26 +576,14 @@ class RouterWorker:
             return None
         if isinstance(failure, LedgerWriteFailed):
             return self._ledger_write_failed(failure, began)
-        if isinstance(failure, _GaveUp):  # the producer may be stuck: a new one, not an abort
+        if isinstance(failure, GaveUp):  # the producer may be stuck: a new one, not an abort
             log.warning("batch aborted: %s; new transactional producer, re-reading it", failure)
-            self._renew_producer()
+            self.transactions.renew()
             self._metrics.transaction(time.perf_counter() - began, committed=False)
             return _Refused("transaction_given_up", record_error=False)
-        error: KafkaError = failure.args[0]
-        self._producer.poll(0)  # serve the delivery reports of the refused records
-        cause = next(
-            (e for e in (error, *self._delivery_errors) if e.code() in RECORD_ERRORS), None
-        )
-        if error.code() == KafkaError._FENCED:
-            raise ContactflowError(
-                "router fenced: another router started with the same "
-                f"CONTACTFLOW_ROUTER_INSTANCE ({self._container.settings.router_instance}); "
-                "this one stops, nothing it did not commit is lost"
-            ) from None
-        log.warning("batch aborted (%s); re-reading it", (cause or error).name())
-        self._abort(error)
+        named, record_error = self.transactions.refusal(failure.args[0])
         self._metrics.transaction(time.perf_counter() - began, committed=False)
-        return _Refused((cause or error).name(), cause is not None)
+        return _Refused(named.name(), record_error)
 
     def _ledger_write_failed(self, failure: LedgerWriteFailed, began: float) -> _Refused:
         """The batch's ledger rows were not written (another router wrote the same ones
@@ -671,88 +595,9 @@ class RouterWorker:
                 f"{failure}; {self._ledger_failures} batches in a row: the router stops"
             ) from None
         log.warning("batch aborted: %s; re-reading it", failure)
-        self._abort(None)
+        self.transactions.abort(None)
         self._metrics.transaction(time.perf_counter() - began, committed=False)
         return _Refused("ledger_write_failed", record_error=False)
-
-    def _abort(self, error: KafkaError | None) -> None:
-        """Abort the open transaction; a producer that cannot (a fatal error, or a broker
-        that forgot the transaction) is replaced by a new one with the same id, whose
-        start aborts whatever the broker still holds open."""
-        if error is None or not error.fatal():
-            try:
-                self._until_done(
-                    "abort_transaction",
-                    30,
-                    lambda: self._producer.abort_transaction(30),
-                    give_up_s=_TXN_GIVE_UP_S,
-                )
-                return
-            except _GaveUp as gave_up:
-                error = gave_up.error
-            except KafkaException as exc:
-                error = exc.args[0]
-                if error.code() == KafkaError._FENCED:
-                    raise ContactflowError(
-                        "router fenced while aborting: another router started with the same "
-                        "CONTACTFLOW_ROUTER_INSTANCE; this one stops"
-                    ) from None
-        log.warning("transactional producer replaced after %s", error.name())
-        self._renew_producer()
-
-    def _guard(self, name: str, timeout_s: float) -> contextlib.AbstractContextManager[None]:
-        if self._watchdog is None:
-            return contextlib.nullcontext()
-        return self._watchdog.guard(name, timeout_s)
-
-    def _until_done(
-        self,
-        name: str,
-        timeout_s: float,
-        call: Callable[[], object],
-        *,
-        give_up_s: float | None = None,
-    ) -> None:
-        """Repeat a Kafka call while librdkafka says it is retriable (a timed-out commit goes
-        on in the background and must be called again to finish). While the broker is away
-        this waits for it, with one line every `_OUTAGE_REPORT_S`, not one per retry; a stop
-        asked for meanwhile gives up (the open transaction is aborted by the broker), and so
-        does `give_up_s` of retries (`_GaveUp`)."""
-        monotonic = self._monotonic
-        started = reported = monotonic()
-        while True:
-            try:
-                with self._guard(name, timeout_s):
-                    call()
-                if reported > started:
-                    log.warning("broker back: %s done after %.0f s", name,
-                                monotonic() - started)  # fmt: skip
-                return
-            except KafkaException as exc:
-                error: KafkaError = exc.args[0]
-                retriable = error.retriable() or error.code() in _OUTAGE_ERRORS
-                if not retriable or self._stop.is_set():
-                    raise
-                now = monotonic()
-                if give_up_s is not None and now - started >= give_up_s:
-                    raise _GaveUp(name, now - started, error) from None
-                if now - reported >= _OUTAGE_REPORT_S or reported == started:
-                    log.warning("broker unreachable? %s not done for %.0f s (%s); retrying",
-                                name, now - started, error.name())  # fmt: skip
-                    reported = now + 1e-6
-                self.heartbeat.sleep(0.5)  # waiting for the broker is the loop's work
-
-    def _renew_producer(self) -> None:
-        """A new transactional producer with the same id: a refused record leaves the old
-        one's sequence numbers ahead of the broker's (OUT_OF_ORDER_SEQUENCE_NUMBER on its
-        next transaction). The new one fences the old one and starts clean."""
-        self._producer.flush(0)
-        self._producer = Producer(self._producer_config)
-        self._until_done("init_transactions", 60, lambda: self._producer.init_transactions(60))
-
-    def _on_delivery_error(self, error: KafkaError | None, _message: Message) -> None:
-        if error is not None:
-            self._delivery_errors.append(error)
 
     def _rewind(self) -> None:
         """Seek every assigned partition back to its committed offset."""
@@ -762,7 +607,7 @@ class RouterWorker:
         def read_committed() -> None:
             committed[:] = self._consumer.committed(assignment, timeout=30)
 
-        self._until_done("committed offsets", 30, read_committed)
+        self.calls.until_done("committed offsets", 30, read_committed)
         self._at_end.clear()  # read again from the committed offsets
         for tp in committed:
             offset = tp.offset if tp.offset >= 0 else 0
@@ -774,8 +619,8 @@ class RouterWorker:
         log.info("assigned %d partition(s)", len(partitions))
         self._partitions |= {(tp.topic, tp.partition) for tp in partitions}
         if self._assigned:  # a rebalance after an outage: start the next commit afresh
-            self._broker_lost = True
-        self._until_done("seed the dedup window", 120, lambda: self._seed_dedup(partitions))
+            self.transactions.renew_before_next = True
+        self.calls.until_done("seed the dedup window", 120, lambda: self._seed_dedup(partitions))
         self._assigned = True
         self._idle_since = time.monotonic()
 
@@ -790,75 +635,8 @@ class RouterWorker:
         self._at_end -= {(tp.topic, tp.partition) for tp in partitions}
 
     def _seed_dedup(self, partitions: list[TopicPartition]) -> None:
-        """Remember the event ids routed just before the committed offsets.
-
-        All partitions are read at once up to their committed offset. A record counts only
-        if it passes the live path's validation, and the first copy of an id wins, as it
-        did when it was routed (a later copy with other bytes was dead-lettered).
-        """
-        window = self._dedup.capacity
-        if window == 0 or not partitions:
-            return
-        started = time.monotonic()
-        # A short try: right after a broker's return the first request can stall on a
-        # stale connection for its whole timeout (30 s seen); `_until_done` tries again.
-        ends = {
-            (tp.topic, tp.partition): tp.offset
-            for tp in self._consumer.committed(partitions, timeout=_SEED_TRY_S)
-            if tp.offset > 0
-        }
-        if not ends:
-            return
-        reader = Consumer(
-            {
-                **self._container.settings.kafka_client_config(),
-                "group.id": self._container.settings.scoped(f"{GROUP_ID}-seed"),
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "fetch.wait.max.ms": 50,
-            }
-        )
-        first: dict[tuple[str, int], dict[str, bytes]] = {key: {} for key in ends}
-        try:
-            starts = []
-            for (topic, partition), end in ends.items():
-                low, _ = reader.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
-                starts.append(TopicPartition(topic, partition, max(low, end - window)))
-            reader.assign(starts)
-            pending = {
-                (tp.topic, tp.partition)
-                for tp in starts
-                if tp.offset < ends[(tp.topic, tp.partition)]
-            }
-            deadline = time.monotonic() + 120
-            while pending and time.monotonic() < deadline:
-                messages = [
-                    m for m in reader.consume(5000, 0.2)
-                    if m.error() is None and (m.offset() or 0) < ends[_key(m)]
-                ]  # fmt: skip
-                request = decode_request(messages)  # type: ignore[arg-type]
-                outcomes = self.pipeline.decoder.decode_batch(request, self._clock())
-                for message, item in zip(messages, outcomes, strict=True):
-                    if isinstance(item, Decoded):
-                        first[_key(message)].setdefault(item.event_id, item.content)
-                positions = reader.position([TopicPartition(t, p) for t, p in pending])
-                pending -= {
-                    (tp.topic, tp.partition)
-                    for tp in positions
-                    if tp.offset >= ends[(tp.topic, tp.partition)]
-                }
-            if pending:
-                log.warning("dedup window only partly seeded for %d partition(s)", len(pending))
-        finally:
-            reader.close()
-        for key, events in first.items():
-            self._dedup.remember(key, events.items())
-        log.info(
-            "dedup window seeded: %d event id(s) of %d partition(s) in %.1f s",
-            sum(len(events) for events in first.values()),
-            len(first),
-            time.monotonic() - started,
-        )
+        seed_dedup_window(self._container, self._consumer, GROUP_ID, self._dedup,
+                          self.pipeline.decoder, self._clock, partitions)  # fmt: skip
 
 
 def router_pipeline(
@@ -899,10 +677,6 @@ def _output_limits(container: Container) -> OutputLimits:
         declared=declared,
         timeout_s=30,
     )
-
-
-def _key(message: Message) -> tuple[str, int]:
-    return message.topic() or "", message.partition() or 0
 
 
 def _next_offsets(messages: list[Message]) -> list[TopicPartition]:

@@ -1,7 +1,7 @@
 """A transactional call that librdkafka keeps failing as retriable must not hold the router
 forever. Seen in `bench faults`: after two of three nodes were killed, the router's
 `send_offsets_to_transaction` answered NOT_COORDINATOR for over seven minutes, through
-the nodes' return and a restart of the whole cluster. Past `_TXN_GIVE_UP_S` of retries
+the nodes' return and a restart of the whole cluster. Past `TXN_GIVE_UP_S` of retries
 (the broker has aborted the transaction by then) the router abandons the transaction,
 starts a new transactional producer and reads the batch again: nothing lost, nothing
 twice. The retry loop's clock is moved, not waited for."""
@@ -19,7 +19,7 @@ from people import PHONE, example, fresh
 
 from schemas.serde import AvroSerde
 from streams.kafka.readback import read_all
-from streams.router import worker as worker_module
+from streams.router.transaction import TXN_GIVE_UP_S
 from streams.router.worker import RouterWorker
 
 pytestmark = pytest.mark.integration
@@ -52,16 +52,16 @@ def test_a_transaction_whose_offsets_never_go_is_given_up_and_the_batch_read_aga
         sdk.send("phone", event)
     sdk.flush()
     worker = RouterWorker(container)
-    stuck = _StuckOffsets(worker._producer)
-    worker._producer = stuck  # type: ignore[assignment]
-    ticks = itertools.count(step=worker_module._TXN_GIVE_UP_S / 3)
-    worker._monotonic = lambda: float(next(ticks))  # each retry: a third of the give-up time
+    stuck = _StuckOffsets(worker.transactions.producer)
+    worker.transactions.producer = stuck  # type: ignore[assignment]
+    ticks = itertools.count(step=TXN_GIVE_UP_S / 3)
+    worker.calls.monotonic = lambda: float(next(ticks))  # each retry: a third of the give-up
 
     with caplog.at_level(logging.WARNING, logger="streams.router.worker"):
         worker.run(max_idle_s=2.0)
 
     assert stuck.calls >= 3, "retried, then given up"
-    assert worker._producer is not stuck, "a new transactional producer"
+    assert worker.transactions.producer is not stuck, "a new transactional producer"
     assert worker.stats.aborted >= 1
     given_up = [r.getMessage() for r in caplog.records if "not done in" in r.getMessage()]
     assert given_up, [r.getMessage() for r in caplog.records]
