@@ -61,6 +61,9 @@ STAGE, APPLY_STAGE = "reporting-extract", "reporting-apply"
 REPUBLISH_FINAL_FOR = timedelta(days=2)  # after a restart, windows final since are re-sent
 EXTRACT_BATCH, EXTRACT_WITHIN_S = 2000, 0.2  # tagged events per batch, longest wait for one
 CELLS_TABLE = "kpi-cells"
+# The key of the empty record the app sends itself on each partition of the facts topic, so
+# the agent owning the partition looks its windows over (`forget_cells`).
+LOOK_OVER = b"look-over"
 # RocksDB per table partition: small caches, the cells are few and small.
 _ROCKSDB = {"driver": "rocksdict", "block_cache_size": 8 << 20,
             "block_cache_compressed_size": 2 << 20, "write_buffer_size": 4 << 20,
@@ -95,12 +98,10 @@ def _span(delta: timedelta) -> str:
 
 @dataclass
 class _Windows:
-    """The windows to publish at the next round, those published but not yet final, and
-    when each partition's cells are next looked over for windows to let go of."""
+    """The windows to publish at the next round, and those published but not yet final."""
 
     due: dict[str, tuple[Window, Group]] = field(default_factory=dict)
     open: dict[str, tuple[Window, Group]] = field(default_factory=dict)
-    forget_after: dict[int, datetime] = field(default_factory=dict)
 
 
 class TableCells:
@@ -230,14 +231,14 @@ def create_reporting_app(
 
     async def apply(stream: Any) -> None:
         async for event in stream.events():
-            now = clock()
-            forget_cells(event.message.partition, now)
             if event.value is None:
+                if event.key == LOOK_OVER:
+                    forget_cells(event.message.partition, clock())
                 continue
             try:
                 _, fact = serde.deserialize(event.value)
                 touched = apply_fact(cells, fact, config.min_subjects, config.grace,
-                                     partial(config.forgotten, now=now))  # fmt: skip
+                                     partial(config.forgotten, now=clock()))  # fmt: skip
             except (SchemaError, KeyError, TypeError, ValueError) as error:
                 await _dead_letter(event.message, event.value, error, APPLY_STAGE)
                 continue
@@ -245,13 +246,11 @@ def create_reporting_app(
                 windows.due[key] = (window, group)
 
     def forget_cells(partition: int, now: datetime) -> None:
-        """Once per `forget_interval_s` and partition, inside the agent that owns the
-        partition (a cell's tombstone must go to its changelog partition): let go of the
-        cells whose figure has been final for `config.keep_cells`, with their subject tags
-        and source offsets. A window still to be published is kept for the next look."""
-        if now < windows.forget_after.get(partition, now):
-            return
-        windows.forget_after[partition] = now + timedelta(seconds=forget_interval_s)
+        """Let go of the partition's cells whose figure has been final for
+        `config.keep_cells`, with their subject tags and source offsets. Run by the agent
+        that owns the partition, on a `LOOK_OVER` record (a cell's tombstone must go to the
+        changelog partition of the event being processed). A window still to be published
+        is kept for the next look."""
         pending = windows.due.keys() | windows.open.keys()
         gone = [key for key in cells_to_forget(cells.keys_of_partition(partition), now, config)
                 if key not in pending]  # fmt: skip
@@ -260,6 +259,13 @@ def create_reporting_app(
         if gone:
             log.info("reporting: let go of %d cell(s) of partition %d, final for over %s",
                      len(gone), partition, _span(config.keep_cells))  # fmt: skip
+
+    @app.timer(interval=forget_interval_s, name="look-over-windows")  # type: ignore[untyped-decorator]
+    async def look_over() -> None:
+        """A `LOOK_OVER` record to each partition of the facts topic: its agent then looks
+        the partition's cells over, whether facts still come there or not."""
+        for partition in range(topics.spec(REPORTING_FACTS).partitions):
+            await facts_topic.send(key=LOOK_OVER, value=None, partition=partition)
 
     app.agent(tagged, name="extract-facts")(extract)
     app.agent(facts_topic, name="apply-facts")(apply)
