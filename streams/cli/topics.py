@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from streams.cli._app import console, container, err_console, kafka_container, topics_app
+from streams.runtime.durations import human_duration
 
 
 @topics_app.command("apply")
@@ -90,18 +91,3 @@ def topics_list(
 
 def _int_or_none(value: str | None) -> int | None:
     return int(value) if value is not None and value.lstrip("-").isdigit() else None
-
-
-def human_duration(ms: object) -> str:
-    """Milliseconds as days and hours (`3 d`, `40 d`, `12 h`); -1 is forever."""
-    if not isinstance(ms, int):
-        return "-"
-    if ms < 0:
-        return "forever"
-    days, rest = divmod(ms, 86_400_000)
-    hours = rest // 3_600_000
-    if days and hours:
-        return f"{days} d {hours} h"
-    if days:
-        return f"{days} d"
-    return f"{hours} h" if hours else f"{ms // 1000} s"

@@ -54,6 +54,7 @@ from streams.bootstrap import Container
 from streams.control.app import faust_credentials
 from streams.errors import ContactflowError
 from streams.kafka.faust_isolation import read_committed
+from streams.runtime.durations import human_duration
 
 log = logging.getLogger(__name__)
 APP_ID = "contactflow-reporting"
@@ -86,14 +87,6 @@ def _hold_store(datadir: Path) -> None:
             "CONTACTFLOW_DATA_DIR (they share the work through their consumer group)"
         ) from None
     _held.append(handle)
-
-
-def _span(delta: timedelta) -> str:
-    """`14 d`, `36 h` or `5 s`: a setting's span, as a person would write it."""
-    seconds = delta.total_seconds()
-    if seconds >= 86_400 and seconds % 86_400 == 0:
-        return f"{seconds / 86_400:g} d"
-    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds:g} s"
 
 
 @dataclass
@@ -257,8 +250,9 @@ def create_reporting_app(
         for key in gone:
             del cells[key]
         if gone:
+            kept = human_duration(int(config.keep_cells.total_seconds() * 1000))
             log.info("reporting: let go of %d cell(s) of partition %d, final for over %s",
-                     len(gone), partition, _span(config.keep_cells))  # fmt: skip
+                     len(gone), partition, kept)  # fmt: skip
 
     @app.timer(interval=forget_interval_s, name="look-over-windows")  # type: ignore[untyped-decorator]
     async def look_over() -> None:
