@@ -44,7 +44,6 @@ from streams.bootstrap import Container
 ADMIN_TIMEOUT_S = 30.0
 MARKER_CHECK_MAX = 100  # a partition this few offsets behind is read to tell records from markers
 MARKER_CHECK_S = 5.0  # at most this long for all of them; one not read in time keeps its figure
-DSR_PROCESS_GROUP = "contactflow-privacy-catchup"
 _NO_OFFSET = 0  # librdkafka's "no committed offset" is negative (-1001)
 _RETRIED = {  # the group coordinator is still loading or just moved: ask again shortly
     KafkaError.NOT_COORDINATOR,
@@ -130,6 +129,7 @@ def known_groups(container: Container) -> list[ConsumerGroupRef]:
     deployment runs it), one per consumer registered in `infra/consumers.yaml`, and
     (optional) the one `contactflow dsr process` commits with."""
     from streams.control.app import APP_ID
+    from streams.control.drain import CATCHUP_GROUP
     from streams.reporting.app import APP_ID as REPORTING_APP_ID
     from streams.router.pipeline import CHANNEL_OF_TOPIC
     from streams.router.worker import GROUP_ID
@@ -151,9 +151,7 @@ def known_groups(container: Container) -> list[ConsumerGroupRef]:
             ConsumerGroupRef(scoped(f"contactflow-downstream-{name}"), f"downstream:{name}",
                              tuple(COMMAND_TOPICS))
         )  # fmt: skip
-    groups.append(
-        ConsumerGroupRef(scoped(DSR_PROCESS_GROUP), "dsr-process", privacy, optional=True)
-    )
+    groups.append(ConsumerGroupRef(scoped(CATCHUP_GROUP), "dsr-process", privacy, optional=True))
     return groups
 
 

@@ -1,11 +1,12 @@
 """Apply what the retention topics hold now, once: for demos and catching up by hand.
 
 The control-plane app (`contactflow run privacy`) does this continuously; this reads
-`recordings.standard.v1` and `retention.signals.v1` from the start and applies every
-record through the same input steps as the app (`streams.control.inputs`), whose actions
-are idempotent: a record it cannot use goes to the dead-letter topic with its reason and
-bytes (again on each catch-up, under the same key: its topic, partition and offset); a
-transient failure is tried again a few times, then stops the catch-up.
+`recordings.standard.v1` and `retention.signals.v1` from where the last catch-up stopped
+(the catch-ups' consumer group, `streams.control.drain`) to their current end, and
+applies every record through the same input steps as the app (`streams.control.inputs`):
+a record it cannot use goes to the dead-letter topic with its reason and bytes, once; a
+transient failure is tried again a few times, then stops the catch-up (nothing is
+committed past it, so the next run starts there).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from confluent_kafka import Message
+
 from schemas.topic_names import RECORDINGS_STANDARD, RETENTION_SIGNALS
 from streams.bootstrap import Container
+from streams.control.drain import CATCHUP_GROUP, drain_topic
 from streams.control.inputs import apply_now, retention_steps
 from streams.control.retention.service import RetentionService
-from streams.kafka.readback import read_all
 
 log = logging.getLogger(__name__)
 
@@ -32,22 +35,29 @@ class CatchUp:
 
 
 def apply_retention_topics(
-    container: Container, service: RetentionService, now: datetime
-) -> CatchUp:
+    container: Container, service: RetentionService, now: datetime, *,
+    group: str = CATCHUP_GROUP,
+) -> CatchUp:  # fmt: skip
     config = container.settings.kafka_client_config()
     steps = retention_steps(service)
     result = CatchUp()
-    for message in read_all(config, container.topics.name(RECORDINGS_STANDARD)):
+
+    def register(message: Message) -> None:
         if message.value() is None:
-            continue
+            return
         outcome = apply_now(steps[RECORDINGS_STANDARD], message, now)
         result.dead_lettered += outcome.dead_lettered
         result.registered += outcome.result in ("registered", "held")
         result.held_on_arrival += outcome.result == "held"
-    for message in read_all(config, container.topics.name(RETENTION_SIGNALS)):
+
+    def hold(message: Message) -> None:
         if message.value() is None:
-            continue
+            return
         outcome = apply_now(steps[RETENTION_SIGNALS], message, now)
         result.dead_lettered += outcome.dead_lettered
         result.held_by_signals += outcome.result if isinstance(outcome.result, int) else 0
+
+    scoped = container.settings.scoped(group)
+    drain_topic(config, scoped, container.topics.name(RECORDINGS_STANDARD), register)
+    drain_topic(config, scoped, container.topics.name(RETENTION_SIGNALS), hold)
     return result
