@@ -61,6 +61,11 @@ class SystemRun:
     def cpu_us_per_event(self) -> float:
         return 1e6 * self.cpu_s / self.events if self.events else 0.0
 
+    @property
+    def cores(self) -> float:
+        """The cores its processes kept busy on average over the measured window."""
+        return self.cpu_s * self.events_per_s / self.events if self.events else 0.0
+
 
 def plain_client_config(settings: Settings) -> dict[str, str]:
     """The shared librdkafka settings as strings (no logger object): fit for a subprocess."""

@@ -172,7 +172,8 @@ class BenchResult:
         lines = []
         for run in runs:
             capped = f" (capped at {run.events:,})" if run.events < self.events else ""
-            cpu = f", CPU {run.cpu_us_per_event:,.0f} µs/event" if run.cpu_s else ""
+            cores = f"{run.cores:.2f} core" + ("" if round(run.cores, 2) == 1 else "s")
+            cpu = f", CPU {run.cpu_us_per_event:,.0f} µs/event on {cores}" if run.cpu_s else ""
             lines.append(
                 f"{labels[run.name]}: {run.events_per_s:,.0f} events/s over "
                 f"{run.events:,} events{capped}, peak RSS {run.peak_rss_bytes / 2**20:,.0f} MiB"

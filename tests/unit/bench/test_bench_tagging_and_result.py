@@ -88,7 +88,13 @@ def test_summary_line_gives_three_ratios_with_two_decimals() -> None:
     assert len(lines) == 5
     assert "(capped at 500)" in lines[2]
     assert re.search(r"router \(transactions on\): 9,000 events/s", lines[3])
-    assert lines[3].endswith("CPU 111 µs/event")  # one process busy all the window
+    assert lines[3].endswith("CPU 111 µs/event on 1.00 core")  # one process, the whole window
+    half = SystemRun("router", 1000, 9000.0, 1000, 50 * 2**20, cpu_s=1000 / 9000.0 * 1.5)
+    assert half.cores == pytest.approx(1.5)
+    assert "CPU 167 µs/event on 1.50 cores" in BenchResult(
+        events=1000, limit=_run("limit", 12000.0), quix=_run("quix", 4000.0),
+        faust=_run("faust", 1500.0), router=half,
+    ).report_lines()[3]  # fmt: skip
     assert result.router_peak_rss_bytes == 50 * 2**20
 
 
