@@ -16,6 +16,8 @@ from typing import Any, Final
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
+from streams.kafka.readback import past_end
+
 CATCHUP_GROUP: Final = "contactflow-privacy-catchup"
 """The catch-ups' group (scoped by the deployment's prefix). `lag` shows it as `dsr
 process`'s; `infra/acl.yaml` lets the privacy app's role use it."""
@@ -65,8 +67,7 @@ def _drain(consumer: Consumer, topic: str, apply: Callable[[Message], None]) -> 
             continue
         # A partition whose tail is a transaction's marker has no record left to return:
         # its position passes the end. Committed there, `lag` shows it caught up.
-        tail = [tp for tp in consumer.position([TopicPartition(topic, p) for p in pending])
-                if tp.offset >= ends[tp.partition]]  # fmt: skip
+        tail = past_end(consumer, topic, {p: ends[p] for p in pending})
         if tail:
             consumer.commit(offsets=tail, asynchronous=False)
             pending -= {tp.partition for tp in tail}

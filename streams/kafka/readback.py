@@ -85,9 +85,8 @@ def read_all(
                     and offset + 1 >= ends.get(partition, 0)
                 ):
                     ends.pop(partition, None)
-            for tp in consumer.position([TopicPartition(topic, p) for p in list(ends)]):
-                if tp.offset >= ends.get(tp.partition, 1 << 62):
-                    ends.pop(tp.partition, None)  # the tail was a transaction marker
+            for tp in past_end(consumer, topic, ends):
+                ends.pop(tp.partition, None)  # the tail was a transaction marker
         if ends:
             raise ContactflowError(
                 f"timed out reading {topic}: partitions {sorted(ends)} not read to the end"
@@ -95,6 +94,14 @@ def read_all(
         return messages
     finally:
         consumer.close()
+
+
+def past_end(consumer: Consumer, topic: str, ends: Mapping[int, int]) -> list[TopicPartition]:
+    """The partitions of `ends` (partition -> end offset) whose position has reached their
+    end: read to the end even if no record says so, because the tail was a transaction's
+    marker, which a read_committed consumer never returns. Their positions, as read."""
+    positions = consumer.position([TopicPartition(topic, p) for p in ends])
+    return [tp for tp in positions if tp.offset >= ends[tp.partition]]
 
 
 def end_offsets(
